@@ -1,0 +1,539 @@
+//! The one place that knows the order of the checks (contract §3).
+
+use std::fmt;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCESS_CONTROL_REQUEST_METHOD, CONTENT_TYPE, ORIGIN, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response};
+use ring::rand::SystemRandom;
+
+use crate::clock::{Clock, SystemClock};
+use crate::credential::{CredentialError, extract_credential};
+use crate::error::{AuthError, ceil_secs};
+use crate::key::{ApiKey, KeyHasher, KeyId, KeyMode};
+use crate::limit::{GcraLimiter, Quota, RateDecision, RateLimitStatus, RateLimiter, RateLimits};
+use crate::policy::origin_allowed;
+use crate::render::{ErrorRenderer, JsonEnvelope};
+use crate::route::{EndpointClass, Resource, RouteMatch, Routes, Scope, Unmatched};
+use crate::store::{Directory, KeyRecord, KeySpec, KeyStore, StoreError};
+
+/// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers-10).
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// `RateLimit` (draft-ietf-httpapi-ratelimit-headers-10).
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// Who is calling: the verified key's record. Cloning it is one reference
+/// count, so adapters can hand it to handlers by value.
+#[derive(Clone)]
+pub struct Principal {
+    record: Arc<KeyRecord>,
+}
+
+impl Principal {
+    pub fn key_id(&self) -> KeyId {
+        self.record.id
+    }
+
+    pub fn org(&self) -> &str {
+        &self.record.org
+    }
+
+    /// Empty means every scope.
+    pub fn scopes(&self) -> &[Scope] {
+        &self.record.scopes
+    }
+
+    pub fn has_scope(&self, scope: &Scope) -> bool {
+        self.record.has_scope(scope)
+    }
+
+    pub fn mode(&self) -> KeyMode {
+        self.record.mode
+    }
+
+    pub fn key_name(&self) -> &str {
+        &self.record.name
+    }
+
+    pub fn record(&self) -> &KeyRecord {
+        &self.record
+    }
+}
+
+impl fmt::Debug for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Principal")
+            .field("key_id", &self.record.id)
+            .field("org", &self.record.org)
+            .field("mode", &self.record.mode)
+            .field("scopes", &self.record.scopes)
+            .finish()
+    }
+}
+
+/// A request that may proceed, and the headers its response must carry.
+#[derive(Clone, Debug)]
+pub struct Grant {
+    principal: Principal,
+    rate_limit: Option<(HeaderValue, RateLimitStatus)>,
+}
+
+impl Grant {
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    pub fn into_principal(self) -> Principal {
+        self.principal
+    }
+
+    pub fn rate_limit(&self) -> Option<&RateLimitStatus> {
+        self.rate_limit.as_ref().map(|(_, s)| s)
+    }
+
+    /// Adds `RateLimit-Policy` and `RateLimit` to the response headers.
+    pub fn apply_headers(&self, headers: &mut HeaderMap) {
+        if let Some((policy, status)) = &self.rate_limit {
+            headers.insert(RATELIMIT_POLICY, policy.clone());
+            headers.insert(RATELIMIT, ratelimit_value(status));
+        }
+    }
+}
+
+/// A refused request: the error, for the host's logs, and the finished
+/// response, identical whichever framework sends it.
+#[derive(Debug)]
+pub struct Rejection {
+    error: AuthError,
+    response: Response<Bytes>,
+}
+
+impl Rejection {
+    fn build(
+        error: AuthError,
+        renderer: &dyn ErrorRenderer,
+        challenges: &Challenges,
+        limit: Option<(HeaderValue, RateLimitStatus)>,
+    ) -> Self {
+        let rendered = renderer.render(&error);
+        let mut response = Response::new(rendered.body);
+        *response.status_mut() = error.status();
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, rendered.content_type);
+        if let Some(challenge) = challenges.for_error(&error) {
+            headers.insert(WWW_AUTHENTICATE, challenge);
+        }
+        if let Some(secs) = error.retry_after_secs() {
+            headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some((policy, status)) = limit {
+            headers.insert(RATELIMIT_POLICY, policy);
+            headers.insert(RATELIMIT, ratelimit_value(&status));
+        }
+        Rejection { error, response }
+    }
+
+    /// A refusal rendered with the defaults (JSON envelope, realm `agentix`),
+    /// for adapters with no [`Authenticator`] at hand: an extractor used on a
+    /// route the layer does not cover fails closed with this.
+    pub fn standalone(error: AuthError) -> Self {
+        Rejection::build(error, &JsonEnvelope, &Challenges::new("agentix"), None)
+    }
+
+    pub fn error(&self) -> &AuthError {
+        &self.error
+    }
+
+    pub fn response(&self) -> &Response<Bytes> {
+        &self.response
+    }
+
+    pub fn into_response(self) -> Response<Bytes> {
+        self.response
+    }
+}
+
+/// What an adapter does with a request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Call the handler with the principal, then [`Grant::apply_headers`].
+    Allow(Grant),
+    /// Not ours to judge: a CORS preflight, or an undeclared route under
+    /// [`Unmatched::PassThrough`].
+    PassThrough,
+    /// Answer with [`Rejection::into_response`] and do not call the handler.
+    Deny(Rejection),
+}
+
+/// The `WWW-Authenticate` values, built once from the realm.
+#[derive(Debug)]
+struct Challenges {
+    realm: String,
+    missing: HeaderValue,
+    invalid: HeaderValue,
+    expired: HeaderValue,
+}
+
+impl Challenges {
+    fn new(realm: &str) -> Self {
+        let value = |extra: &str| {
+            HeaderValue::try_from(format!(r#"Bearer realm="{realm}"{extra}"#))
+                .unwrap_or_else(|_| HeaderValue::from_static(r#"Bearer realm="api""#))
+        };
+        let described = |e: AuthError| format!(r#", error="invalid_token", error_description="{}""#, e.message());
+        Challenges {
+            realm: realm.to_owned(),
+            missing: value(""),
+            invalid: value(&described(AuthError::InvalidApiKey)),
+            expired: value(&described(AuthError::ExpiredApiKey)),
+        }
+    }
+
+    fn for_error(&self, error: &AuthError) -> Option<HeaderValue> {
+        match error {
+            AuthError::MissingApiKey => Some(self.missing.clone()),
+            AuthError::InvalidApiKey => Some(self.invalid.clone()),
+            AuthError::ExpiredApiKey => Some(self.expired.clone()),
+            AuthError::InsufficientScope { required } => HeaderValue::try_from(format!(
+                r#"Bearer realm="{}", error="insufficient_scope", scope="{required}""#,
+                self.realm
+            ))
+            .ok(),
+            _ => None,
+        }
+    }
+}
+
+/// Runs the checks of contract §3 in order and renders refusals. Build one per
+/// application with [`Authenticator::builder`] and share it behind an `Arc`.
+pub struct Authenticator {
+    store: Arc<dyn KeyStore>,
+    directory: Arc<dyn Directory>,
+    limiter: Arc<dyn RateLimiter>,
+    clock: Arc<dyn Clock>,
+    hasher: KeyHasher,
+    routes: Routes,
+    limits: RateLimits,
+    renderer: Arc<dyn ErrorRenderer>,
+    challenges: Challenges,
+    unavailable_retry_after: Duration,
+    /// `RateLimit-Policy` values for the default quotas, built once.
+    policies: Vec<(EndpointClass, Quota, HeaderValue)>,
+    rng: SystemRandom,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator").field("routes", &self.routes).field("limits", &self.limits).finish()
+    }
+}
+
+/// Configures an [`Authenticator`]; every setting but the store and directory
+/// has a default that matches the contract.
+pub struct AuthenticatorBuilder {
+    store: Arc<dyn KeyStore>,
+    directory: Arc<dyn Directory>,
+    limiter: Option<Arc<dyn RateLimiter>>,
+    clock: Arc<dyn Clock>,
+    hasher: KeyHasher,
+    routes: Routes,
+    limits: RateLimits,
+    renderer: Arc<dyn ErrorRenderer>,
+    realm: String,
+    unavailable_retry_after: Duration,
+}
+
+impl AuthenticatorBuilder {
+    /// Default: an in-process [`GcraLimiter`].
+    pub fn limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
+        self.limiter = Some(limiter);
+        self
+    }
+
+    /// Default: [`SystemClock`].
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Default: plain SHA-256. Every instance sharing a store must use the
+    /// same hasher.
+    pub fn hasher(mut self, hasher: KeyHasher) -> Self {
+        self.hasher = hasher;
+        self
+    }
+
+    /// Default: [`Routes::agentix`].
+    pub fn routes(mut self, routes: Routes) -> Self {
+        self.routes = routes;
+        self
+    }
+
+    /// Default: [`RateLimits::default`].
+    pub fn rate_limits(mut self, limits: RateLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Default: [`JsonEnvelope`].
+    pub fn renderer(mut self, renderer: Arc<dyn ErrorRenderer>) -> Self {
+        self.renderer = renderer;
+        self
+    }
+
+    /// Default: `agentix`. Must not contain `"` or `\`.
+    pub fn realm(mut self, realm: impl Into<String>) -> Self {
+        self.realm = realm.into();
+        self
+    }
+
+    /// `Retry-After` on 503 `AUTH_UNAVAILABLE`. Default: 5 s.
+    pub fn unavailable_retry_after(mut self, after: Duration) -> Self {
+        self.unavailable_retry_after = after;
+        self
+    }
+
+    pub fn build(self) -> Authenticator {
+        let mut policies = Vec::new();
+        for m in self.routes.classes() {
+            let q = self.limits.quota(m);
+            if !policies.iter().any(|(c, _, _)| *c == m) {
+                policies.push((m, q, policy_value(m, q)));
+            }
+        }
+        Authenticator {
+            store: self.store,
+            directory: self.directory,
+            limiter: self.limiter.unwrap_or_else(|| Arc::new(GcraLimiter::new())),
+            clock: self.clock,
+            hasher: self.hasher,
+            routes: self.routes,
+            limits: self.limits,
+            renderer: self.renderer,
+            challenges: Challenges::new(&self.realm),
+            unavailable_retry_after: self.unavailable_retry_after,
+            policies,
+            rng: SystemRandom::new(),
+        }
+    }
+}
+
+/// A refusal before rendering: the error and, once the key is known, its budget.
+type Refusal = (AuthError, Option<RateLimitStatus>);
+
+impl Authenticator {
+    pub fn builder(store: Arc<dyn KeyStore>, directory: Arc<dyn Directory>) -> AuthenticatorBuilder {
+        AuthenticatorBuilder {
+            store,
+            directory,
+            limiter: None,
+            clock: Arc::new(SystemClock),
+            hasher: KeyHasher::default(),
+            routes: Routes::agentix(),
+            limits: RateLimits::default(),
+            renderer: Arc::new(JsonEnvelope),
+            realm: "agentix".to_owned(),
+            unavailable_retry_after: Duration::from_secs(5),
+        }
+    }
+
+    pub fn routes(&self) -> &Routes {
+        &self.routes
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn store(&self) -> &Arc<dyn KeyStore> {
+        &self.store
+    }
+
+    /// Judges one request from its method, path (without the query: keys in
+    /// URLs are never read) and headers.
+    pub async fn authenticate(&self, method: &Method, path: &str, headers: &HeaderMap) -> Outcome {
+        if method == Method::OPTIONS && headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD) {
+            return Outcome::PassThrough;
+        }
+        let route = self.routes.classify(method, path);
+        if route.is_none() && self.routes.unmatched_policy() == Unmatched::PassThrough {
+            return Outcome::PassThrough;
+        }
+        match self.verify(route, headers).await {
+            Ok(grant) => Outcome::Allow(grant),
+            Err((error, status)) => Outcome::Deny(self.reject(error, status)),
+        }
+    }
+
+    async fn verify(&self, route: Option<RouteMatch<'_, '_>>, headers: &HeaderMap) -> Result<Grant, Refusal> {
+        // Steps 1 and 2: no I/O, and junk stops here.
+        let token = extract_credential(headers).map_err(|e| match e {
+            CredentialError::Missing => (AuthError::MissingApiKey, None),
+            CredentialError::Invalid => (AuthError::InvalidApiKey, None),
+        })?;
+        let key = ApiKey::parse(token).map_err(|_| (AuthError::InvalidApiKey, None))?;
+        // Step 3: one hash, one lookup.
+        let hash = self.hasher.hash(&key);
+        let record = self.store.find(&hash).await.map_err(|_| self.unavailable())?;
+        let record = record.filter(|r| r.deleted_at.is_none()).ok_or((AuthError::InvalidApiKey, None))?;
+        // Step 4: against the clock, every time.
+        let now = self.clock.now();
+        if record.is_expired(now) {
+            return Err((AuthError::ExpiredApiKey, None));
+        }
+        let principal = Principal { record };
+        let Some(route) = route else {
+            return Ok(Grant { principal, rate_limit: None });
+        };
+        let record = &principal.record;
+        let quota = record.quota_override(route.class).unwrap_or_else(|| self.limits.quota(route.class));
+        // Steps 5 to 8. A refusal here spends no budget but reports it.
+        if let Err(error) = self.check_policy(record, &route, headers).await {
+            let status = match error {
+                AuthError::Unavailable { .. } => None,
+                _ => self.limiter.peek(record.id, route.class, quota, now).await.ok(),
+            };
+            return Err((error, status));
+        }
+        // Step 9.
+        match self.limiter.check(record.id, route.class, quota, now).await {
+            Ok(RateDecision::Admit(status)) => {
+                Ok(Grant { rate_limit: Some((self.policy(status.class, status.quota), status)), principal })
+            }
+            Ok(RateDecision::Deny { status, retry_after }) => Err((AuthError::RateLimited { retry_after }, Some(status))),
+            Err(_) => Err(self.unavailable()),
+        }
+    }
+
+    async fn check_policy(&self, record: &KeyRecord, route: &RouteMatch<'_, '_>, headers: &HeaderMap) -> Result<(), AuthError> {
+        let down = |_: StoreError| AuthError::Unavailable { retry_after: self.unavailable_retry_after };
+        match route.resource {
+            Resource::None => {}
+            Resource::Agent(id) => {
+                let agent = self.directory.agent(id).await.map_err(down)?.ok_or(AuthError::AgentNotFound)?;
+                if agent.org != record.org {
+                    return Err(AuthError::OrgMismatch);
+                }
+                if !agent.active {
+                    return Err(AuthError::AgentInactive);
+                }
+                if !agent.public {
+                    return Err(AuthError::AgentNotPublic);
+                }
+                check_scope(record, route.scope)?;
+                if !agent.allowed_domains.is_empty()
+                    && headers.get_all(ORIGIN).iter().any(|o| !origin_allowed(o.as_bytes(), &agent.allowed_domains))
+                {
+                    return Err(AuthError::DomainNotAllowed);
+                }
+                return Ok(());
+            }
+            Resource::Team(id) => {
+                let team = self.directory.team(id).await.map_err(down)?.ok_or(AuthError::TeamNotFound)?;
+                if team.org != record.org {
+                    return Err(AuthError::OrgMismatch);
+                }
+            }
+        }
+        check_scope(record, route.scope)
+    }
+
+    fn unavailable(&self) -> Refusal {
+        (AuthError::Unavailable { retry_after: self.unavailable_retry_after }, None)
+    }
+
+    fn policy(&self, class: EndpointClass, quota: Quota) -> HeaderValue {
+        self.policies
+            .iter()
+            .find(|(c, q, _)| *c == class && *q == quota)
+            .map_or_else(|| policy_value(class, quota), |(_, _, v)| v.clone())
+    }
+
+    /// The one place an error becomes a response.
+    fn reject(&self, error: AuthError, status: Option<RateLimitStatus>) -> Rejection {
+        let limit = status.map(|s| (self.policy(s.class, s.quota), s));
+        Rejection::build(error, self.renderer.as_ref(), &self.challenges, limit)
+    }
+
+    /// Creates a key and returns it: the only moment its plaintext exists
+    /// outside the client.
+    pub async fn issue_key(&self, spec: KeySpec) -> Result<(ApiKey, Arc<KeyRecord>), StoreError> {
+        let (key, record) = self.new_record(spec)?;
+        let record = self.store.create(record).await?;
+        Ok((key, record))
+    }
+
+    /// "Roll": a new key now, with the old one's name, scopes, mode and
+    /// limits; the old one keeps working for `grace` and then expires. The
+    /// new key has no expiry of its own.
+    pub async fn roll_key(&self, org: &str, id: KeyId, grace: Duration) -> Result<Option<(ApiKey, Arc<KeyRecord>)>, StoreError> {
+        let Some(old) = self.store.get(org, id).await? else { return Ok(None) };
+        let spec = KeySpec {
+            org: old.org.clone(),
+            name: old.name.clone(),
+            scopes: old.scopes.clone(),
+            mode: old.mode,
+            expires_at: None,
+            rate_limits: old.rate_limits.clone(),
+        };
+        let (key, record) = self.new_record(spec)?;
+        let until = self.clock.now() + grace;
+        Ok(self.store.roll(org, id, record, until).await?.map(|r| (key, r)))
+    }
+
+    pub async fn delete_key(&self, org: &str, id: KeyId) -> Result<bool, StoreError> {
+        self.store.delete(org, id, self.clock.now()).await
+    }
+
+    fn new_record(&self, spec: KeySpec) -> Result<(ApiKey, KeyRecord), StoreError> {
+        let no_entropy = |_| StoreError::Unavailable("the system random generator failed".into());
+        let key = ApiKey::generate(&self.rng, spec.mode).map_err(no_entropy)?;
+        let id = KeyId::generate(&self.rng).map_err(no_entropy)?;
+        let record = KeyRecord {
+            id,
+            org: spec.org,
+            name: spec.name,
+            hash: self.hasher.hash(&key),
+            prefix: key.display_prefix(),
+            scopes: spec.scopes,
+            mode: spec.mode,
+            created_at: self.clock.now(),
+            expires_at: spec.expires_at,
+            deleted_at: None,
+            rate_limits: spec.rate_limits,
+        };
+        Ok((key, record))
+    }
+}
+
+fn check_scope(record: &KeyRecord, scope: &Scope) -> Result<(), AuthError> {
+    if record.has_scope(scope) { Ok(()) } else { Err(AuthError::InsufficientScope { required: scope.clone() }) }
+}
+
+/// `"chat";q=60;w=60`
+fn policy_value(class: EndpointClass, quota: Quota) -> HeaderValue {
+    let mut buf = [0u8; 96];
+    header_value(&mut buf, format_args!("\"{}\";q={};w={}", class.as_str(), quota.get(), quota.window_secs()))
+}
+
+/// `"chat";r=59;t=1`: `t` is the time until the budget is full again, in
+/// whole seconds rounded up.
+fn ratelimit_value(status: &RateLimitStatus) -> HeaderValue {
+    let mut buf = [0u8; 96];
+    let t = ceil_secs(status.reset);
+    header_value(&mut buf, format_args!("\"{}\";r={};t={}", status.class.as_str(), status.remaining, t))
+}
+
+/// Formats into a stack buffer: the only allocation is the header value's own.
+fn header_value(buf: &mut [u8], args: fmt::Arguments<'_>) -> HeaderValue {
+    let cap = buf.len();
+    let mut cursor = std::io::Cursor::new(&mut *buf);
+    let len = match cursor.write_fmt(args) {
+        Ok(()) => usize::try_from(cursor.position()).unwrap_or(cap),
+        Err(_) => 0,
+    };
+    HeaderValue::from_bytes(&buf[..len]).unwrap_or_else(|_| HeaderValue::from_static(""))
+}

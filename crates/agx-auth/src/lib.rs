@@ -1,0 +1,62 @@
+//! The framework-free core of agx-auth.
+//!
+//! A request travels `Route → Credential → ApiKey → KeyHash → KeyRecord →
+//! policy → RateLimiter → Verdict`, and only [`Authenticator`] knows that
+//! order (contract §3). Everything here depends on `http` and `ring`, never on
+//! a web framework, a database or a cache: adapters and stores live in their
+//! own crates and plug in through [`KeyStore`], [`Directory`], [`RateLimiter`]
+//! and [`ErrorRenderer`].
+//!
+//! ```
+//! use std::sync::Arc;
+//! use agx_auth::{Authenticator, KeyMode, KeySpec, MemoryStore, Outcome};
+//! use http::{HeaderMap, HeaderValue, Method};
+//!
+//! # tokio_test();
+//! # fn tokio_test() {
+//! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! # rt.block_on(async {
+//! let store = Arc::new(MemoryStore::new());
+//! store.insert_org("org_1", "Acme");
+//! store.insert_agent(agx_auth::AgentRecord::new("agent_1", "org_1", "Support"));
+//! let auth = Authenticator::builder(store.clone(), store.clone()).build();
+//!
+//! let (key, _record) = auth.issue_key(KeySpec::new("org_1", "Production Widget")).await.unwrap();
+//! let mut headers = HeaderMap::new();
+//! let bearer = format!("Bearer {}", key.expose_secret());
+//! headers.insert("authorization", HeaderValue::from_str(&bearer).unwrap());
+//!
+//! let outcome = auth.authenticate(&Method::GET, "/api/public/agents/agent_1", &headers).await;
+//! let Outcome::Allow(grant) = outcome else { panic!("expected a grant") };
+//! assert_eq!(grant.principal().org(), "org_1");
+//! assert_eq!(grant.principal().mode(), KeyMode::Live);
+//! # });
+//! # }
+//! ```
+
+mod authenticator;
+mod clock;
+mod credential;
+mod error;
+mod key;
+mod limit;
+mod policy;
+mod render;
+mod route;
+mod store;
+
+pub use authenticator::{Authenticator, AuthenticatorBuilder, Grant, Outcome, Principal, Rejection};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use credential::{CredentialError, MAX_CREDENTIAL_LEN, extract_credential};
+pub use error::AuthError;
+pub use key::{ApiKey, KeyFormatError, KeyHash, KeyHasher, KeyId, KeyIdParseError, KeyMode};
+pub use limit::{
+    GcraLimiter, LimitError, Quota, RateDecision, RateLimitStatus, RateLimiter, RateLimits,
+};
+pub use policy::origin_allowed;
+pub use render::{ErrorRenderer, JsonEnvelope, ProblemJson, RenderedError};
+pub use route::{EndpointClass, Resource, RouteMatch, Routes, Scope, Unmatched};
+pub use store::{
+    AgentRecord, Directory, KeyRecord, KeySpec, KeyStore, MemoryStore, StoreError,
+    TeamRecord,
+};

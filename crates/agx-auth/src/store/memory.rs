@@ -1,0 +1,164 @@
+//! The embedded store: keys, orgs, agents and teams in process memory. It is
+//! the reference server's default and the conformance suite's baseline, so it
+//! also offers fault injection ([`MemoryStore::set_available`]) to prove that
+//! an unreachable store fails closed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+
+use super::{AgentRecord, Directory, KeyRecord, KeyStore, StoreError, TeamRecord};
+use crate::key::{KeyHash, KeyId};
+
+#[derive(Default)]
+struct Inner {
+    keys: HashMap<KeyHash, Arc<KeyRecord>>,
+    ids: HashMap<KeyId, KeyHash>,
+    orgs: HashMap<String, String>,
+    agents: HashMap<String, Arc<AgentRecord>>,
+    teams: HashMap<String, Arc<TeamRecord>>,
+}
+
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: RwLock<Inner>,
+    down: AtomicBool,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Simulates an outage: while unavailable, every call fails with
+    /// [`StoreError::Unavailable`].
+    pub fn set_available(&self, available: bool) {
+        self.down.store(!available, Ordering::SeqCst);
+    }
+
+    pub fn insert_org(&self, id: impl Into<String>, name: impl Into<String>) {
+        self.write().orgs.insert(id.into(), name.into());
+    }
+
+    pub fn org_name(&self, id: &str) -> Option<String> {
+        self.read().orgs.get(id).cloned()
+    }
+
+    pub fn insert_agent(&self, agent: AgentRecord) {
+        self.write().agents.insert(agent.id.clone(), Arc::new(agent));
+    }
+
+    pub fn insert_team(&self, team: TeamRecord) {
+        self.write().teams.insert(team.id.clone(), Arc::new(team));
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::Relaxed) {
+            Err(StoreError::Unavailable("the in-memory store is switched off".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    // A poisoned lock only means another thread panicked mid-write; the maps
+    // themselves are always left consistent, so keep serving.
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn live_key<'a>(inner: &'a Inner, org: &str, id: KeyId) -> Option<&'a Arc<KeyRecord>> {
+        let hash = inner.ids.get(&id)?;
+        inner.keys.get(hash).filter(|r| r.org == org && r.deleted_at.is_none())
+    }
+}
+
+#[async_trait]
+impl KeyStore for MemoryStore {
+    async fn find(&self, hash: &KeyHash) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        self.check()?;
+        Ok(self.read().keys.get(hash).cloned())
+    }
+
+    async fn get(&self, org: &str, id: KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        self.check()?;
+        Ok(Self::live_key(&self.read(), org, id).cloned())
+    }
+
+    async fn create(&self, record: KeyRecord) -> Result<Arc<KeyRecord>, StoreError> {
+        self.check()?;
+        let mut inner = self.write();
+        if !inner.orgs.contains_key(&record.org) {
+            return Err(StoreError::NotFound("organization".into()));
+        }
+        if inner.keys.contains_key(&record.hash) || inner.ids.contains_key(&record.id) {
+            return Err(StoreError::Conflict("key already exists".into()));
+        }
+        let record = Arc::new(record);
+        inner.ids.insert(record.id, record.hash);
+        inner.keys.insert(record.hash, record.clone());
+        Ok(record)
+    }
+
+    async fn list(&self, org: &str) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        self.check()?;
+        let inner = self.read();
+        let mut keys: Vec<_> =
+            inner.keys.values().filter(|r| r.org == org && r.deleted_at.is_none()).cloned().collect();
+        keys.sort_by_key(|r| (r.created_at, r.id));
+        Ok(keys)
+    }
+
+    async fn delete(&self, org: &str, id: KeyId, at: SystemTime) -> Result<bool, StoreError> {
+        self.check()?;
+        let mut inner = self.write();
+        let Some(old) = Self::live_key(&inner, org, id) else { return Ok(false) };
+        let deleted = Arc::new(KeyRecord { deleted_at: Some(at), ..KeyRecord::clone(old) });
+        inner.keys.insert(deleted.hash, deleted);
+        Ok(true)
+    }
+
+    async fn roll(
+        &self,
+        org: &str,
+        id: KeyId,
+        replacement: KeyRecord,
+        old_expires_at: SystemTime,
+    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        self.check()?;
+        let mut inner = self.write();
+        let Some(old) = Self::live_key(&inner, org, id) else { return Ok(None) };
+        if replacement.org != org {
+            return Err(StoreError::Conflict("a rolled key stays in its organization".into()));
+        }
+        if inner.keys.contains_key(&replacement.hash) || inner.ids.contains_key(&replacement.id) {
+            return Err(StoreError::Conflict("key already exists".into()));
+        }
+        let expires_at = Some(old.expires_at.map_or(old_expires_at, |at| at.min(old_expires_at)));
+        let old = Arc::new(KeyRecord { expires_at, ..KeyRecord::clone(old) });
+        inner.keys.insert(old.hash, old);
+        let new = Arc::new(replacement);
+        inner.ids.insert(new.id, new.hash);
+        inner.keys.insert(new.hash, new.clone());
+        Ok(Some(new))
+    }
+}
+
+#[async_trait]
+impl Directory for MemoryStore {
+    async fn agent(&self, id: &str) -> Result<Option<Arc<AgentRecord>>, StoreError> {
+        self.check()?;
+        Ok(self.read().agents.get(id).cloned())
+    }
+
+    async fn team(&self, id: &str) -> Result<Option<Arc<TeamRecord>>, StoreError> {
+        self.check()?;
+        Ok(self.read().teams.get(id).cloned())
+    }
+}

@@ -1,0 +1,189 @@
+//! What the authenticator needs to know, behind object-safe traits: keys by
+//! hash ([`KeyStore`]) and the owners and flags of agents and teams
+//! ([`Directory`]). Memory, Postgres and caches implement them; the
+//! authenticator never knows which one it has.
+
+mod memory;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+
+pub use memory::MemoryStore;
+
+use crate::key::{KeyHash, KeyId, KeyMode};
+use crate::limit::Quota;
+use crate::route::{EndpointClass, Scope};
+
+/// A stored key: everything but the key itself.
+#[derive(Clone, Debug)]
+pub struct KeyRecord {
+    pub id: KeyId,
+    pub org: String,
+    pub name: String,
+    pub hash: KeyHash,
+    /// `agx_live_sk7G…mA`: enough for a person to tell keys apart.
+    pub prefix: String,
+    /// Empty means every scope (contract §3).
+    pub scopes: Vec<Scope>,
+    pub mode: KeyMode,
+    pub created_at: SystemTime,
+    pub expires_at: Option<SystemTime>,
+    /// Deleted keys are kept for audit and never verify again.
+    pub deleted_at: Option<SystemTime>,
+    /// Per-class overrides of the default quotas, by class name.
+    pub rate_limits: Vec<(String, Quota)>,
+}
+
+impl KeyRecord {
+    pub fn has_scope(&self, scope: &Scope) -> bool {
+        self.scopes.is_empty() || self.scopes.contains(scope)
+    }
+
+    /// Expiry is compared with the clock on every request (`expires_at <=
+    /// now` is expired), never remembered as a flag that a cache could keep.
+    pub fn is_expired(&self, now: SystemTime) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    pub fn quota_override(&self, class: EndpointClass) -> Option<Quota> {
+        self.rate_limits.iter().find(|(name, _)| name == class.as_str()).map(|&(_, q)| q)
+    }
+}
+
+/// What a caller asks for when creating a key; the id, hash, prefix and
+/// creation time are filled in by [`crate::Authenticator::issue_key`].
+#[derive(Clone, Debug)]
+pub struct KeySpec {
+    pub org: String,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    pub mode: KeyMode,
+    pub expires_at: Option<SystemTime>,
+    pub rate_limits: Vec<(String, Quota)>,
+}
+
+impl KeySpec {
+    pub fn new(org: impl Into<String>, name: impl Into<String>) -> Self {
+        KeySpec {
+            org: org.into(),
+            name: name.into(),
+            scopes: Vec::new(),
+            mode: KeyMode::Live,
+            expires_at: None,
+            rate_limits: Vec::new(),
+        }
+    }
+
+    pub fn scopes(mut self, scopes: impl IntoIterator<Item = Scope>) -> Self {
+        self.scopes = scopes.into_iter().collect();
+        self
+    }
+
+    pub fn mode(mut self, mode: KeyMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    pub fn expires_at(mut self, at: SystemTime) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+
+    pub fn rate_limit(mut self, class: impl Into<String>, quota: Quota) -> Self {
+        self.rate_limits.push((class.into(), quota));
+        self
+    }
+}
+
+/// An agent as the policy sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentRecord {
+    pub id: String,
+    pub org: String,
+    pub name: String,
+    /// Empty means any origin.
+    pub allowed_domains: Vec<String>,
+    pub active: bool,
+    pub public: bool,
+}
+
+impl AgentRecord {
+    pub fn new(id: impl Into<String>, org: impl Into<String>, name: impl Into<String>) -> Self {
+        AgentRecord {
+            id: id.into(),
+            org: org.into(),
+            name: name.into(),
+            allowed_domains: Vec::new(),
+            active: true,
+            public: true,
+        }
+    }
+}
+
+/// A team: its org owns the route; a team has no domain list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TeamRecord {
+    pub id: String,
+    pub org: String,
+    pub name: String,
+    pub agent_ids: Vec<String>,
+}
+
+/// A store that cannot answer. The authenticator turns `Unavailable` into
+/// 503 `AUTH_UNAVAILABLE`: fail closed, never a 200 for an unverified key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreError {
+    Unavailable(Cow<'static, str>),
+    /// A uniqueness rule was broken (an id or hash already present).
+    Conflict(Cow<'static, str>),
+    /// The org, agent or key named by a write does not exist.
+    NotFound(Cow<'static, str>),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Unavailable(why) => write!(f, "store unavailable: {why}"),
+            StoreError::Conflict(why) => write!(f, "conflict: {why}"),
+            StoreError::NotFound(what) => write!(f, "not found: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Keys by hash, and their lifecycle.
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
+    /// The hot path: one lookup by hash. Deleted keys may be returned (with
+    /// `deleted_at` set) or not; the authenticator refuses both the same way.
+    async fn find(&self, hash: &KeyHash) -> Result<Option<Arc<KeyRecord>>, StoreError>;
+    /// The org's key by id, if it is not deleted.
+    async fn get(&self, org: &str, id: KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError>;
+    async fn create(&self, record: KeyRecord) -> Result<Arc<KeyRecord>, StoreError>;
+    /// The org's keys that are not deleted, oldest first.
+    async fn list(&self, org: &str) -> Result<Vec<Arc<KeyRecord>>, StoreError>;
+    /// Marks the key deleted; `false` when the org has no such live key.
+    async fn delete(&self, org: &str, id: KeyId, at: SystemTime) -> Result<bool, StoreError>;
+    /// In one step, sets the old key to expire at `old_expires_at` (or sooner
+    /// if it already would) and stores `replacement`. `None` when the org has
+    /// no such live key.
+    async fn roll(
+        &self,
+        org: &str,
+        id: KeyId,
+        replacement: KeyRecord,
+        old_expires_at: SystemTime,
+    ) -> Result<Option<Arc<KeyRecord>>, StoreError>;
+}
+
+/// Who owns an agent or team, and whether the agent can be reached.
+#[async_trait]
+pub trait Directory: Send + Sync + 'static {
+    async fn agent(&self, id: &str) -> Result<Option<Arc<AgentRecord>>, StoreError>;
+    async fn team(&self, id: &str) -> Result<Option<Arc<TeamRecord>>, StoreError>;
+}
