@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agx_auth::{
-    AgentRecord, Authenticator, Clock, KeyId, KeyMode, KeySpec, ManualClock, MemoryStore, Quota, Scope,
-    TeamRecord,
+    AgentRecord, Authenticator, Clock, KeyId, KeyMode, KeySpec, ManualClock, MemoryStore, Quota, Scope, TeamRecord,
 };
 use async_trait::async_trait;
 

@@ -23,13 +23,13 @@ pub fn render(columns: &[Column]) -> String {
         let _ = write!(out, " {name:>width$}");
     }
     out.push('\n');
-    let mut rows: Vec<(&str, Box<dyn Fn(&CaseResult) -> bool>)> =
-        groups.iter().map(|g| (*g, Box::new(move |r: &CaseResult| r.group == *g) as Box<dyn Fn(&CaseResult) -> bool>)).collect();
-    rows.push(("total", Box::new(|_| true)));
-    for (label, pick) in rows {
+    // `None` is the total row.
+    let rows = groups.iter().map(|g| Some(*g)).chain([None]);
+    for group in rows {
+        let label = group.unwrap_or("total");
         let _ = write!(out, "{label:<14}");
         for (_, results) in columns {
-            let mine: Vec<_> = results.iter().filter(|r| pick(r)).collect();
+            let mine: Vec<_> = results.iter().filter(|r| group.is_none_or(|g| r.group == g)).collect();
             let passed = mine.iter().filter(|r| r.verdict == Verdict::Passed).count();
             let skipped = mine.iter().filter(|r| matches!(r.verdict, Verdict::Skipped(_))).count();
             let cell = if skipped > 0 {

@@ -11,8 +11,7 @@ use http::{HeaderName, HeaderValue};
 use tokio::task::JoinSet;
 
 use crate::case::{
-    BuiltValue, Case, Capability, ConcurrentStep, ErrorSpec, Expect, HeaderSpec, RequestSpec, RequestStep, Step,
-    World,
+    BuiltValue, Capability, Case, ConcurrentStep, ErrorSpec, Expect, HeaderSpec, RequestSpec, RequestStep, Step, World,
 };
 use crate::client::{Client, Reply};
 use crate::fixtures::{Fixtures, IssuedKey, KeyRequest};
@@ -45,7 +44,8 @@ pub struct Exchange {
 }
 
 /// The headers whose values must be identical across adapters.
-pub const CONTRACT_HEADERS: [&str; 5] = ["www-authenticate", "retry-after", "ratelimit-policy", "ratelimit", "content-type"];
+pub const CONTRACT_HEADERS: [&str; 5] =
+    ["www-authenticate", "retry-after", "ratelimit-policy", "ratelimit", "content-type"];
 
 #[derive(Clone, Debug)]
 pub struct CaseResult {
@@ -94,6 +94,13 @@ fn missing_capability(case: &Case, has: &[Capability]) -> Option<Capability> {
 fn run_tag() -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     format!("r{:x}", nanos % 0xffff_ffff)
+}
+
+/// A request with its placeholders expanded, and a label for messages.
+struct Prepared {
+    label: String,
+    url: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 struct CaseRun<'a> {
@@ -185,7 +192,7 @@ impl CaseRun<'_> {
     }
 
     async fn request_step(&mut self, suite: &Suite, s: &RequestStep) -> Result<(), String> {
-        let (label, url, headers) = self.build(&s.request)?;
+        let Prepared { label, url, headers } = self.build(&s.request)?;
         for n in 0..s.repeat {
             let reply = self.client.send(&s.request.method, &url, &headers, default_body(&s.request.method)).await?;
             self.record(&label, &reply);
@@ -199,10 +206,11 @@ impl CaseRun<'_> {
     }
 
     async fn concurrent_step(&mut self, suite: &Suite, s: &ConcurrentStep) -> Result<(), String> {
-        let (label, url, headers) = self.build(&s.request)?;
+        let Prepared { label, url, headers } = self.build(&s.request)?;
         let mut set = JoinSet::new();
         for _ in 0..s.concurrent {
-            let (client, url, headers, method) = (self.client.clone(), url.clone(), headers.clone(), s.request.method.clone());
+            let (client, url, headers, method) =
+                (self.client.clone(), url.clone(), headers.clone(), s.request.method.clone());
             set.spawn(async move { client.send(&method, &url, &headers, default_body(&method)).await });
         }
         let mut counts: BTreeMap<String, u32> = BTreeMap::new();
@@ -248,7 +256,7 @@ impl CaseRun<'_> {
     }
 
     /// Expands placeholders: returns a label for messages, the URL and headers.
-    fn build(&self, r: &RequestSpec) -> Result<(String, String, Vec<(HeaderName, HeaderValue)>), String> {
+    fn build(&self, r: &RequestSpec) -> Result<Prepared, String> {
         let path = self.expand(&r.path)?;
         let mut headers = Vec::new();
         let mut shown = Vec::new();
@@ -263,7 +271,7 @@ impl CaseRun<'_> {
             headers.push((name_h, value));
         }
         let label = format!("{} {} [{}]", r.method, r.path, shown.join(", "));
-        Ok((label, format!("{}{path}", self.target.base_url), headers))
+        Ok(Prepared { label, url: format!("{}{path}", self.target.base_url), headers })
     }
 
     fn expand(&self, template: &str) -> Result<String, String> {
@@ -365,7 +373,9 @@ fn check(suite: &Suite, expect: &Expect, reply: &Reply, method: &str, ns: &str) 
         match serde_json::from_slice::<serde_json::Value>(&reply.body) {
             Ok(got) if got == want => {}
             Ok(got) => problems.push(format!("principal {got}, expected {want}")),
-            Err(_) => problems.push(format!("body is not the principal echo: {}", String::from_utf8_lossy(&reply.body))),
+            Err(_) => {
+                problems.push(format!("body is not the principal echo: {}", String::from_utf8_lossy(&reply.body)))
+            }
         }
     }
     problems
@@ -408,11 +418,17 @@ fn check_error(
     match (header("retry-after"), spec.retry_after) {
         (Some(v), true) if v.parse::<u64>().is_ok_and(|n| n >= 1) => {}
         (None, false) => {}
-        (got, want) => problems.push(format!("retry-after {got:?}, expected {}", if want { "an integer ≥ 1" } else { "none" })),
+        (got, want) => {
+            problems.push(format!("retry-after {got:?}, expected {}", if want { "an integer ≥ 1" } else { "none" }))
+        }
     }
     for name in ["ratelimit-policy", "ratelimit"] {
         if header(name).is_some() != spec.rate_limit_fields {
-            problems.push(format!("{name} {:?}, expected {}", header(name), if spec.rate_limit_fields { "present" } else { "absent" }));
+            problems.push(format!(
+                "{name} {:?}, expected {}",
+                header(name),
+                if spec.rate_limit_fields { "present" } else { "absent" }
+            ));
         }
     }
     problems

@@ -403,12 +403,19 @@ impl Authenticator {
             Ok(RateDecision::Admit(status)) => {
                 Ok(Grant { rate_limit: Some((self.policy(status.class, status.quota), status)), principal })
             }
-            Ok(RateDecision::Deny { status, retry_after }) => Err((AuthError::RateLimited { retry_after }, Some(status))),
+            Ok(RateDecision::Deny { status, retry_after }) => {
+                Err((AuthError::RateLimited { retry_after }, Some(status)))
+            }
             Err(_) => Err(self.unavailable()),
         }
     }
 
-    async fn check_policy(&self, record: &KeyRecord, route: &RouteMatch<'_, '_>, headers: &HeaderMap) -> Result<(), AuthError> {
+    async fn check_policy(
+        &self,
+        record: &KeyRecord,
+        route: &RouteMatch<'_, '_>,
+        headers: &HeaderMap,
+    ) -> Result<(), AuthError> {
         let down = |_: StoreError| AuthError::Unavailable { retry_after: self.unavailable_retry_after };
         match route.resource {
             Resource::None => {}
@@ -469,7 +476,12 @@ impl Authenticator {
     /// "Roll": a new key now, with the old one's name, scopes, mode and
     /// limits; the old one keeps working for `grace` and then expires. The
     /// new key has no expiry of its own.
-    pub async fn roll_key(&self, org: &str, id: KeyId, grace: Duration) -> Result<Option<(ApiKey, Arc<KeyRecord>)>, StoreError> {
+    pub async fn roll_key(
+        &self,
+        org: &str,
+        id: KeyId,
+        grace: Duration,
+    ) -> Result<Option<(ApiKey, Arc<KeyRecord>)>, StoreError> {
         let Some(old) = self.store.get(org, id).await? else { return Ok(None) };
         let spec = KeySpec {
             org: old.org.clone(),

@@ -56,9 +56,7 @@ impl Clock for ManualClock {
 /// Nanoseconds since the Unix epoch, saturating (u64 lasts until 2554; a time
 /// before 1970 counts as 0).
 pub(crate) fn to_nanos(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+    t.duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -48,9 +48,7 @@ fn bearer_token(value: &HeaderValue) -> Result<Option<&str>, CredentialError> {
     const SCHEME: &[u8] = b"bearer";
     let v = trim_ows(value.as_bytes());
     match v.split_at_checked(SCHEME.len()) {
-        Some((scheme, rest))
-            if scheme.eq_ignore_ascii_case(SCHEME) && rest.first().is_none_or(|&b| is_ows(b)) =>
-        {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case(SCHEME) && rest.first().is_none_or(|&b| is_ows(b)) => {
             token(rest)
         }
         _ => Ok(None),
@@ -101,10 +99,7 @@ mod tests {
     fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (name, value) in pairs {
-            h.append(
-                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_bytes(value).unwrap(),
-            );
+            h.append(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_bytes(value).unwrap());
         }
         h
     }

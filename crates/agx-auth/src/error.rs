@@ -35,8 +35,7 @@ static INVALID_API_KEY: ErrorDoc =
 static EXPIRED_API_KEY: ErrorDoc = doc!(UNAUTHORIZED, "EXPIRED_API_KEY", "The API key has expired");
 static AGENT_NOT_FOUND: ErrorDoc = doc!(NOT_FOUND, "AGENT_NOT_FOUND", "The agent does not exist");
 static TEAM_NOT_FOUND: ErrorDoc = doc!(NOT_FOUND, "TEAM_NOT_FOUND", "The team does not exist");
-static ORG_MISMATCH: ErrorDoc =
-    doc!(FORBIDDEN, "ORG_MISMATCH", "The API key belongs to a different organization");
+static ORG_MISMATCH: ErrorDoc = doc!(FORBIDDEN, "ORG_MISMATCH", "The API key belongs to a different organization");
 static AGENT_INACTIVE: ErrorDoc = doc!(FORBIDDEN, "AGENT_INACTIVE", "The agent is not active");
 static AGENT_NOT_PUBLIC: ErrorDoc =
     doc!(FORBIDDEN, "AGENT_NOT_PUBLIC", "The agent is not available through the public API");

@@ -113,11 +113,7 @@ impl ApiKey {
     }
 
     pub fn mode(&self) -> KeyMode {
-        if self.bytes.starts_with(KeyMode::Test.prefix().as_bytes()) {
-            KeyMode::Test
-        } else {
-            KeyMode::Live
-        }
+        if self.bytes.starts_with(KeyMode::Test.prefix().as_bytes()) { KeyMode::Test } else { KeyMode::Live }
     }
 
     /// The plaintext. Call it only to show a new key to its owner once.
@@ -180,8 +176,9 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Turns a key into its [`KeyHash`]. With a pepper, a stolen table of hashes
 /// cannot be checked against guessed keys without the server's secret too.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub enum KeyHasher {
+    #[default]
     Sha256,
     Peppered(hmac::Key),
 }
@@ -198,12 +195,6 @@ impl KeyHasher {
             KeyHasher::Peppered(k) => out.copy_from_slice(hmac::sign(k, &key.bytes).as_ref()),
         }
         KeyHash(out)
-    }
-}
-
-impl Default for KeyHasher {
-    fn default() -> Self {
-        KeyHasher::Sha256
     }
 }
 
@@ -285,10 +276,7 @@ mod tests {
     fn the_page_example_is_rejected_by_its_checksum() {
         // The page's example was not made with our checksum: it is exactly the
         // kind of plausible string the checksum exists to refuse offline.
-        assert_eq!(
-            ApiKey::parse("agx_live_sk7Gm2xPqR4tN8vW1yBz3dF6hJ9kL0mA"),
-            Err(KeyFormatError::Checksum)
-        );
+        assert_eq!(ApiKey::parse("agx_live_sk7Gm2xPqR4tN8vW1yBz3dF6hJ9kL0mA"), Err(KeyFormatError::Checksum));
     }
 
     #[test]

@@ -50,13 +50,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use credential::{CredentialError, MAX_CREDENTIAL_LEN, extract_credential};
 pub use error::AuthError;
 pub use key::{ApiKey, KeyFormatError, KeyHash, KeyHasher, KeyId, KeyIdParseError, KeyMode};
-pub use limit::{
-    GcraLimiter, LimitError, Quota, RateDecision, RateLimitStatus, RateLimiter, RateLimits,
-};
+pub use limit::{GcraLimiter, LimitError, Quota, RateDecision, RateLimitStatus, RateLimiter, RateLimits};
 pub use policy::origin_allowed;
 pub use render::{ErrorRenderer, JsonEnvelope, ProblemJson, RenderedError};
 pub use route::{EndpointClass, Resource, RouteMatch, Routes, Scope, Unmatched};
-pub use store::{
-    AgentRecord, Directory, KeyRecord, KeySpec, KeyStore, MemoryStore, StoreError,
-    TeamRecord,
-};
+pub use store::{AgentRecord, Directory, KeyRecord, KeySpec, KeyStore, MemoryStore, StoreError, TeamRecord};

@@ -214,9 +214,8 @@ impl Default for GcraLimiter {
 
 impl GcraLimiter {
     pub fn new() -> Self {
-        let shards = (0..SHARDS)
-            .map(|_| RwLock::new(Shard { cells: HashMap::default(), sweep_at: MIN_SWEEP_AT }))
-            .collect();
+        let shards =
+            (0..SHARDS).map(|_| RwLock::new(Shard { cells: HashMap::default(), sweep_at: MIN_SWEEP_AT })).collect();
         GcraLimiter { shards }
     }
 

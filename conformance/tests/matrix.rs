@@ -1,0 +1,45 @@
+//! The suite as part of `cargo test`: every in-process target passes every
+//! case it can run, and the suite is as large as the contract needs.
+
+use agx_conformance::{Suite, Verdict, matrix, run_target, targets};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_target_passes_every_case() {
+    let suite = Suite::load().expect("case files parse");
+    assert!(suite.len() >= 60, "only {} cases", suite.len());
+    let mut columns = Vec::new();
+    for target in targets::all().await.expect("targets start") {
+        let results = run_target(&suite, &target).await;
+        assert_eq!(results.len(), suite.len());
+        columns.push((target.name, results));
+    }
+    println!("{}", matrix::render(&columns));
+    let failures = matrix::failures(&columns);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    for (name, results) in &columns {
+        let skipped: Vec<_> = results.iter().filter(|r| matches!(r.verdict, Verdict::Skipped(_))).collect();
+        assert!(skipped.is_empty(), "{name} skipped {} cases", skipped.len());
+    }
+}
+
+#[test]
+fn every_documented_code_has_a_case() {
+    let suite = Suite::load().expect("case files parse");
+    let used: Vec<String> = suite
+        .cases()
+        .flat_map(|(_, c)| c.steps.iter())
+        .filter_map(|s| match s {
+            agx_conformance::case::Step::Request(r) => r.expect.code.clone(),
+            agx_conformance::case::Step::Concurrent(_) => Some("RATE_LIMITED".into()),
+            _ => None,
+        })
+        .collect();
+    for code in suite.errors.keys() {
+        assert!(used.contains(code), "no case expects {code}");
+    }
+    for doc in agx_auth::AuthError::all_docs() {
+        let spec = &suite.errors[doc.code];
+        assert_eq!(spec.status, doc.status.as_u16(), "{}", doc.code);
+    }
+    assert_eq!(suite.errors.len(), agx_auth::AuthError::all_docs().len());
+}
