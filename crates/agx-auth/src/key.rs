@@ -12,7 +12,8 @@ use ring::{digest, hmac, rand::SecureRandom};
 /// The 62 characters a key body is made of, in the order the checksum uses.
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 const PREFIX_LEN: usize = 9;
-const RANDOM_LEN: usize = 26;
+/// Random characters in a key.
+pub const RANDOM_LEN: usize = 26;
 const CHECKSUM_LEN: usize = 6;
 /// Length in bytes of every well-formed key.
 pub const KEY_LEN: usize = PREFIX_LEN + RANDOM_LEN + CHECKSUM_LEN;
@@ -74,8 +75,7 @@ impl ApiKey {
     /// base62 by rejection sampling (bytes ≥ 248 are thrown away so that no
     /// character is likelier than another).
     pub fn generate(rng: &dyn SecureRandom, mode: KeyMode) -> Result<Self, ring::error::Unspecified> {
-        let mut bytes = [0u8; KEY_LEN];
-        bytes[..PREFIX_LEN].copy_from_slice(mode.prefix().as_bytes());
+        let mut random = [0u8; RANDOM_LEN];
         let mut filled = 0;
         let mut pool = [0u8; 64];
         while filled < RANDOM_LEN {
@@ -84,10 +84,24 @@ impl ApiKey {
                 if filled == RANDOM_LEN {
                     break;
                 }
-                bytes[PREFIX_LEN + filled] = BASE62[usize::from(b % 62)];
+                random[filled] = BASE62[usize::from(b % 62)];
                 filled += 1;
             }
         }
+        // Every byte is from BASE62, so this cannot fail.
+        ApiKey::from_random_part(mode, &random).map_err(|_| ring::error::Unspecified)
+    }
+
+    /// The key with these 26 random characters (which must be base62) and
+    /// its checksum. For deterministic fixtures and tests; real keys come
+    /// from [`ApiKey::generate`].
+    pub fn from_random_part(mode: KeyMode, random: &[u8; RANDOM_LEN]) -> Result<Self, KeyFormatError> {
+        if !random.iter().all(u8::is_ascii_alphanumeric) {
+            return Err(KeyFormatError::Character);
+        }
+        let mut bytes = [0u8; KEY_LEN];
+        bytes[..PREFIX_LEN].copy_from_slice(mode.prefix().as_bytes());
+        bytes[PREFIX_LEN..PREFIX_LEN + RANDOM_LEN].copy_from_slice(random);
         let checksum = checksum(&bytes[..PREFIX_LEN + RANDOM_LEN]);
         bytes[PREFIX_LEN + RANDOM_LEN..].copy_from_slice(&checksum);
         Ok(ApiKey { bytes })
