@@ -16,7 +16,7 @@ use std::time::SystemTime;
 
 use agx_auth::{
     AgentRecord, ApiKey, Authenticator, EndpointClass, GcraLimiter, KeyHasher, KeyId, KeyMode, KeySpec, MemoryStore,
-    Outcome, Quota,
+    Outcome, Quota, Timestamp,
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method};
@@ -118,7 +118,7 @@ fn benches(c: &mut Criterion) {
     c.bench_function("verdict_bad_checksum", |b| b.iter(|| verdict(black_box(&auth), black_box(&junk))));
 
     let ours = GcraLimiter::new();
-    let now = SystemTime::now();
+    let now = Timestamp::from(SystemTime::now());
     c.bench_function("limiter_ours_one_key", |b| {
         b.iter(|| ours.check_at(black_box(KeyId(42)), EndpointClass::CHAT, HUGE, now))
     });

@@ -1,7 +1,6 @@
 //! The one place that knows the order of the checks (contract §3).
 
 use std::fmt;
-use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -394,12 +393,12 @@ impl Authenticator {
         if let Err(error) = self.check_policy(record, &route, headers).await {
             let status = match error {
                 AuthError::Unavailable { .. } => None,
-                _ => self.limiter.peek(record.id, route.class, quota, now).await.ok(),
+                _ => self.limiter.peek(record.id, route.class, quota, now.into()).await.ok(),
             };
             return Err((error, status));
         }
         // Step 9.
-        match self.limiter.check(record.id, route.class, quota, now).await {
+        match self.limiter.check(record.id, route.class, quota, now.into()).await {
             Ok(RateDecision::Admit(status)) => {
                 Ok(Grant { rate_limit: Some((self.policy(status.class, status.quota), status)), principal })
             }
@@ -527,25 +526,63 @@ fn check_scope(record: &KeyRecord, scope: &Scope) -> Result<(), AuthError> {
 
 /// `"chat";q=60;w=60`
 fn policy_value(class: EndpointClass, quota: Quota) -> HeaderValue {
-    let mut buf = [0u8; 96];
-    header_value(&mut buf, format_args!("\"{}\";q={};w={}", class.as_str(), quota.get(), quota.window_secs()))
+    let mut v = HeaderBuf::new();
+    v.quoted(class.as_str()).text(";q=").number(quota.get().into()).text(";w=").number(quota.window_secs().into());
+    v.finish()
 }
 
 /// `"chat";r=59;t=1`: `t` is the time until the budget is full again, in
 /// whole seconds rounded up.
 fn ratelimit_value(status: &RateLimitStatus) -> HeaderValue {
-    let mut buf = [0u8; 96];
-    let t = ceil_secs(status.reset);
-    header_value(&mut buf, format_args!("\"{}\";r={};t={}", status.class.as_str(), status.remaining, t))
+    let mut v = HeaderBuf::new();
+    v.quoted(status.class.as_str())
+        .text(";r=")
+        .number(status.remaining.into())
+        .text(";t=")
+        .number(ceil_secs(status.reset));
+    v.finish()
 }
 
-/// Formats into a stack buffer: the only allocation is the header value's own.
-fn header_value(buf: &mut [u8], args: fmt::Arguments<'_>) -> HeaderValue {
-    let cap = buf.len();
-    let mut cursor = std::io::Cursor::new(&mut *buf);
-    let len = match cursor.write_fmt(args) {
-        Ok(()) => usize::try_from(cursor.position()).unwrap_or(cap),
-        Err(_) => 0,
-    };
-    HeaderValue::from_bytes(&buf[..len]).unwrap_or_else(|_| HeaderValue::from_static(""))
+/// A header value built on the stack, without `format!`: the only
+/// allocation is the `HeaderValue`'s own. Text past the capacity is dropped,
+/// which only a class name of some 60 characters could reach.
+struct HeaderBuf {
+    bytes: [u8; 96],
+    len: usize,
+}
+
+impl HeaderBuf {
+    fn new() -> Self {
+        HeaderBuf { bytes: [0; 96], len: 0 }
+    }
+
+    fn text(&mut self, s: &str) -> &mut Self {
+        let n = s.len().min(self.bytes.len() - self.len);
+        self.bytes[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        self
+    }
+
+    fn quoted(&mut self, s: &str) -> &mut Self {
+        self.text("\"").text(s).text("\"")
+    }
+
+    fn number(&mut self, mut n: u64) -> &mut Self {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        // Digits are ASCII, so this is valid UTF-8.
+        self.text(std::str::from_utf8(&digits[i..]).unwrap_or("0"))
+    }
+
+    fn finish(&self) -> HeaderValue {
+        HeaderValue::from_bytes(&self.bytes[..self.len]).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
 }

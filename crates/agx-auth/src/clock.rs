@@ -53,10 +53,27 @@ impl Clock for ManualClock {
     }
 }
 
+/// Nanoseconds since the Unix epoch: the limiter's unit of time. Turning a
+/// `SystemTime` into a number costs about as much as a whole limiter check
+/// (measured: ~30 ns here), so the authenticator converts once per request
+/// and hands this down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub u64);
+
+impl From<SystemTime> for Timestamp {
+    fn from(t: SystemTime) -> Self {
+        Timestamp(to_nanos(t))
+    }
+}
+
 /// Nanoseconds since the Unix epoch, saturating (u64 lasts until 2554; a time
 /// before 1970 counts as 0).
+#[inline]
 pub(crate) fn to_nanos(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)).unwrap_or(0)
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs().saturating_mul(1_000_000_000).saturating_add(u64::from(d.subsec_nanos())),
+        Err(_) => 0,
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! Reading the credential from request headers (contract §2). No I/O and no
 //! allocation: the token is borrowed from the header map.
 
-use http::{HeaderMap, HeaderValue, header::AUTHORIZATION};
+use http::{HeaderMap, HeaderName, HeaderValue, header::AUTHORIZATION};
+
+/// `X-API-Key`, as a constant so that lookups never parse the name.
+pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// The longest credential we look at. A key is 41 bytes; anything past 256 is
 /// refused before it is scanned, so a megabyte header costs one comparison.
@@ -22,8 +25,8 @@ pub enum CredentialError {
 /// `X-API-Key`. Both may be present when they agree; when they disagree we
 /// refuse rather than guess which was meant.
 pub fn extract_credential(headers: &HeaderMap) -> Result<&str, CredentialError> {
-    let bearer = single(headers, AUTHORIZATION.as_str())?.map(bearer_token).transpose()?.flatten();
-    let api_key = single(headers, "x-api-key")?.map(|v| token(v.as_bytes())).transpose()?.flatten();
+    let bearer = single(headers, &AUTHORIZATION)?.map(bearer_token).transpose()?.flatten();
+    let api_key = single(headers, &X_API_KEY)?.map(|v| token(v.as_bytes())).transpose()?.flatten();
     match (bearer, api_key) {
         (Some(a), Some(b)) if a == b => Ok(a),
         (Some(_), Some(_)) => Err(CredentialError::Invalid),
@@ -33,7 +36,7 @@ pub fn extract_credential(headers: &HeaderMap) -> Result<&str, CredentialError> 
 }
 
 /// The header's only value, or `Invalid` when the header is repeated.
-fn single<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h HeaderValue>, CredentialError> {
+fn single<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h HeaderValue>, CredentialError> {
     let mut values = headers.get_all(name).iter();
     let first = values.next();
     if values.next().is_some() {

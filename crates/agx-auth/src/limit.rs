@@ -12,33 +12,41 @@ use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use async_trait::async_trait;
-
-use crate::clock::to_nanos;
+use crate::clock::Timestamp;
 use crate::key::KeyId;
+use crate::lookup::Lookup;
 use crate::route::EndpointClass;
 
 const WINDOW_NS: u64 = 60_000_000_000;
 
 /// Requests per minute. Never zero: a class that must not be called is a
-/// scope question, not a rate-limit one.
+/// scope question, not a rate-limit one. The emission interval is computed
+/// once here, so a check costs no division for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Quota(NonZeroU32);
+pub struct Quota {
+    per_minute: NonZeroU32,
+    interval_ns: u64,
+    /// `1 / interval_ns` as `f64` bits, so that counting whole intervals is a
+    /// multiplication (a 64-bit division is the slowest instruction on the
+    /// admit path).
+    per_ns_bits: u64,
+}
 
 impl Quota {
     pub const fn per_minute(n: NonZeroU32) -> Self {
-        Quota(n)
+        let interval_ns = WINDOW_NS / n.get() as u64;
+        Quota { per_minute: n, interval_ns, per_ns_bits: (1.0 / interval_ns as f64).to_bits() }
     }
 
     /// `None` for zero.
     pub fn try_per_minute(n: u32) -> Option<Self> {
-        NonZeroU32::new(n).map(Quota)
+        NonZeroU32::new(n).map(Quota::per_minute)
     }
 
     pub const fn get(self) -> u32 {
-        self.0.get()
+        self.per_minute.get()
     }
 
     /// The window the quota is spread over, always 60 s (`w=60`).
@@ -48,13 +56,13 @@ impl Quota {
 
     /// The emission interval T: one request's worth of refill.
     fn interval_ns(self) -> u64 {
-        WINDOW_NS / u64::from(self.0.get())
+        self.interval_ns
     }
 }
 
 const fn quota(n: u32) -> Quota {
     match NonZeroU32::new(n) {
-        Some(n) => Quota(n),
+        Some(n) => Quota::per_minute(n),
         None => panic!("quota must not be zero"),
     }
 }
@@ -133,26 +141,25 @@ impl std::error::Error for LimitError {}
 /// A keyed GCRA limiter. In-process here; a distributed backend implements
 /// the same trait with the same arithmetic so that the contract holds across
 /// instances.
-#[async_trait]
 pub trait RateLimiter: Send + Sync + 'static {
     /// Spends one request of `key`'s budget for `class`, or says when to retry.
-    async fn check(
+    fn check(
         &self,
         key: KeyId,
         class: EndpointClass,
         quota: Quota,
-        now: SystemTime,
-    ) -> Result<RateDecision, LimitError>;
+        now: Timestamp,
+    ) -> Lookup<'_, Result<RateDecision, LimitError>>;
 
     /// Reports the budget without spending it (for responses that are refused
     /// before step 9: a 403 never uses up a client's quota).
-    async fn peek(
+    fn peek(
         &self,
         key: KeyId,
         class: EndpointClass,
         quota: Quota,
-        now: SystemTime,
-    ) -> Result<RateLimitStatus, LimitError>;
+        now: Timestamp,
+    ) -> Lookup<'_, Result<RateLimitStatus, LimitError>>;
 }
 
 /// One GCRA step for a cell whose TAT is `tat` (0 for a fresh cell), at
@@ -168,9 +175,24 @@ pub fn gcra(tat: u64, now: u64, class: EndpointClass, quota: Quota) -> (RateDeci
         let status = RateLimitStatus { class, quota, remaining: 0, reset: Duration::from_nanos(base - now) };
         (RateDecision::Deny { status, retry_after: Duration::from_nanos(after - limit) }, None)
     } else {
-        let remaining = u32::try_from((limit - after) / t).unwrap_or(u32::MAX);
+        let remaining = u32::try_from(whole_intervals(limit - after, quota)).unwrap_or(u32::MAX);
         let status = RateLimitStatus { class, quota, remaining, reset: Duration::from_nanos(after) };
         (RateDecision::Admit(status), Some(new_tat))
+    }
+}
+
+/// `n / T` for `n` ≤ 60 s in nanoseconds (< 2^36, exact in `f64`): a
+/// multiplication by the precomputed reciprocal, then one correcting step in
+/// each direction for the rounding of the estimate.
+fn whole_intervals(n: u64, quota: Quota) -> u64 {
+    let t = quota.interval_ns;
+    let q = (n as f64 * f64::from_bits(quota.per_ns_bits)) as u64;
+    if q.saturating_mul(t) > n {
+        q - 1
+    } else if (q + 1).saturating_mul(t) <= n {
+        q + 1
+    } else {
+        q
     }
 }
 
@@ -178,14 +200,35 @@ fn peek_status(tat: u64, now: u64, class: EndpointClass, quota: Quota) -> RateLi
     let t = quota.interval_ns();
     let limit = t * u64::from(quota.get());
     let used = tat.max(now) - now;
-    let remaining = u32::try_from(limit.saturating_sub(used) / t).unwrap_or(u32::MAX);
+    let remaining = u32::try_from(whole_intervals(limit.saturating_sub(used), quota)).unwrap_or(u32::MAX);
     RateLimitStatus { class, quota, remaining, reset: Duration::from_nanos(used) }
 }
 
 const SHARDS: usize = 64;
 const MIN_SWEEP_AT: usize = 1024;
 
-type CellKey = (KeyId, EndpointClass);
+/// A cell's identity: the key id and the class fingerprint, 24 bytes with
+/// 8-byte alignment, so a cell with its TAT is 32 bytes. Classes are told
+/// apart by their 64-bit fingerprint alone; two class names of one
+/// application colliding in FNV-1a is not a practical concern.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct CellKey {
+    id: [u64; 2],
+    class: u64,
+}
+
+/// One word into the hasher: key ids are 128 random bits, so their low half
+/// mixed with the class is already a good hash input, and `[u64]` would be
+/// hashed as a byte string.
+impl std::hash::Hash for CellKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.id[0] ^ self.id[1].rotate_left(17) ^ self.class);
+    }
+}
+
+fn cell_key(key: KeyId, class: EndpointClass) -> CellKey {
+    CellKey { id: [(key.0 >> 64) as u64, key.0 as u64], class: class.fingerprint() }
+}
 
 struct Shard {
     cells: HashMap<CellKey, AtomicU64, foldhash::fast::RandomState>,
@@ -232,10 +275,11 @@ impl GcraLimiter {
     }
 
     /// The synchronous check behind [`RateLimiter::check`].
-    pub fn check_at(&self, key: KeyId, class: EndpointClass, quota: Quota, now: SystemTime) -> RateDecision {
-        let now = to_nanos(now);
+    pub fn check_at(&self, key: KeyId, class: EndpointClass, quota: Quota, now: Timestamp) -> RateDecision {
+        let now = now.0;
         let lock = self.shard(key);
-        if let Some(cell) = Self::read(lock).cells.get(&(key, class)) {
+        let k = cell_key(key, class);
+        if let Some(cell) = Self::read(lock).cells.get(&k) {
             return update(cell, now, class, quota);
         }
         let mut shard = Self::write(lock);
@@ -243,18 +287,18 @@ impl GcraLimiter {
             shard.cells.retain(|_, tat| *tat.get_mut() > now);
             shard.sweep_at = (shard.cells.len() * 2).max(MIN_SWEEP_AT);
         }
-        let cell = shard.cells.entry((key, class)).or_insert_with(|| AtomicU64::new(0));
+        let cell = shard.cells.entry(k).or_insert_with(|| AtomicU64::new(0));
         update(cell, now, class, quota)
     }
 
-    pub fn peek_at(&self, key: KeyId, class: EndpointClass, quota: Quota, now: SystemTime) -> RateLimitStatus {
-        let tat = Self::read(self.shard(key)).cells.get(&(key, class)).map_or(0, |c| c.load(Ordering::Acquire));
-        peek_status(tat, to_nanos(now), class, quota)
+    pub fn peek_at(&self, key: KeyId, class: EndpointClass, quota: Quota, now: Timestamp) -> RateLimitStatus {
+        let tat = Self::read(self.shard(key)).cells.get(&cell_key(key, class)).map_or(0, |c| c.load(Ordering::Acquire));
+        peek_status(tat, now.0, class, quota)
     }
 
     /// Drops every idle cell now (inserts also do this on their own).
-    pub fn sweep(&self, now: SystemTime) {
-        let now = to_nanos(now);
+    pub fn sweep(&self, now: Timestamp) {
+        let now = now.0;
         for lock in self.shards.iter() {
             Self::write(lock).cells.retain(|_, tat| *tat.get_mut() > now);
         }
@@ -282,26 +326,25 @@ fn update(cell: &AtomicU64, now: u64, class: EndpointClass, quota: Quota) -> Rat
     }
 }
 
-#[async_trait]
 impl RateLimiter for GcraLimiter {
-    async fn check(
+    fn check(
         &self,
         key: KeyId,
         class: EndpointClass,
         quota: Quota,
-        now: SystemTime,
-    ) -> Result<RateDecision, LimitError> {
-        Ok(self.check_at(key, class, quota, now))
+        now: Timestamp,
+    ) -> Lookup<'_, Result<RateDecision, LimitError>> {
+        Lookup::ready(Ok(self.check_at(key, class, quota, now)))
     }
 
-    async fn peek(
+    fn peek(
         &self,
         key: KeyId,
         class: EndpointClass,
         quota: Quota,
-        now: SystemTime,
-    ) -> Result<RateLimitStatus, LimitError> {
-        Ok(self.peek_at(key, class, quota, now))
+        now: Timestamp,
+    ) -> Lookup<'_, Result<RateLimitStatus, LimitError>> {
+        Lookup::ready(Ok(self.peek_at(key, class, quota, now)))
     }
 }
 
@@ -312,8 +355,8 @@ mod tests {
 
     const CHAT: EndpointClass = EndpointClass::CHAT;
 
-    fn at(ms: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(1_800_000_000) + Duration::from_millis(ms)
+    fn at(ms: u64) -> Timestamp {
+        (UNIX_EPOCH + Duration::from_secs(1_800_000_000) + Duration::from_millis(ms)).into()
     }
 
     #[test]
@@ -367,6 +410,17 @@ mod tests {
             }
         });
         assert_eq!(admitted.into_inner(), 60);
+    }
+
+    #[test]
+    fn whole_intervals_is_integer_division() {
+        for per_minute in [1u32, 2, 7, 60, 120, 1000, 4_000_000_000, u32::MAX] {
+            let q = Quota::try_per_minute(per_minute).unwrap();
+            let t = q.interval_ns;
+            for n in [0u64, 1, t - 1, t, t + 1, 3 * t - 1, 3 * t, 59_999_999_999, 60_000_000_000] {
+                assert_eq!(whole_intervals(n, q), n / t, "{n} / {t}");
+            }
+        }
     }
 
     #[test]

@@ -42,28 +42,58 @@ impl fmt::Display for Scope {
 /// A rate-limit bucket: each key has one budget per class (contract §5). The
 /// name is `&'static str` because classes are declared in code, and a `Copy`
 /// class makes the limiter's key free to build.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct EndpointClass(&'static str);
+#[derive(Clone, Copy, Eq)]
+pub struct EndpointClass {
+    name: &'static str,
+    /// FNV-1a of the name, computed at compile time: the limiter hashes this
+    /// word instead of the string on every check.
+    fingerprint: u64,
+}
 
 impl EndpointClass {
-    pub const CHAT: EndpointClass = EndpointClass("chat");
-    pub const CONFIG: EndpointClass = EndpointClass("config");
-    pub const CONVERSATIONS: EndpointClass = EndpointClass("conversations");
+    pub const CHAT: EndpointClass = EndpointClass::new("chat");
+    pub const CONFIG: EndpointClass = EndpointClass::new("config");
+    pub const CONVERSATIONS: EndpointClass = EndpointClass::new("conversations");
 
     /// A class of the host application's own. The name appears in the
     /// `RateLimit` fields, so keep it a plain token (letters, digits, `-`, `_`).
     pub const fn new(name: &'static str) -> Self {
-        EndpointClass(name)
+        let bytes = name.as_bytes();
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        let mut i = 0;
+        while i < bytes.len() {
+            hash = (hash ^ bytes[i] as u64).wrapping_mul(0x0100_0000_01b3);
+            i += 1;
+        }
+        EndpointClass { name, fingerprint: hash }
     }
 
     pub const fn as_str(self) -> &'static str {
-        self.0
+        self.name
+    }
+
+    /// FNV-1a of the name.
+    pub const fn fingerprint(self) -> u64 {
+        self.fingerprint
+    }
+}
+
+impl PartialEq for EndpointClass {
+    fn eq(&self, other: &Self) -> bool {
+        self.fingerprint == other.fingerprint && self.name == other.name
+    }
+}
+
+/// Consistent with `Eq`: equal names have equal fingerprints.
+impl std::hash::Hash for EndpointClass {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.fingerprint);
     }
 }
 
 impl fmt::Debug for EndpointClass {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "EndpointClass({})", self.0)
+        write!(f, "EndpointClass({})", self.name)
     }
 }
 
@@ -96,6 +126,10 @@ pub enum Unmatched {
     /// protected API.
     PassThrough,
 }
+
+/// The most segments a route pattern may have; longer patterns are refused
+/// by [`Routes::route`]'s caller contract and longer paths match nothing.
+const MAX_SEGMENTS: usize = 16;
 
 #[derive(Clone, Debug)]
 enum Segment {
@@ -162,7 +196,8 @@ impl Routes {
     }
 
     /// Declares a route. Later declarations of the same method and pattern
-    /// never shadow earlier ones: the first match wins.
+    /// never shadow earlier ones: the first match wins. Patterns have at most
+    /// 16 segments.
     pub fn route(mut self, method: Method, pattern: &str, scope: Scope, class: EndpointClass) -> Self {
         let segments = pattern
             .trim_start_matches('/')
@@ -208,15 +243,20 @@ impl Routes {
     /// around the org and scope checks.
     pub fn classify<'r, 'p>(&'r self, method: &Method, path: &'p str) -> Option<RouteMatch<'r, 'p>> {
         let method = if method == Method::HEAD { &Method::GET } else { method };
-        let rel = path.strip_prefix('/')?;
+        // Split the path once; no route is longer than MAX_SEGMENTS.
+        let mut parts = [""; MAX_SEGMENTS];
+        let mut len = 0;
+        for part in path.strip_prefix('/')?.split('/') {
+            *parts.get_mut(len)? = part;
+            len += 1;
+        }
+        let parts = &parts[..len];
         'routes: for def in &self.routes {
-            if def.method != *method {
+            if def.method != *method || def.segments.len() != parts.len() {
                 continue;
             }
-            let mut parts = rel.split('/');
             let mut resource = Resource::None;
-            for seg in def.segments.iter() {
-                let Some(part) = parts.next() else { continue 'routes };
+            for (seg, &part) in def.segments.iter().zip(parts) {
                 match seg {
                     Segment::Literal(lit) if **lit == *part => {}
                     Segment::Literal(_) => continue 'routes,
@@ -225,9 +265,6 @@ impl Routes {
                     Segment::Team => resource = Resource::Team(part),
                     Segment::Param => {}
                 }
-            }
-            if parts.next().is_some() {
-                continue;
             }
             return Some(RouteMatch { resource, scope: &def.scope, class: def.class });
         }

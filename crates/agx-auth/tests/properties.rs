@@ -82,7 +82,7 @@ proptest! {
         for gap in gaps_ms {
             t += gap * 1_000_000;
             let now = start + Duration::from_nanos(t);
-            if let RateDecision::Admit(_) = limiter.check_at(KeyId(1), EndpointClass::CHAT, quota, now) {
+            if let RateDecision::Admit(_) = limiter.check_at(KeyId(1), EndpointClass::CHAT, quota, now.into()) {
                 admitted_at.push(t);
             }
         }

@@ -12,14 +12,21 @@ use async_trait::async_trait;
 
 use super::{AgentRecord, Directory, KeyRecord, KeyStore, StoreError, TeamRecord};
 use crate::key::{KeyHash, KeyId};
+use crate::lookup::Lookup;
+
+/// foldhash rather than SipHash: the maps are read on every request, and
+/// their keys are hashes and ids we issued, not attacker-chosen strings
+/// (agent ids in paths are looked up, never inserted, so probing them can't
+/// build a collision chain).
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 #[derive(Default)]
 struct Inner {
-    keys: HashMap<KeyHash, Arc<KeyRecord>>,
-    ids: HashMap<KeyId, KeyHash>,
-    orgs: HashMap<String, String>,
-    agents: HashMap<String, Arc<AgentRecord>>,
-    teams: HashMap<String, Arc<TeamRecord>>,
+    keys: Map<KeyHash, Arc<KeyRecord>>,
+    ids: Map<KeyId, KeyHash>,
+    orgs: Map<String, String>,
+    agents: Map<String, Arc<AgentRecord>>,
+    teams: Map<String, Arc<TeamRecord>>,
 }
 
 #[derive(Default)]
@@ -81,9 +88,8 @@ impl MemoryStore {
 
 #[async_trait]
 impl KeyStore for MemoryStore {
-    async fn find(&self, hash: &KeyHash) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        self.check()?;
-        Ok(self.read().keys.get(hash).cloned())
+    fn find<'a>(&'a self, hash: &'a KeyHash) -> Lookup<'a, Result<Option<Arc<KeyRecord>>, StoreError>> {
+        Lookup::ready(self.check().map(|()| self.read().keys.get(hash).cloned()))
     }
 
     async fn get(&self, org: &str, id: KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
@@ -150,15 +156,12 @@ impl KeyStore for MemoryStore {
     }
 }
 
-#[async_trait]
 impl Directory for MemoryStore {
-    async fn agent(&self, id: &str) -> Result<Option<Arc<AgentRecord>>, StoreError> {
-        self.check()?;
-        Ok(self.read().agents.get(id).cloned())
+    fn agent<'a>(&'a self, id: &'a str) -> Lookup<'a, Result<Option<Arc<AgentRecord>>, StoreError>> {
+        Lookup::ready(self.check().map(|()| self.read().agents.get(id).cloned()))
     }
 
-    async fn team(&self, id: &str) -> Result<Option<Arc<TeamRecord>>, StoreError> {
-        self.check()?;
-        Ok(self.read().teams.get(id).cloned())
+    fn team<'a>(&'a self, id: &'a str) -> Lookup<'a, Result<Option<Arc<TeamRecord>>, StoreError>> {
+        Lookup::ready(self.check().map(|()| self.read().teams.get(id).cloned()))
     }
 }

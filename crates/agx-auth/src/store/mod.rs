@@ -16,6 +16,7 @@ pub use memory::MemoryStore;
 
 use crate::key::{KeyHash, KeyId, KeyMode};
 use crate::limit::Quota;
+use crate::lookup::Lookup;
 use crate::route::{EndpointClass, Scope};
 
 /// A stored key: everything but the key itself.
@@ -161,7 +162,7 @@ impl std::error::Error for StoreError {}
 pub trait KeyStore: Send + Sync + 'static {
     /// The hot path: one lookup by hash. Deleted keys may be returned (with
     /// `deleted_at` set) or not; the authenticator refuses both the same way.
-    async fn find(&self, hash: &KeyHash) -> Result<Option<Arc<KeyRecord>>, StoreError>;
+    fn find<'a>(&'a self, hash: &'a KeyHash) -> Lookup<'a, Result<Option<Arc<KeyRecord>>, StoreError>>;
     /// The org's key by id, if it is not deleted.
     async fn get(&self, org: &str, id: KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError>;
     async fn create(&self, record: KeyRecord) -> Result<Arc<KeyRecord>, StoreError>;
@@ -182,8 +183,7 @@ pub trait KeyStore: Send + Sync + 'static {
 }
 
 /// Who owns an agent or team, and whether the agent can be reached.
-#[async_trait]
 pub trait Directory: Send + Sync + 'static {
-    async fn agent(&self, id: &str) -> Result<Option<Arc<AgentRecord>>, StoreError>;
-    async fn team(&self, id: &str) -> Result<Option<Arc<TeamRecord>>, StoreError>;
+    fn agent<'a>(&'a self, id: &'a str) -> Lookup<'a, Result<Option<Arc<AgentRecord>>, StoreError>>;
+    fn team<'a>(&'a self, id: &'a str) -> Lookup<'a, Result<Option<Arc<TeamRecord>>, StoreError>>;
 }
