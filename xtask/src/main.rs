@@ -56,8 +56,42 @@ fn conformance(extra: &[String]) -> Result<(), String> {
     cargo(&args)
 }
 
+/// Runs the criterion benchmarks and the paired limiter comparison, then
+/// prints criterion's medians as a table for docs/benchmarks.md.
 fn bench(extra: &[String]) -> Result<(), String> {
     let mut args = vec!["bench", "--package", "agx-auth", "--bench", "hot_path", "--"];
     args.extend(extra.iter().map(String::as_str));
-    cargo(&args)
+    cargo(&args)?;
+    cargo(&["bench", "--package", "agx-auth", "--bench", "limiter_pair"])?;
+    println!("\n| benchmark | median |\n|---|---|");
+    for (name, median_ns) in criterion_medians()? {
+        println!("| `{name}` | {} |", human(median_ns));
+    }
+    Ok(())
+}
+
+/// `target/criterion/<bench>/new/estimates.json` → (bench, median in ns).
+fn criterion_medians() -> Result<Vec<(String, f64)>, String> {
+    let root = workspace_root().join("target/criterion");
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+    for entry in entries.flatten() {
+        let path = entry.path().join("new/estimates.json");
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Some(median) = json["median"]["point_estimate"].as_f64() {
+            out.push((entry.file_name().to_string_lossy().into_owned(), median));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+fn workspace_root() -> std::path::PathBuf {
+    let here = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.parent().map(std::path::Path::to_path_buf).unwrap_or(here)
+}
+
+fn human(ns: f64) -> String {
+    if ns >= 1000.0 { format!("{:.2} µs", ns / 1000.0) } else { format!("{ns:.1} ns") }
 }
