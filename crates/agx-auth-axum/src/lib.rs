@@ -40,6 +40,16 @@ use tower_service::Service;
 
 pub use agx_auth;
 
+/// The framework guide, compiled so that its examples stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/guides/axum.md")]
+mod guide {}
+
+/// The README's example, compiled for the same reason.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+mod readme {}
+
 /// Protects every request of the wrapped service.
 #[derive(Clone, Debug)]
 pub struct AuthLayer {
