@@ -9,6 +9,7 @@
 pub mod app;
 pub mod case;
 pub mod client;
+pub mod compare;
 pub mod fixtures;
 pub mod matrix;
 pub mod runner;

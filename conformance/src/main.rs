@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use agx_conformance::{Suite, matrix, run_target, targets};
+use agx_conformance::{Suite, compare, matrix, run_target, targets};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -30,5 +30,13 @@ async fn run() -> Result<bool, String> {
     for f in &failures {
         println!("\nFAILED {f}");
     }
-    Ok(failures.is_empty())
+    let differences = compare::differences(&columns);
+    let exchanges: usize = columns.first().map_or(0, |(_, r)| r.iter().map(|c| c.transcript.len()).sum());
+    if differences.is_empty() {
+        println!("\ncross-adapter: {exchanges} exchanges per target, identical status, body and contract headers");
+    }
+    for d in &differences {
+        println!("\nDIFFERS {d}");
+    }
+    Ok(failures.is_empty() && differences.is_empty())
 }

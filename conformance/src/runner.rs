@@ -23,6 +23,10 @@ pub struct Target {
     pub name: String,
     /// `http://127.0.0.1:PORT`, no trailing slash.
     pub base_url: String,
+    /// Prefix of every fixture id this run creates. A long-lived server
+    /// needs one unique per run ([`run_namespace`]); a fresh in-process one
+    /// can use a constant, which keeps transcripts comparable.
+    pub namespace: String,
     pub fixtures: Arc<dyn Fixtures>,
 }
 
@@ -59,7 +63,7 @@ pub struct CaseResult {
 /// that move the clock would disturb each other otherwise).
 pub async fn run_target(suite: &Suite, target: &Target) -> Vec<CaseResult> {
     let client = Client::new();
-    let tag = run_tag();
+    let tag = &target.namespace;
     let mut results = Vec::new();
     for (index, (group, case)) in suite.cases().enumerate() {
         let ns = format!("{tag}c{index}");
@@ -91,7 +95,7 @@ fn missing_capability(case: &Case, has: &[Capability]) -> Option<Capability> {
 
 /// A short tag unique to this run, so that a long-lived server's state from
 /// earlier runs never collides with this one's.
-fn run_tag() -> String {
+pub fn run_namespace() -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     format!("r{:x}", nanos % 0xffff_ffff)
 }

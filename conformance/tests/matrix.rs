@@ -1,5 +1,6 @@
 //! The suite as part of `cargo test`: every in-process target passes every
-//! case it can run, and the suite is as large as the contract needs.
+//! case, every adapter answers every request with the same bytes, and the
+//! suite is as large as the contract needs.
 
 use agx_conformance::{Suite, Verdict, matrix, run_target, targets};
 
@@ -16,6 +17,8 @@ async fn every_target_passes_every_case() {
     println!("{}", matrix::render(&columns));
     let failures = matrix::failures(&columns);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let differences = agx_conformance::compare::differences(&columns);
+    assert!(differences.is_empty(), "adapters differ:\n{}", differences.join("\n"));
     for (name, results) in &columns {
         let skipped: Vec<_> = results.iter().filter(|r| matches!(r.verdict, Verdict::Skipped(_))).collect();
         assert!(skipped.is_empty(), "{name} skipped {} cases", skipped.len());

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agx_auth::{AgentRecord, Authenticator, KeySpec, MemoryStore};
-use agx_conformance::app::{axum_app, serve_axum};
+use agx_conformance::app::axum;
 use agx_conformance::client::Client;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
@@ -17,7 +17,7 @@ async fn server() -> (String, String) {
     store.insert_agent(AgentRecord::new("agent_1", "org_1", "Support"));
     let auth = Arc::new(Authenticator::builder(store.clone(), store).build());
     let (key, _) = auth.issue_key(KeySpec::new("org_1", "burst")).await.unwrap();
-    (serve_axum(axum_app(auth)).await.unwrap(), key.expose_secret().to_owned())
+    (axum::serve(axum::app(auth)).await.unwrap(), key.expose_secret().to_owned())
 }
 
 fn bearer(key: &str) -> Vec<(HeaderName, HeaderValue)> {

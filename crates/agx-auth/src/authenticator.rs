@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCESS_CONTROL_REQUEST_METHOD, CONTENT_TYPE, ORIGIN, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response};
 use ring::rand::SystemRandom;
 
@@ -16,13 +16,16 @@ use crate::key::{ApiKey, KeyHasher, KeyId, KeyMode};
 use crate::limit::{GcraLimiter, Quota, RateDecision, RateLimitStatus, RateLimiter, RateLimits};
 use crate::policy::origin_allowed;
 use crate::render::{ErrorRenderer, JsonEnvelope};
+use crate::request::{RequestHeader, RequestHeaders};
 use crate::route::{EndpointClass, Resource, RouteMatch, Routes, Scope, Unmatched};
 use crate::store::{Directory, KeyRecord, KeySpec, KeyStore, StoreError};
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers-10).
-pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static(RATELIMIT_POLICY_NAME);
 /// `RateLimit` (draft-ietf-httpapi-ratelimit-headers-10).
-pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+pub const RATELIMIT: HeaderName = HeaderName::from_static(RATELIMIT_NAME);
+const RATELIMIT_POLICY_NAME: &str = "ratelimit-policy";
+const RATELIMIT_NAME: &str = "ratelimit";
 
 /// Who is calling: the verified key's record. Cloning it is one reference
 /// count, so adapters can hand it to handlers by value.
@@ -99,6 +102,15 @@ impl Grant {
             headers.insert(RATELIMIT_POLICY, policy.clone());
             headers.insert(RATELIMIT, ratelimit_value(status));
         }
+    }
+
+    /// The same fields as (lowercase name, value) pairs, for frameworks
+    /// whose header types are not `http` 1's.
+    pub fn header_fields(&self) -> impl Iterator<Item = (&'static str, HeaderValue)> {
+        let fields = self.rate_limit.as_ref().map(|(policy, status)| {
+            [(RATELIMIT_POLICY_NAME, policy.clone()), (RATELIMIT_NAME, ratelimit_value(status))]
+        });
+        fields.into_iter().flatten()
     }
 }
 
@@ -353,8 +365,8 @@ impl Authenticator {
 
     /// Judges one request from its method, path (without the query: keys in
     /// URLs are never read) and headers.
-    pub async fn authenticate(&self, method: &Method, path: &str, headers: &HeaderMap) -> Outcome {
-        if method == Method::OPTIONS && headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD) {
+    pub async fn authenticate<H: RequestHeaders + ?Sized>(&self, method: &Method, path: &str, headers: &H) -> Outcome {
+        if method == Method::OPTIONS && headers.values(RequestHeader::AccessControlRequestMethod).next().is_some() {
             return Outcome::PassThrough;
         }
         let route = self.routes.classify(method, path);
@@ -367,7 +379,11 @@ impl Authenticator {
         }
     }
 
-    async fn verify(&self, route: Option<RouteMatch<'_, '_>>, headers: &HeaderMap) -> Result<Grant, Refusal> {
+    async fn verify<H: RequestHeaders + ?Sized>(
+        &self,
+        route: Option<RouteMatch<'_, '_>>,
+        headers: &H,
+    ) -> Result<Grant, Refusal> {
         // Steps 1 and 2: no I/O, and junk stops here.
         let token = extract_credential(headers).map_err(|e| match e {
             CredentialError::Missing => (AuthError::MissingApiKey, None),
@@ -409,11 +425,11 @@ impl Authenticator {
         }
     }
 
-    async fn check_policy(
+    async fn check_policy<H: RequestHeaders + ?Sized>(
         &self,
         record: &KeyRecord,
         route: &RouteMatch<'_, '_>,
-        headers: &HeaderMap,
+        headers: &H,
     ) -> Result<(), AuthError> {
         let down = |_: StoreError| AuthError::Unavailable { retry_after: self.unavailable_retry_after };
         match route.resource {
@@ -431,7 +447,7 @@ impl Authenticator {
                 }
                 check_scope(record, route.scope)?;
                 if !agent.allowed_domains.is_empty()
-                    && headers.get_all(ORIGIN).iter().any(|o| !origin_allowed(o.as_bytes(), &agent.allowed_domains))
+                    && headers.values(RequestHeader::Origin).any(|o| !origin_allowed(o, &agent.allowed_domains))
                 {
                     return Err(AuthError::DomainNotAllowed);
                 }

@@ -1,10 +1,7 @@
 //! Reading the credential from request headers (contract §2). No I/O and no
 //! allocation: the token is borrowed from the header map.
 
-use http::{HeaderMap, HeaderName, HeaderValue, header::AUTHORIZATION};
-
-/// `X-API-Key`, as a constant so that lookups never parse the name.
-pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+use crate::request::{RequestHeader, RequestHeaders};
 
 /// The longest credential we look at. A key is 41 bytes; anything past 256 is
 /// refused before it is scanned, so a megabyte header costs one comparison.
@@ -24,9 +21,9 @@ pub enum CredentialError {
 /// Finds the one key a request offers, from `Authorization: Bearer` or
 /// `X-API-Key`. Both may be present when they agree; when they disagree we
 /// refuse rather than guess which was meant.
-pub fn extract_credential(headers: &HeaderMap) -> Result<&str, CredentialError> {
-    let bearer = single(headers, &AUTHORIZATION)?.map(bearer_token).transpose()?.flatten();
-    let api_key = single(headers, &X_API_KEY)?.map(|v| token(v.as_bytes())).transpose()?.flatten();
+pub fn extract_credential<H: RequestHeaders + ?Sized>(headers: &H) -> Result<&str, CredentialError> {
+    let bearer = single(headers, RequestHeader::Authorization)?.map(bearer_token).transpose()?.flatten();
+    let api_key = single(headers, RequestHeader::XApiKey)?.map(token).transpose()?.flatten();
     match (bearer, api_key) {
         (Some(a), Some(b)) if a == b => Ok(a),
         (Some(_), Some(_)) => Err(CredentialError::Invalid),
@@ -36,8 +33,8 @@ pub fn extract_credential(headers: &HeaderMap) -> Result<&str, CredentialError> 
 }
 
 /// The header's only value, or `Invalid` when the header is repeated.
-fn single<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h HeaderValue>, CredentialError> {
-    let mut values = headers.get_all(name).iter();
+fn single<H: RequestHeaders + ?Sized>(headers: &H, name: RequestHeader) -> Result<Option<&[u8]>, CredentialError> {
+    let mut values = headers.values(name);
     let first = values.next();
     if values.next().is_some() {
         return Err(CredentialError::Invalid);
@@ -47,9 +44,9 @@ fn single<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h He
 
 /// The token of a `Bearer` credential; `None` for any other scheme, which is
 /// not ours to read.
-fn bearer_token(value: &HeaderValue) -> Result<Option<&str>, CredentialError> {
+fn bearer_token(value: &[u8]) -> Result<Option<&str>, CredentialError> {
     const SCHEME: &[u8] = b"bearer";
-    let v = trim_ows(value.as_bytes());
+    let v = trim_ows(value);
     match v.split_at_checked(SCHEME.len()) {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case(SCHEME) && rest.first().is_none_or(|&b| is_ows(b)) => {
             token(rest)
@@ -98,6 +95,7 @@ fn trim_ows(mut v: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
     use CredentialError::*;
+    use http::{HeaderMap, HeaderValue};
 
     fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
         let mut h = HeaderMap::new();

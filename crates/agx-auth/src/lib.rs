@@ -34,6 +34,8 @@
 //! # }
 //! ```
 
+pub use bytes;
+
 mod authenticator;
 mod clock;
 mod credential;
@@ -43,6 +45,7 @@ mod limit;
 mod lookup;
 mod policy;
 mod render;
+mod request;
 mod route;
 mod store;
 
@@ -55,5 +58,6 @@ pub use limit::{GcraLimiter, LimitError, Quota, RateDecision, RateLimitStatus, R
 pub use lookup::Lookup;
 pub use policy::origin_allowed;
 pub use render::{ErrorRenderer, JsonEnvelope, ProblemJson, RenderedError};
+pub use request::{RequestHeader, RequestHeaders};
 pub use route::{EndpointClass, Resource, RouteMatch, Routes, Scope, Unmatched};
 pub use store::{AgentRecord, Directory, KeyRecord, KeySpec, KeyStore, MemoryStore, StoreError, TeamRecord};
