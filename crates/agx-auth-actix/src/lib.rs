@@ -45,6 +45,11 @@ use agx_auth::{AuthError, Authenticator, Outcome, Principal, Rejection, RequestH
 
 pub use agx_auth;
 
+/// The framework guide, compiled so that its examples stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/guides/actix-web.md")]
+mod guide {}
+
 /// The middleware: `App::new().wrap(AgxAuth::new(auth))`.
 #[derive(Clone, Debug)]
 pub struct AgxAuth {

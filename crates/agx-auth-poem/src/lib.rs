@@ -30,6 +30,11 @@ use poem::{Endpoint, FromRequest, IntoResponse, Middleware, Request, RequestBody
 
 pub use agx_auth;
 
+/// The framework guide, compiled so that its examples stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/guides/poem.md")]
+mod guide {}
+
 /// The middleware: `route.with(AgxAuth::new(auth))`.
 #[derive(Clone, Debug)]
 pub struct AgxAuth {
