@@ -18,8 +18,12 @@ pub enum Capability {
     Clock,
     /// The target's store can be switched off.
     Faults,
-    /// The target's handlers echo the principal (the in-process stub app).
-    Principal,
+    /// The target is the in-process stub app: its handlers echo the
+    /// principal, and it declares one host route with no agent
+    /// (`GET /api/public/status`, scope and class `config`).
+    StubApp,
+    /// The target's rate limiter can be switched off.
+    LimiterFaults,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,6 +88,11 @@ pub enum Step {
         /// Switches the target's store off or on (needs `faults`).
         #[serde(rename = "storeAvailable")]
         store_available: bool,
+    },
+    LimiterAvailable {
+        /// Switches the target's rate limiter off or on (needs `limiterFaults`).
+        #[serde(rename = "limiterAvailable")]
+        limiter_available: bool,
     },
 }
 
@@ -215,11 +224,12 @@ pub struct WorldAgent {
 
 impl World {
     pub const ORGS: [&'static str; 2] = ["a", "b"];
-    pub const AGENTS: [WorldAgent; 5] = [
+    pub const AGENTS: [WorldAgent; 6] = [
         WorldAgent { name: "a1", org: "a", allowed_domains: &[], active: true, public: true },
         WorldAgent { name: "a2", org: "a", allowed_domains: &["example.com"], active: true, public: true },
         WorldAgent { name: "a3", org: "a", allowed_domains: &[], active: false, public: true },
         WorldAgent { name: "a4", org: "a", allowed_domains: &[], active: true, public: false },
+        WorldAgent { name: "a5", org: "a", allowed_domains: &["example.com"], active: false, public: true },
         WorldAgent { name: "b1", org: "b", allowed_domains: &[], active: true, public: true },
     ];
     /// (team, org, agents)

@@ -7,10 +7,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
 
 use agx_auth::{
-    AgentRecord, Authenticator, Clock, KeyId, KeyMode, KeySpec, ManualClock, MemoryStore, Quota, Scope, TeamRecord,
+    AgentRecord, Authenticator, Clock, EndpointClass, GcraLimiter, KeyId, KeyMode, KeySpec, LimitError, Lookup,
+    ManualClock, MemoryStore, Quota, RateDecision, RateLimitStatus, RateLimiter, Routes, Scope, TeamRecord, Timestamp,
 };
 use async_trait::async_trait;
 
@@ -45,12 +47,60 @@ pub trait Fixtures: Send + Sync {
     async fn roll_key(&self, org: &str, id: &str, grace: Duration) -> Result<IssuedKey, String>;
     async fn advance(&self, by: Duration) -> Result<(), String>;
     async fn set_store_available(&self, available: bool) -> Result<(), String>;
+    async fn set_limiter_available(&self, available: bool) -> Result<(), String>;
 }
 
-/// Fixtures over an in-process memory store and a manual clock.
+/// The in-process limiter with an off switch, to prove that a limiter
+/// backend that cannot answer fails closed.
+#[derive(Default)]
+pub struct SwitchableLimiter {
+    inner: GcraLimiter,
+    down: AtomicBool,
+}
+
+impl SwitchableLimiter {
+    fn answer<T>(&self, f: impl FnOnce() -> T) -> Lookup<'_, Result<T, LimitError>> {
+        Lookup::ready(if self.down.load(Ordering::SeqCst) {
+            Err(LimitError("the limiter is switched off".into()))
+        } else {
+            Ok(f())
+        })
+    }
+}
+
+impl RateLimiter for SwitchableLimiter {
+    fn check(
+        &self,
+        key: KeyId,
+        class: EndpointClass,
+        quota: Quota,
+        now: Timestamp,
+    ) -> Lookup<'_, Result<RateDecision, LimitError>> {
+        self.answer(|| self.inner.check_at(key, class, quota, now))
+    }
+
+    fn peek(
+        &self,
+        key: KeyId,
+        class: EndpointClass,
+        quota: Quota,
+        now: Timestamp,
+    ) -> Lookup<'_, Result<RateLimitStatus, LimitError>> {
+        self.answer(|| self.inner.peek_at(key, class, quota, now))
+    }
+}
+
+/// The stub app's route table: the Agentix routes and one host route that
+/// names no agent.
+pub fn stub_routes() -> Routes {
+    Routes::agentix().route(http::Method::GET, crate::app::STATUS, Scope::CONFIG, EndpointClass::CONFIG)
+}
+
+/// Fixtures over an in-process memory store, limiter and manual clock.
 pub struct InProcess {
     pub store: Arc<MemoryStore>,
     pub clock: Arc<ManualClock>,
+    pub limiter: Arc<SwitchableLimiter>,
     pub auth: Arc<Authenticator>,
 }
 
@@ -59,9 +109,16 @@ impl InProcess {
     /// the app under test will use.
     pub fn memory() -> Self {
         let store = Arc::new(MemoryStore::new());
-        let clock = Arc::new(ManualClock::starting_now());
-        let auth = Arc::new(Authenticator::builder(store.clone(), store.clone()).clock(clock.clone()).build());
-        InProcess { store, clock, auth }
+        let clock = Arc::new(ManualClock::new(SystemTime::now()));
+        let limiter = Arc::new(SwitchableLimiter::default());
+        let auth = Arc::new(
+            Authenticator::builder(store.clone(), store.clone())
+                .clock(clock.clone())
+                .limiter(limiter.clone())
+                .routes(stub_routes())
+                .build(),
+        );
+        InProcess { store, clock, limiter, auth }
     }
 }
 
@@ -72,7 +129,7 @@ fn key_id(id: &str) -> Result<KeyId, String> {
 #[async_trait]
 impl Fixtures for InProcess {
     fn capabilities(&self) -> &[Capability] {
-        &[Capability::Clock, Capability::Faults, Capability::Principal]
+        &[Capability::Clock, Capability::Faults, Capability::LimiterFaults, Capability::StubApp]
     }
 
     async fn org(&self, id: &str, name: &str) -> Result<(), String> {
@@ -128,6 +185,11 @@ impl Fixtures for InProcess {
 
     async fn set_store_available(&self, available: bool) -> Result<(), String> {
         self.store.set_available(available);
+        Ok(())
+    }
+
+    async fn set_limiter_available(&self, available: bool) -> Result<(), String> {
+        self.limiter.down.store(!available, Ordering::SeqCst);
         Ok(())
     }
 }

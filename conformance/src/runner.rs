@@ -79,6 +79,9 @@ pub async fn run_target(suite: &Suite, target: &Target) -> Vec<CaseResult> {
         if case.requires.contains(&Capability::Faults) {
             let _ = target.fixtures.set_store_available(true).await;
         }
+        if case.requires.contains(&Capability::LimiterFaults) {
+            let _ = target.fixtures.set_limiter_available(true).await;
+        }
         results.push(CaseResult {
             group: group.to_owned(),
             name: case.name.clone(),
@@ -188,6 +191,7 @@ impl CaseRun<'_> {
                 Ok(())
             }
             Step::StoreAvailable { store_available } => f.set_store_available(*store_available).await,
+            Step::LimiterAvailable { limiter_available } => f.set_limiter_available(*limiter_available).await,
         }
     }
 

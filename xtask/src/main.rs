@@ -4,6 +4,10 @@
 //!   conformance matrix: what `.ci/run` runs.
 //! - `conformance`: the suite against every adapter × store, as a matrix.
 //! - `bench`: the criterion benchmarks of the hot path.
+//! - `bench-http`: hello-world apps on each framework, bare, with agx-auth and
+//!   with a governor peer, loaded with wrk side by side.
+
+mod bench_http;
 
 use std::env;
 use std::process::{Command, ExitCode};
@@ -11,7 +15,7 @@ use std::process::{Command, ExitCode};
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let Some(task) = args.first() else {
-        eprintln!("usage: cargo xtask <ci|test|conformance|bench> [args…]");
+        eprintln!("usage: cargo xtask <ci|test|conformance|bench|bench-http> [args…]");
         return ExitCode::FAILURE;
     };
     let rest = &args[1..];
@@ -20,6 +24,7 @@ fn main() -> ExitCode {
         "test" => test(),
         "conformance" => conformance(rest),
         "bench" => bench(rest),
+        "bench-http" => bench_http::run(rest),
         other => Err(format!("unknown task `{other}`")),
     };
     match result {
@@ -31,7 +36,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn cargo(args: &[&str]) -> Result<(), String> {
+pub(crate) fn cargo(args: &[&str]) -> Result<(), String> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     eprintln!("$ cargo {}", args.join(" "));
     let status = Command::new(&cargo).args(args).status().map_err(|e| format!("cannot run cargo: {e}"))?;
@@ -87,7 +92,7 @@ fn criterion_medians() -> Result<Vec<(String, f64)>, String> {
     Ok(out)
 }
 
-fn workspace_root() -> std::path::PathBuf {
+pub(crate) fn workspace_root() -> std::path::PathBuf {
     let here = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     here.parent().map(std::path::Path::to_path_buf).unwrap_or(here)
 }

@@ -7,7 +7,7 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use agx_auth::Authenticator;
 use agx_auth_actix::{AgxAuth, Authenticated};
 
-use super::{AGENT, CHAT, CONVERSATION, PING, TEAM_CHAT, WIDGET, echo};
+use super::{AGENT, CHAT, CONVERSATION, PING, STATUS, TEAM_CHAT, WIDGET, echo};
 
 async fn echo_handler(Authenticated(principal): Authenticated) -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(echo(&principal))
@@ -43,6 +43,7 @@ pub fn serve(auth: Arc<Authenticator>) -> Result<String, String> {
                     .route(CONVERSATION, web::patch().to(echo_handler))
                     .route(CONVERSATION, options())
                     .route(PING, web::get().to(echo_handler))
+                    .route(STATUS, web::get().to(echo_handler))
             })
             .workers(2)
             .disable_signals()

@@ -8,7 +8,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 
-use super::{AGENT, CHAT, CONVERSATION, PING, TEAM_CHAT, WIDGET, echo};
+use super::{AGENT, CHAT, CONVERSATION, PING, STATUS, TEAM_CHAT, WIDGET, echo};
 
 async fn echo_handler(Authenticated(principal): Authenticated) -> ([(http::HeaderName, &'static str); 1], String) {
     ([(http::header::CONTENT_TYPE, "application/json")], echo(&principal))
@@ -27,6 +27,7 @@ pub fn app(auth: Arc<Authenticator>) -> Router {
         .route(WIDGET, get(echo_handler).options(preflight))
         .route(CONVERSATION, get(echo_handler).patch(echo_handler).options(preflight))
         .route(PING, get(echo_handler))
+        .route(STATUS, get(echo_handler))
         .layer(AuthLayer::new(auth))
 }
 

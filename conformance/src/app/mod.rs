@@ -19,6 +19,9 @@ pub const WIDGET: &str = "/api/public/agents/{agent_id}/widget";
 pub const CONVERSATION: &str = "/api/public/agents/{agent_id}/conversations/{session_id}";
 /// A route of the host application's that the route table does not declare.
 pub const PING: &str = "/api/public/ping";
+/// A host route that the stub route table declares (scope and class
+/// `config`) and that names no agent: steps 5, 6, 6b and 8 do not apply.
+pub const STATUS: &str = "/api/public/status";
 
 /// `{"org":…,"keyName":…,"mode":…,"scopes":[…]}`
 pub fn echo(principal: &Principal) -> String {

@@ -8,7 +8,7 @@ use poem::http::StatusCode;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::{EndpointExt, Response, Route, Server, get, handler, post};
 
-use super::{AGENT, CHAT, CONVERSATION, PING, TEAM_CHAT, WIDGET, echo};
+use super::{AGENT, CHAT, CONVERSATION, PING, STATUS, TEAM_CHAT, WIDGET, echo};
 
 #[handler]
 fn echo_handler(Authenticated(principal): Authenticated) -> Response {
@@ -34,6 +34,7 @@ pub async fn serve(auth: Arc<Authenticator>) -> Result<String, String> {
         .at(poem_path(WIDGET), get(echo_handler).head(echo_handler).options(preflight))
         .at(poem_path(CONVERSATION), get(echo_handler).head(echo_handler).patch(echo_handler).options(preflight))
         .at(PING, get(echo_handler))
+        .at(STATUS, get(echo_handler))
         .with(AgxAuth::new(auth));
     let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await.map_err(|e| e.to_string())?;
     let addr = acceptor

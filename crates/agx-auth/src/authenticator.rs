@@ -98,20 +98,26 @@ impl Grant {
 
     /// Adds `RateLimit-Policy` and `RateLimit` to the response headers.
     pub fn apply_headers(&self, headers: &mut HeaderMap) {
-        if let Some((policy, status)) = &self.rate_limit {
-            headers.insert(RATELIMIT_POLICY, policy.clone());
-            headers.insert(RATELIMIT, ratelimit_value(status));
+        for (name, value) in self.fields() {
+            headers.insert(name, value);
         }
     }
 
     /// The same fields as (lowercase name, value) pairs, for frameworks
     /// whose header types are not `http` 1's.
     pub fn header_fields(&self) -> impl Iterator<Item = (&'static str, HeaderValue)> {
-        let fields = self.rate_limit.as_ref().map(|(policy, status)| {
-            [(RATELIMIT_POLICY_NAME, policy.clone()), (RATELIMIT_NAME, ratelimit_value(status))]
-        });
-        fields.into_iter().flatten()
+        self.fields()
+            .map(|(name, value)| (if name == RATELIMIT { RATELIMIT_NAME } else { RATELIMIT_POLICY_NAME }, value))
     }
+
+    fn fields(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
+        self.rate_limit.as_ref().map(|(policy, status)| rate_limit_fields(policy.clone(), status)).into_iter().flatten()
+    }
+}
+
+/// `RateLimit-Policy` and `RateLimit`, for grants and refusals alike.
+fn rate_limit_fields(policy: HeaderValue, status: &RateLimitStatus) -> [(HeaderName, HeaderValue); 2] {
+    [(RATELIMIT_POLICY, policy), (RATELIMIT, ratelimit_value(status))]
 }
 
 /// A refused request: the error, for the host's logs, and the finished
@@ -140,9 +146,8 @@ impl Rejection {
         if let Some(secs) = error.retry_after_secs() {
             headers.insert(RETRY_AFTER, HeaderValue::from(secs));
         }
-        if let Some((policy, status)) = limit {
-            headers.insert(RATELIMIT_POLICY, policy);
-            headers.insert(RATELIMIT, ratelimit_value(&status));
+        for (name, value) in limit.iter().flat_map(|(policy, status)| rate_limit_fields(policy.clone(), status)) {
+            headers.insert(name, value);
         }
         Rejection { error, response }
     }
@@ -190,16 +195,19 @@ struct Challenges {
 
 impl Challenges {
     fn new(realm: &str) -> Self {
+        // A quote or backslash would end the quoted string early; control
+        // characters are not allowed in a header at all.
+        let realm: String = realm.chars().filter(|c| !matches!(c, '"' | '\\') && !c.is_control()).collect();
         let value = |extra: &str| {
             HeaderValue::try_from(format!(r#"Bearer realm="{realm}"{extra}"#))
                 .unwrap_or_else(|_| HeaderValue::from_static(r#"Bearer realm="api""#))
         };
         let described = |e: AuthError| format!(r#", error="invalid_token", error_description="{}""#, e.message());
         Challenges {
-            realm: realm.to_owned(),
             missing: value(""),
             invalid: value(&described(AuthError::InvalidApiKey)),
             expired: value(&described(AuthError::ExpiredApiKey)),
+            realm,
         }
     }
 
@@ -295,7 +303,8 @@ impl AuthenticatorBuilder {
         self
     }
 
-    /// Default: `agentix`. Must not contain `"` or `\`.
+    /// Default: `agentix`. Quotes, backslashes and control characters are
+    /// dropped: they cannot appear in the challenge's quoted string.
     pub fn realm(mut self, realm: impl Into<String>) -> Self {
         self.realm = realm.into();
         self
@@ -432,8 +441,9 @@ impl Authenticator {
         headers: &H,
     ) -> Result<(), AuthError> {
         let down = |_: StoreError| AuthError::Unavailable { retry_after: self.unavailable_retry_after };
-        match route.resource {
-            Resource::None => {}
+        // Steps 5, 6 and 6b; what step 8 will need.
+        let allowed_domains = match route.resource {
+            Resource::None => None,
             Resource::Agent(id) => {
                 let agent = self.directory.agent(id).await.map_err(down)?.ok_or(AuthError::AgentNotFound)?;
                 if agent.org != record.org {
@@ -445,22 +455,28 @@ impl Authenticator {
                 if !agent.public {
                     return Err(AuthError::AgentNotPublic);
                 }
-                check_scope(record, route.scope)?;
-                if !agent.allowed_domains.is_empty()
-                    && headers.values(RequestHeader::Origin).any(|o| !origin_allowed(o, &agent.allowed_domains))
-                {
-                    return Err(AuthError::DomainNotAllowed);
-                }
-                return Ok(());
+                Some(agent)
             }
             Resource::Team(id) => {
                 let team = self.directory.team(id).await.map_err(down)?.ok_or(AuthError::TeamNotFound)?;
                 if team.org != record.org {
                     return Err(AuthError::OrgMismatch);
                 }
+                None
             }
+        };
+        // Step 7.
+        if !record.has_scope(route.scope) {
+            return Err(AuthError::InsufficientScope { required: route.scope.clone() });
         }
-        check_scope(record, route.scope)
+        // Step 8: only agents have a domain list.
+        if let Some(agent) = allowed_domains
+            && !agent.allowed_domains.is_empty()
+            && headers.values(RequestHeader::Origin).any(|o| !origin_allowed(o, &agent.allowed_domains))
+        {
+            return Err(AuthError::DomainNotAllowed);
+        }
+        Ok(())
     }
 
     fn unavailable(&self) -> Refusal {
@@ -507,7 +523,11 @@ impl Authenticator {
             rate_limits: old.rate_limits.clone(),
         };
         let (key, record) = self.new_record(spec)?;
-        let until = self.clock.now() + grace;
+        let until = self
+            .clock
+            .now()
+            .checked_add(grace)
+            .ok_or(StoreError::Conflict("the grace period is longer than time can represent".into()))?;
         Ok(self.store.roll(org, id, record, until).await?.map(|r| (key, r)))
     }
 
@@ -534,10 +554,6 @@ impl Authenticator {
         };
         Ok((key, record))
     }
-}
-
-fn check_scope(record: &KeyRecord, scope: &Scope) -> Result<(), AuthError> {
-    if record.has_scope(scope) { Ok(()) } else { Err(AuthError::InsufficientScope { required: scope.clone() }) }
 }
 
 /// `"chat";q=60;w=60`

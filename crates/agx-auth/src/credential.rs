@@ -3,8 +3,9 @@
 
 use crate::request::{RequestHeader, RequestHeaders};
 
-/// The longest credential we look at. A key is 41 bytes; anything past 256 is
-/// refused before it is scanned, so a megabyte header costs one comparison.
+/// The longest credential we accept, once trimmed. A key is 41 bytes; a raw
+/// value past 384 bytes (256 and generous whitespace) is refused before it is
+/// scanned, so a megabyte header costs one comparison.
 pub const MAX_CREDENTIAL_LEN: usize = 256;
 
 /// Why no usable credential was found.

@@ -150,5 +150,5 @@ impl std::fmt::Display for AuthError {
 impl std::error::Error for AuthError {}
 
 pub(crate) fn ceil_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+    d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
 }

@@ -29,14 +29,15 @@ pub struct Quota {
     per_minute: NonZeroU32,
     interval_ns: u64,
     /// `1 / interval_ns` as `f64` bits, so that counting whole intervals is a
-    /// multiplication (a 64-bit division is the slowest instruction on the
-    /// admit path).
+    /// multiplication: a 64-bit division is the slowest instruction on the
+    /// admit path, and removing it was measured to matter (docs/benchmarks.md).
     per_ns_bits: u64,
 }
 
 impl Quota {
     pub const fn per_minute(n: NonZeroU32) -> Self {
-        let interval_ns = WINDOW_NS / n.get() as u64;
+        // Rounded up, so the refill is never faster than quota / 60 s.
+        let interval_ns = WINDOW_NS.div_ceil(n.get() as u64);
         Quota { per_minute: n, interval_ns, per_ns_bits: (1.0 / interval_ns as f64).to_bits() }
     }
 
@@ -54,9 +55,9 @@ impl Quota {
         60
     }
 
-    /// The emission interval T: one request's worth of refill.
-    fn interval_ns(self) -> u64 {
-        self.interval_ns
+    /// The whole burst, in time: q emission intervals.
+    fn limit_ns(self) -> u64 {
+        self.interval_ns * u64::from(self.get())
     }
 }
 
@@ -166,18 +167,27 @@ pub trait RateLimiter: Send + Sync + 'static {
 /// `now`, both in nanoseconds since the Unix epoch. Returns the decision and,
 /// on admission, the TAT to store.
 pub fn gcra(tat: u64, now: u64, class: EndpointClass, quota: Quota) -> (RateDecision, Option<u64>) {
-    let t = quota.interval_ns();
-    let limit = t * u64::from(quota.get());
     let base = tat.max(now);
-    let new_tat = base.saturating_add(t);
+    let new_tat = base.saturating_add(quota.interval_ns);
     let after = new_tat - now;
-    if after > limit {
-        let status = RateLimitStatus { class, quota, remaining: 0, reset: Duration::from_nanos(base - now) };
-        (RateDecision::Deny { status, retry_after: Duration::from_nanos(after - limit) }, None)
+    if after > quota.limit_ns() {
+        let retry_after = Duration::from_nanos(after - quota.limit_ns());
+        (RateDecision::Deny { status: status_at(tat, now, class, quota), retry_after }, None)
     } else {
-        let remaining = u32::try_from(whole_intervals(limit - after, quota)).unwrap_or(u32::MAX);
-        let status = RateLimitStatus { class, quota, remaining, reset: Duration::from_nanos(after) };
-        (RateDecision::Admit(status), Some(new_tat))
+        (RateDecision::Admit(status_at(new_tat, now, class, quota)), Some(new_tat))
+    }
+}
+
+/// The budget of a cell whose TAT is `tat`, at `now`: the time until it is
+/// full again, and how many whole intervals of the burst are left.
+fn status_at(tat: u64, now: u64, class: EndpointClass, quota: Quota) -> RateLimitStatus {
+    let used = tat.max(now) - now;
+    let remaining = whole_intervals(quota.limit_ns().saturating_sub(used), quota);
+    RateLimitStatus {
+        class,
+        quota,
+        remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
+        reset: Duration::from_nanos(used),
     }
 }
 
@@ -194,14 +204,6 @@ fn whole_intervals(n: u64, quota: Quota) -> u64 {
     } else {
         q
     }
-}
-
-fn peek_status(tat: u64, now: u64, class: EndpointClass, quota: Quota) -> RateLimitStatus {
-    let t = quota.interval_ns();
-    let limit = t * u64::from(quota.get());
-    let used = tat.max(now) - now;
-    let remaining = u32::try_from(whole_intervals(limit.saturating_sub(used), quota)).unwrap_or(u32::MAX);
-    RateLimitStatus { class, quota, remaining, reset: Duration::from_nanos(used) }
 }
 
 const SHARDS: usize = 64;
@@ -284,7 +286,7 @@ impl GcraLimiter {
         }
         let mut shard = Self::write(lock);
         if shard.cells.len() >= shard.sweep_at {
-            shard.cells.retain(|_, tat| *tat.get_mut() > now);
+            shard.cells.retain(|_, tat| is_recent(*tat.get_mut(), now));
             shard.sweep_at = (shard.cells.len() * 2).max(MIN_SWEEP_AT);
         }
         let cell = shard.cells.entry(k).or_insert_with(|| AtomicU64::new(0));
@@ -293,14 +295,13 @@ impl GcraLimiter {
 
     pub fn peek_at(&self, key: KeyId, class: EndpointClass, quota: Quota, now: Timestamp) -> RateLimitStatus {
         let tat = Self::read(self.shard(key)).cells.get(&cell_key(key, class)).map_or(0, |c| c.load(Ordering::Acquire));
-        peek_status(tat, now.0, class, quota)
+        status_at(tat, now.0, class, quota)
     }
 
     /// Drops every idle cell now (inserts also do this on their own).
     pub fn sweep(&self, now: Timestamp) {
-        let now = now.0;
         for lock in self.shards.iter() {
-            Self::write(lock).cells.retain(|_, tat| *tat.get_mut() > now);
+            Self::write(lock).cells.retain(|_, tat| is_recent(*tat.get_mut(), now.0));
         }
     }
 
@@ -312,6 +313,14 @@ impl GcraLimiter {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// A cell whose TAT passed at least a window ago is idle: a fresh cell would
+/// behave the same. The margin matters: a request that read the clock
+/// before an await must not find its cell swept by a later request and
+/// start from a full budget.
+fn is_recent(tat: u64, now: u64) -> bool {
+    tat.saturating_add(WINDOW_NS) > now
 }
 
 fn update(cell: &AtomicU64, now: u64, class: EndpointClass, quota: Quota) -> RateDecision {
@@ -431,7 +440,7 @@ mod tests {
             l.check_at(KeyId(i), CHAT, quota(60), at(i as u64 * 1000));
         }
         assert!(l.len() <= SHARDS * MIN_SWEEP_AT, "{} cells held for 100k keys", l.len());
-        l.sweep(at(200_000_000));
+        l.sweep(at(200_000_000 + 60_000));
         assert!(l.is_empty());
     }
 }

@@ -50,3 +50,26 @@ impl ErrorRenderer for ProblemJson {
         RenderedError { content_type: HeaderValue::from_static("application/problem+json"), body: body.into() }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn envelope_is_the_documented_json() {
+        let r = JsonEnvelope.render(&AuthError::ExpiredApiKey);
+        assert_eq!(r.content_type, "application/json");
+        assert_eq!(&r.body[..], br#"{"error":{"code":"EXPIRED_API_KEY","message":"The API key has expired"}}"#);
+    }
+
+    #[test]
+    fn problem_json_carries_status_detail_and_code() {
+        let r = ProblemJson.render(&AuthError::RateLimited { retry_after: Duration::from_secs(1) });
+        assert_eq!(r.content_type, "application/problem+json");
+        assert_eq!(
+            &r.body[..],
+            br#"{"type":"about:blank","title":"Too Many Requests","status":429,"detail":"Too many requests, retry after the specified delay","code":"RATE_LIMITED"}"#
+        );
+    }
+}

@@ -1,0 +1,137 @@
+//! `agx-http-bench FRAMEWORK VARIANT ADDR` serves `GET
+//! /api/public/agents/{agent_id}` answering `hello`, on one worker thread:
+//!
+//! - `bare`: the handler alone;
+//! - `auth`: behind agx-auth (a valid key, memory store, in-process GCRA);
+//! - `governor`: behind the framework's governor rate limiter (`tower_governor`
+//!   for axum, `actix-governor` for actix-web; poem has none).
+//!
+//! With `auth` it prints `KEY=<key>` first, for the load generator. Quotas are
+//! set so high that every request is admitted: what is measured is the cost
+//! of the check, not of refusals.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use agx_auth::{AgentRecord, Authenticator, EndpointClass, KeySpec, MemoryStore, Quota, RateLimits};
+
+const PATH: &str = "/api/public/agents/{agent_id}";
+
+fn authenticator() -> (Arc<Authenticator>, String) {
+    let store = Arc::new(MemoryStore::new());
+    store.insert_org("org_1", "Bench");
+    store.insert_agent(AgentRecord::new("agent_1", "org_1", "Bench"));
+    let limits = RateLimits::default().with(EndpointClass::CONFIG, Quota::per_minute(NonZeroU32::MAX));
+    let auth = Arc::new(Authenticator::builder(store.clone(), store).rate_limits(limits).build());
+    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let (key, _) = rt.block_on(auth.issue_key(KeySpec::new("org_1", "bench"))).expect("key");
+    (auth, key.expose_secret().to_owned())
+}
+
+fn main() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [framework, variant, addr] = args.as_slice() else {
+        return Err("usage: agx-http-bench axum|actix-web|poem bare|auth|governor ADDR".into());
+    };
+    let auth = match variant.as_str() {
+        "auth" => {
+            let (auth, key) = authenticator();
+            println!("KEY={key}");
+            Some(auth)
+        }
+        "bare" | "governor" => None,
+        other => return Err(format!("unknown variant {other}")),
+    };
+    let governor = variant == "governor";
+    match framework.as_str() {
+        "axum" => axum_server(addr, auth, governor),
+        "actix-web" => actix_server(addr, auth, governor),
+        "poem" if governor => Err(std::io::Error::other("poem has no governor middleware")),
+        "poem" => poem_server(addr, auth),
+        other => Err(std::io::Error::other(format!("unknown framework {other}"))),
+    }
+    .map_err(|e| e.to_string())
+}
+
+fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
+}
+
+fn axum_server(addr: &str, auth: Option<Arc<Authenticator>>, governor: bool) -> std::io::Result<()> {
+    use axum::Router;
+    use axum::routing::get;
+    use tower_governor::{GovernorLayer, governor::GovernorConfigBuilder, key_extractor::GlobalKeyExtractor};
+
+    let mut app = Router::new().route(PATH, get(|| async { "hello" }));
+    if let Some(auth) = auth {
+        app = app.layer(agx_auth_axum::AuthLayer::new(auth));
+    }
+    if governor {
+        let config = GovernorConfigBuilder::default()
+            .per_nanosecond(1)
+            .burst_size(u32::MAX)
+            .key_extractor(GlobalKeyExtractor)
+            .finish()
+            .ok_or_else(|| std::io::Error::other("governor config"))?;
+        app = app.layer(GovernorLayer::new(Arc::new(config)));
+    }
+    current_thread()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        axum::serve(listener, app).await
+    })
+}
+
+fn actix_server(addr: &str, auth: Option<Arc<Authenticator>>, governor: bool) -> std::io::Result<()> {
+    use actix_governor::{GlobalKeyExtractor, Governor, GovernorConfigBuilder};
+    use actix_web::{App, HttpServer, web};
+
+    fn routes(cfg: &mut web::ServiceConfig) {
+        cfg.route(PATH, web::get().to(|| async { "hello" }));
+    }
+
+    let config = GovernorConfigBuilder::default()
+        .nanoseconds_per_request(1)
+        .burst_size(u32::MAX)
+        .key_extractor(GlobalKeyExtractor)
+        .finish()
+        .ok_or_else(|| std::io::Error::other("governor config"))?;
+    let addr = addr.to_owned();
+    actix_web::rt::System::new().block_on(async move {
+        let server = match (auth, governor) {
+            (Some(auth), _) => {
+                HttpServer::new(move || App::new().wrap(agx_auth_actix::AgxAuth::new(auth.clone())).configure(routes))
+                    .workers(1)
+                    .disable_signals()
+                    .bind(addr)?
+                    .run()
+            }
+            (None, true) => HttpServer::new(move || App::new().wrap(Governor::new(&config)).configure(routes))
+                .workers(1)
+                .disable_signals()
+                .bind(addr)?
+                .run(),
+            (None, false) => {
+                HttpServer::new(|| App::new().configure(routes)).workers(1).disable_signals().bind(addr)?.run()
+            }
+        };
+        server.await
+    })
+}
+
+fn poem_server(addr: &str, auth: Option<Arc<Authenticator>>) -> std::io::Result<()> {
+    use poem::{EndpointExt, Route, Server, get, handler, listener::TcpListener};
+
+    #[handler]
+    fn hello() -> &'static str {
+        "hello"
+    }
+
+    let route = Route::new().at("/api/public/agents/:agent_id", get(hello));
+    current_thread()?.block_on(async {
+        let listener = TcpListener::bind(addr.to_owned());
+        match auth {
+            Some(auth) => Server::new(listener).run(route.with(agx_auth_poem::AgxAuth::new(auth))).await,
+            None => Server::new(listener).run(route).await,
+        }
+    })
+}
