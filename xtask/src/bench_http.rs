@@ -28,8 +28,8 @@ struct Load {
 }
 
 pub fn run(args: &[String]) -> Result<(), String> {
-    let rounds: usize = args.first().map_or(Ok(3), |a| a.parse()).map_err(|e| format!("rounds: {e}"))?;
-    let seconds: u64 = args.get(1).map_or(Ok(5), |a| a.parse()).map_err(|e| format!("seconds: {e}"))?;
+    let rounds: usize = args.first().map_or(Ok(7), |a| a.parse()).map_err(|e| format!("rounds: {e}"))?;
+    let seconds: u64 = args.get(1).map_or(Ok(3), |a| a.parse()).map_err(|e| format!("seconds: {e}"))?;
     ensure_wrk()?;
     cargo(&["build", "--release", "--package", "agx-http-bench"])?;
     let bin = workspace_root().join("target/release/agx-http-bench");
@@ -38,7 +38,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let mut results: Vec<Vec<Vec<Load>>> = PLAN.iter().map(|(_, v)| vec![Vec::new(); v.len()]).collect();
     for round in 0..rounds {
         for (f, (framework, variants)) in PLAN.iter().enumerate() {
-            for (v, variant) in variants.iter().enumerate() {
+            // Rotate the order each round, so that no variant always runs
+            // first or last (the machine's noise has a rhythm of its own).
+            for step in 0..variants.len() {
+                let v = (step + round) % variants.len();
+                let variant = &variants[v];
                 let port = 18_700 + (f * 10 + v) as u16;
                 let load = measure(&bin, framework, variant, port, seconds)?;
                 eprintln!(
@@ -68,7 +72,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
             );
         }
     }
-    println!("\n({rounds} rounds of {seconds} s per variant; wrk -t1 -c32; one server worker thread)");
+    println!(
+        "\n({rounds} rounds of {seconds} s per variant; wrk -t1 -c32 pinned to CPU 1; one server worker thread pinned to \
+         CPU 0; ratios are medians of same-round ratios)"
+    );
     Ok(())
 }
 
@@ -99,7 +106,9 @@ impl Drop for Server {
 
 fn measure(bin: &std::path::Path, framework: &str, variant: &str, port: u16, seconds: u64) -> Result<Load, String> {
     let addr = format!("127.0.0.1:{port}");
-    let mut child = Command::new(bin)
+    // The server on CPU 0 and wrk on CPU 1, where `taskset` exists: each has
+    // a core of its own, and the scheduler does not move them about.
+    let mut child = pinned(0, bin.as_os_str())
         .args([framework, variant, &addr])
         .stdout(Stdio::piped())
         .spawn()
@@ -119,7 +128,7 @@ fn measure(bin: &std::path::Path, framework: &str, variant: &str, port: u16, sec
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let output = Command::new("wrk")
+    let output = pinned(1, "wrk".as_ref())
         .args(["-t1", "-c32", &format!("-d{seconds}s"), "--latency"])
         .args(["-H", &format!("Authorization: Bearer {key}")])
         .arg(format!("http://{addr}/api/public/agents/agent_1"))
@@ -130,6 +139,17 @@ fn measure(bin: &std::path::Path, framework: &str, variant: &str, port: u16, sec
         return Err(format!("{framework}/{variant}: responses were not all 200:\n{text}"));
     }
     parse_wrk(&text).ok_or_else(|| format!("cannot read wrk's output:\n{text}"))
+}
+
+fn pinned(cpu: u8, program: &std::ffi::OsStr) -> Command {
+    let has_taskset = Command::new("taskset").arg("-V").output().is_ok_and(|o| o.status.success());
+    if has_taskset {
+        let mut c = Command::new("taskset");
+        c.args(["-c", &cpu.to_string()]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
 }
 
 fn parse_wrk(text: &str) -> Option<Load> {

@@ -60,4 +60,6 @@ pub use policy::origin_allowed;
 pub use render::{ErrorRenderer, JsonEnvelope, ProblemJson, RenderedError};
 pub use request::{RequestHeader, RequestHeaders};
 pub use route::{EndpointClass, Resource, RouteMatch, Routes, Scope, Unmatched};
-pub use store::{AgentRecord, Directory, KeyRecord, KeySpec, KeyStore, MemoryStore, StoreError, TeamRecord};
+pub use store::{
+    AgentRecord, Directory, DirectoryAdmin, KeyRecord, KeySpec, KeyStore, MemoryStore, StoreError, TeamRecord,
+};

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 
-use super::{AgentRecord, Directory, KeyRecord, KeyStore, StoreError, TeamRecord};
+use super::{AgentRecord, Directory, DirectoryAdmin, KeyRecord, KeyStore, StoreError, TeamRecord};
 use crate::key::{KeyHash, KeyId};
 use crate::lookup::Lookup;
 
@@ -163,5 +163,38 @@ impl Directory for MemoryStore {
 
     fn team<'a>(&'a self, id: &'a str) -> Lookup<'a, Result<Option<Arc<TeamRecord>>, StoreError>> {
         Lookup::ready(self.check().map(|()| self.read().teams.get(id).cloned()))
+    }
+}
+
+#[async_trait]
+impl DirectoryAdmin for MemoryStore {
+    async fn put_org(&self, id: &str, name: &str) -> Result<(), StoreError> {
+        self.check()?;
+        self.insert_org(id, name);
+        Ok(())
+    }
+
+    async fn put_agent(&self, agent: AgentRecord) -> Result<(), StoreError> {
+        self.check()?;
+        if self.org_name(&agent.org).is_none() {
+            return Err(StoreError::NotFound("organization".into()));
+        }
+        self.insert_agent(agent);
+        Ok(())
+    }
+
+    async fn put_team(&self, team: TeamRecord) -> Result<(), StoreError> {
+        self.check()?;
+        {
+            let inner = self.read();
+            if !inner.orgs.contains_key(&team.org) {
+                return Err(StoreError::NotFound("organization".into()));
+            }
+            if let Some(missing) = team.agent_ids.iter().find(|a| !inner.agents.contains_key(a.as_str())) {
+                return Err(StoreError::NotFound(format!("agent {missing}").into()));
+            }
+        }
+        self.insert_team(team);
+        Ok(())
     }
 }

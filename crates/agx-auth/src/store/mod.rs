@@ -182,6 +182,18 @@ pub trait KeyStore: Send + Sync + 'static {
     ) -> Result<Option<Arc<KeyRecord>>, StoreError>;
 }
 
+/// Writes to the directory: for admin tools, the reference server's admin
+/// API and test fixtures. The hot path never calls it.
+#[async_trait]
+pub trait DirectoryAdmin: Send + Sync + 'static {
+    /// Creates or renames an organization.
+    async fn put_org(&self, id: &str, name: &str) -> Result<(), StoreError>;
+    /// Creates or replaces an agent; its org must exist.
+    async fn put_agent(&self, agent: AgentRecord) -> Result<(), StoreError>;
+    /// Creates or replaces a team; its org and agents must exist.
+    async fn put_team(&self, team: TeamRecord) -> Result<(), StoreError>;
+}
+
 /// Who owns an agent or team, and whether the agent can be reached.
 pub trait Directory: Send + Sync + 'static {
     fn agent<'a>(&'a self, id: &'a str) -> Lookup<'a, Result<Option<Arc<AgentRecord>>, StoreError>>;

@@ -1,0 +1,444 @@
+//! PostgreSQL behind agx-auth's store traits.
+//!
+//! - Schema by versioned migrations (refinery), applied at start-up under an
+//!   advisory lock so that instances starting together do not race.
+//! - A key is found by its hash in one query on a unique index. Only hashes
+//!   are stored; deleted keys are kept, marked, and never verify again.
+//! - Deleting or rolling a key sends `NOTIFY agx_key_revoked` with the hash in
+//!   the same transaction; [`listener::spawn`] turns those into cache
+//!   invalidations on every instance.
+//! - Every failure to reach the database is [`StoreError::Unavailable`], which
+//!   the authenticator answers with 503: fail closed.
+//!
+//! Put [`agx_auth_moka`](https://docs.rs/agx-auth-moka)'s `CachedStore` in
+//! front of it: without a cache every request costs two queries.
+
+pub mod listener;
+pub mod testing;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use agx_auth::{
+    AgentRecord, Directory, DirectoryAdmin, KeyHash, KeyId, KeyMode, KeyRecord, KeyStore, Lookup, Quota, Scope,
+    StoreError, TeamRecord,
+};
+use async_trait::async_trait;
+use deadpool_postgres::{ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtime, Timeouts};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{NoTls, Row};
+
+/// The `NOTIFY` channel of revocations; the payload is the key hash in hex.
+pub const REVOCATION_CHANNEL: &str = "agx_key_revoked";
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Pool sizes and timeouts.
+#[derive(Clone, Copy, Debug)]
+pub struct PgSettings {
+    pub max_size: usize,
+    /// How long a request waits for a free connection.
+    pub wait_timeout: Duration,
+    /// How long opening a new connection may take.
+    pub create_timeout: Duration,
+    /// How long checking a returned connection may take.
+    pub recycle_timeout: Duration,
+}
+
+impl Default for PgSettings {
+    fn default() -> Self {
+        PgSettings {
+            max_size: 16,
+            wait_timeout: Duration::from_secs(2),
+            create_timeout: Duration::from_secs(2),
+            recycle_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why the store could not start.
+#[derive(Debug)]
+pub enum PgError {
+    /// The URL or settings are not usable.
+    Config(String),
+    /// The database did not answer; the URL is shown without its password.
+    Unreachable {
+        url: String,
+        reason: String,
+    },
+    Migration(String),
+}
+
+impl fmt::Display for PgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PgError::Config(why) => write!(f, "invalid PostgreSQL settings: {why}"),
+            PgError::Unreachable { url, reason } => write!(f, "cannot reach PostgreSQL at {url}: {reason}"),
+            PgError::Migration(why) => write!(f, "PostgreSQL migrations failed: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for PgError {}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`, and
+/// `password=secret` → `password=***` in a key=value connection string.
+pub fn redact(url: &str) -> String {
+    if let Some(at) = url.find("password=") {
+        let value_start = at + "password=".len();
+        let value_end = url[value_start..].find(' ').map_or(url.len(), |i| value_start + i);
+        return format!("{}***{}", &url[..value_start], &url[value_end..]);
+    }
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else { return url.to_owned() };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].find(':') {
+            Some(colon) => format!("{}{}:***{}", &url[..scheme_end], &rest[..colon], &rest[at..]),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// Keys, orgs, agents and teams in PostgreSQL.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStore").field("pool", &self.pool.status()).finish()
+    }
+}
+
+impl PgStore {
+    /// Builds the pool, checks that the database answers, and applies the
+    /// migrations.
+    pub async fn connect(url: &str, settings: PgSettings) -> Result<Self, PgError> {
+        let mut cfg = deadpool_postgres::Config::new();
+        cfg.url = Some(url.to_owned());
+        cfg.manager = Some(ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        cfg.pool = Some(PoolConfig {
+            max_size: settings.max_size,
+            timeouts: Timeouts {
+                wait: Some(settings.wait_timeout),
+                create: Some(settings.create_timeout),
+                recycle: Some(settings.recycle_timeout),
+            },
+            ..PoolConfig::default()
+        });
+        let pool = cfg.create_pool(Some(Runtime::Tokio1), NoTls).map_err(|e| PgError::Config(e.to_string()))?;
+        let unreachable = |reason: String| PgError::Unreachable { url: redact(url), reason };
+        let mut client = pool.get().await.map_err(|e| unreachable(e.to_string()))?;
+        // One instance migrates at a time; the others wait, then find nothing to do.
+        client
+            .batch_execute("SELECT pg_advisory_lock(hashtext('agx-auth-migrations'))")
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let migrated = embedded::migrations::runner().run_async(&mut **client).await;
+        let unlocked = client.batch_execute("SELECT pg_advisory_unlock(hashtext('agx-auth-migrations'))").await;
+        migrated.map_err(|e| PgError::Migration(e.to_string()))?;
+        unlocked.map_err(|e| unreachable(e.to_string()))?;
+        Ok(PgStore { pool })
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(|e| StoreError::Unavailable(format!("no database connection: {e}").into()))
+    }
+
+    async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        let client = self.client().await?;
+        let stmt =
+            client.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE hash = $1")).await.map_err(db)?;
+        let row = client.query_opt(&stmt, &[&hash.0.as_slice()]).await.map_err(db)?;
+        row.map(|r| key_from_row(&r).map(Arc::new)).transpose()
+    }
+
+    async fn agent_by_id(&self, id: &str) -> Result<Option<Arc<AgentRecord>>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached("SELECT id, org_id, name, allowed_domains, active, public FROM agents WHERE id = $1")
+            .await
+            .map_err(db)?;
+        let row = client.query_opt(&stmt, &[&id]).await.map_err(db)?;
+        row.map(|r| {
+            Ok(Arc::new(AgentRecord {
+                id: r.try_get("id").map_err(corrupt)?,
+                org: r.try_get("org_id").map_err(corrupt)?,
+                name: r.try_get("name").map_err(corrupt)?,
+                allowed_domains: r.try_get("allowed_domains").map_err(corrupt)?,
+                active: r.try_get("active").map_err(corrupt)?,
+                public: r.try_get("public").map_err(corrupt)?,
+            }))
+        })
+        .transpose()
+    }
+
+    async fn team_by_id(&self, id: &str) -> Result<Option<Arc<TeamRecord>>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT t.id, t.org_id, t.name, \
+                 COALESCE(array_agg(ta.agent_id ORDER BY ta.position) FILTER (WHERE ta.agent_id IS NOT NULL), '{}') AS agents \
+                 FROM teams t LEFT JOIN team_agents ta ON ta.team_id = t.id WHERE t.id = $1 GROUP BY t.id",
+            )
+            .await
+            .map_err(db)?;
+        let row = client.query_opt(&stmt, &[&id]).await.map_err(db)?;
+        row.map(|r| {
+            Ok(Arc::new(TeamRecord {
+                id: r.try_get("id").map_err(corrupt)?,
+                org: r.try_get("org_id").map_err(corrupt)?,
+                name: r.try_get("name").map_err(corrupt)?,
+                agent_ids: r.try_get("agents").map_err(corrupt)?,
+            }))
+        })
+        .transpose()
+    }
+}
+
+const KEY_COLUMNS: &str = "id, org_id, name, hash, prefix, scopes, mode, created_at, expires_at, deleted_at, \
+                           rate_limit_classes, rate_limit_quotas";
+
+/// A database error as the store's: constraint violations are the caller's
+/// mistake, anything else means the database cannot answer.
+fn db(e: tokio_postgres::Error) -> StoreError {
+    match e.code() {
+        Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Conflict("already exists".into()),
+        Some(c) if *c == SqlState::FOREIGN_KEY_VIOLATION => {
+            StoreError::NotFound("the organization or agent it refers to".into())
+        }
+        _ => StoreError::Unavailable(format!("database error: {e}").into()),
+    }
+}
+
+fn corrupt(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Unavailable(format!("unreadable row: {e}").into())
+}
+
+fn key_from_row(r: &Row) -> Result<KeyRecord, StoreError> {
+    let bad = |what: &str| StoreError::Unavailable(format!("unreadable key row: {what}").into());
+    let id: &str = r.try_get("id").map_err(corrupt)?;
+    let hash: &[u8] = r.try_get("hash").map_err(corrupt)?;
+    let mode: &str = r.try_get("mode").map_err(corrupt)?;
+    let scopes: Vec<String> = r.try_get("scopes").map_err(corrupt)?;
+    let classes: Vec<String> = r.try_get("rate_limit_classes").map_err(corrupt)?;
+    let quotas: Vec<i32> = r.try_get("rate_limit_quotas").map_err(corrupt)?;
+    let rate_limits = classes
+        .into_iter()
+        .zip(quotas)
+        .map(|(c, q)| Ok((c, u32::try_from(q).ok().and_then(Quota::try_per_minute).ok_or_else(|| bad("quota"))?)))
+        .collect::<Result<_, StoreError>>()?;
+    Ok(KeyRecord {
+        id: id.parse().map_err(|_| bad("id"))?,
+        org: r.try_get("org_id").map_err(corrupt)?,
+        name: r.try_get("name").map_err(corrupt)?,
+        hash: KeyHash(hash.try_into().map_err(|_| bad("hash"))?),
+        prefix: r.try_get("prefix").map_err(corrupt)?,
+        scopes: scopes.into_iter().map(Scope::new).collect(),
+        mode: KeyMode::parse(mode).ok_or_else(|| bad("mode"))?,
+        created_at: r.try_get("created_at").map_err(corrupt)?,
+        expires_at: r.try_get("expires_at").map_err(corrupt)?,
+        deleted_at: r.try_get("deleted_at").map_err(corrupt)?,
+        rate_limits,
+    })
+}
+
+fn hex(hash: &KeyHash) -> String {
+    hash.to_hex()
+}
+
+#[async_trait]
+impl KeyStore for PgStore {
+    fn find<'a>(&'a self, hash: &'a KeyHash) -> Lookup<'a, Result<Option<Arc<KeyRecord>>, StoreError>> {
+        Lookup::pending(self.find_by_hash(hash))
+    }
+
+    async fn get(&self, org: &str, id: KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        let client = self.client().await?;
+        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL");
+        let row = client.query_opt(&sql, &[&org, &id.to_string()]).await.map_err(db)?;
+        row.map(|r| key_from_row(&r).map(Arc::new)).transpose()
+    }
+
+    async fn create(&self, record: KeyRecord) -> Result<Arc<KeyRecord>, StoreError> {
+        let client = self.client().await?;
+        insert_key(&**client, &record).await?;
+        Ok(Arc::new(record))
+    }
+
+    async fn list(&self, org: &str) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE org_id = $1 AND deleted_at IS NULL ORDER BY created_at, id"
+        );
+        let rows = client.query(&sql, &[&org]).await.map_err(db)?;
+        rows.iter().map(|r| key_from_row(r).map(Arc::new)).collect()
+    }
+
+    async fn delete(&self, org: &str, id: KeyId, at: SystemTime) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let row = tx
+            .query_opt(
+                "UPDATE api_keys SET deleted_at = $3 WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING hash",
+                &[&org, &id.to_string(), &at],
+            )
+            .await
+            .map_err(db)?;
+        let Some(row) = row else { return Ok(false) };
+        notify(&tx, &row).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
+    async fn roll(
+        &self,
+        org: &str,
+        id: KeyId,
+        replacement: KeyRecord,
+        old_expires_at: SystemTime,
+    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        if replacement.org != org {
+            return Err(StoreError::Conflict("a rolled key stays in its organization".into()));
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        // LEAST ignores NULL: a key with no expiry gets the grace deadline, one
+        // that would expire sooner keeps its own.
+        let row = tx
+            .query_opt(
+                "UPDATE api_keys SET expires_at = LEAST(expires_at, $3) \
+                 WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING hash",
+                &[&org, &id.to_string(), &old_expires_at],
+            )
+            .await
+            .map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        insert_key(&*tx, &replacement).await?;
+        notify(&tx, &row).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(Some(Arc::new(replacement)))
+    }
+}
+
+/// Tells every instance that the key of this row changed (same transaction:
+/// the notification is delivered only if the change commits).
+async fn notify(tx: &tokio_postgres::Transaction<'_>, row: &Row) -> Result<(), StoreError> {
+    let hash: &[u8] = row.try_get("hash").map_err(corrupt)?;
+    let hash = KeyHash(hash.try_into().map_err(|_| StoreError::Unavailable("unreadable hash".into()))?);
+    tx.execute("SELECT pg_notify($1, $2)", &[&REVOCATION_CHANNEL, &hex(&hash)]).await.map_err(db)?;
+    Ok(())
+}
+
+async fn insert_key<C: tokio_postgres::GenericClient>(client: &C, r: &KeyRecord) -> Result<(), StoreError> {
+    let scopes: Vec<&str> = r.scopes.iter().map(Scope::as_str).collect();
+    let classes: Vec<&str> = r.rate_limits.iter().map(|(c, _)| c.as_str()).collect();
+    let quotas: Vec<i32> = r.rate_limits.iter().map(|(_, q)| i32::try_from(q.get()).unwrap_or(i32::MAX)).collect();
+    client
+        .execute(
+            "INSERT INTO api_keys (id, org_id, name, hash, prefix, scopes, mode, created_at, expires_at, deleted_at, \
+             rate_limit_classes, rate_limit_quotas) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            &[
+                &r.id.to_string(),
+                &r.org,
+                &r.name,
+                &r.hash.0.as_slice(),
+                &r.prefix,
+                &scopes,
+                &r.mode.as_str(),
+                &r.created_at,
+                &r.expires_at,
+                &r.deleted_at,
+                &classes,
+                &quotas,
+            ],
+        )
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+impl Directory for PgStore {
+    fn agent<'a>(&'a self, id: &'a str) -> Lookup<'a, Result<Option<Arc<AgentRecord>>, StoreError>> {
+        Lookup::pending(self.agent_by_id(id))
+    }
+
+    fn team<'a>(&'a self, id: &'a str) -> Lookup<'a, Result<Option<Arc<TeamRecord>>, StoreError>> {
+        Lookup::pending(self.team_by_id(id))
+    }
+}
+
+#[async_trait]
+impl DirectoryAdmin for PgStore {
+    async fn put_org(&self, id: &str, name: &str) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO organizations (id, name) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name",
+                &[&id, &name],
+            )
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn put_agent(&self, a: AgentRecord) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO agents (id, org_id, name, allowed_domains, active, public) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (id) DO UPDATE SET org_id = EXCLUDED.org_id, name = EXCLUDED.name, \
+                 allowed_domains = EXCLUDED.allowed_domains, active = EXCLUDED.active, public = EXCLUDED.public",
+                &[&a.id, &a.org, &a.name, &a.allowed_domains, &a.active, &a.public],
+            )
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn put_team(&self, t: TeamRecord) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        tx.execute(
+            "INSERT INTO teams (id, org_id, name) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET org_id = EXCLUDED.org_id, name = EXCLUDED.name",
+            &[&t.id, &t.org, &t.name],
+        )
+        .await
+        .map_err(db)?;
+        tx.execute("DELETE FROM team_agents WHERE team_id = $1", &[&t.id]).await.map_err(db)?;
+        tx.execute(
+            "INSERT INTO team_agents (team_id, agent_id, position) \
+             SELECT $1, agent_id, position::int FROM UNNEST($2::text[]) WITH ORDINALITY AS a(agent_id, position)",
+            &[&t.id, &t.agent_ids],
+        )
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_never_reach_an_error() {
+        assert_eq!(redact("postgres://app:s3cret@db:5432/agx"), "postgres://app:***@db:5432/agx");
+        assert_eq!(redact("postgres://app@db/agx"), "postgres://app@db/agx");
+        assert_eq!(redact("postgres://db/agx"), "postgres://db/agx");
+        assert_eq!(redact("host=db user=app"), "host=db user=app");
+        assert_eq!(redact("host=db password=s3cret user=app"), "host=db password=*** user=app");
+    }
+}

@@ -1,0 +1,367 @@
+//! Against a real PostgreSQL (skipped with a notice when there is none, unless
+//! `AGX_REQUIRE_SERVICES=1`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use agx_auth::{
+    AgentRecord, Authenticator, DirectoryAdmin, KeyHash, KeyId, KeyRecord, KeySpec, KeyStore, Lookup, Outcome,
+    StoreError,
+};
+use agx_auth_moka::{CacheSettings, CachedStore};
+use agx_auth_postgres::listener::{self, Revocation};
+use agx_auth_postgres::testing::fresh_database;
+use agx_auth_postgres::{PgError, PgSettings, PgStore};
+use async_trait::async_trait;
+use http::{HeaderMap, HeaderValue, Method};
+
+const CONFIG: &str = "/api/public/agents/agent_1";
+
+async fn seeded(url: &str, settings: PgSettings) -> Arc<PgStore> {
+    let store = Arc::new(PgStore::connect(url, settings).await.expect("connect"));
+    store.put_org("org_1", "Acme").await.unwrap();
+    store.put_agent(AgentRecord::new("agent_1", "org_1", "Support")).await.unwrap();
+    store
+}
+
+fn auth_over<S: KeyStore + agx_auth::Directory>(store: Arc<S>) -> Authenticator {
+    Authenticator::builder(store.clone(), store).build()
+}
+
+fn bearer(key: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("authorization", HeaderValue::try_from(format!("Bearer {key}")).unwrap());
+    h
+}
+
+async fn status(auth: &Authenticator, key: &str) -> u16 {
+    match auth.authenticate(&Method::GET, CONFIG, &bearer(key)).await {
+        Outcome::Allow(_) => 200,
+        Outcome::Deny(r) => r.response().status().as_u16(),
+        Outcome::PassThrough => 0,
+    }
+}
+
+#[tokio::test]
+async fn keys_persist_across_store_instances() {
+    let Some(url) = fresh_database("keys_persist_across_store_instances").await else { return };
+    let first = seeded(&url, PgSettings::default()).await;
+    let (key, record) = auth_over(first.clone())
+        .issue_key(KeySpec::new("org_1", "persisted").scopes([agx_auth::Scope::CONFIG]))
+        .await
+        .unwrap();
+    drop(first);
+
+    let second = Arc::new(PgStore::connect(&url, PgSettings::default()).await.unwrap());
+    let found = second.find(&record.hash).await.unwrap().expect("found by hash");
+    assert_eq!(found.id, record.id);
+    assert_eq!(found.scopes, record.scopes);
+    assert_eq!(found.prefix, key.display_prefix());
+    assert_eq!(second.list("org_1").await.unwrap().len(), 1);
+    assert_eq!(status(&auth_over(second.clone()), key.expose_secret()).await, 200);
+
+    // Only the hash is stored: the plaintext appears in no column.
+    let client = second.pool().get().await.unwrap();
+    let row = client.query_one("SELECT row_to_json(k)::text FROM api_keys k", &[]).await.unwrap();
+    let text: String = row.get(0);
+    assert!(!text.contains(key.expose_secret()));
+}
+
+#[tokio::test]
+async fn deleted_keys_are_kept_and_never_verify() {
+    let Some(url) = fresh_database("deleted_keys_are_kept_and_never_verify").await else { return };
+    let store = seeded(&url, PgSettings::default()).await;
+    let auth = auth_over(store.clone());
+    let (key, record) = auth.issue_key(KeySpec::new("org_1", "doomed")).await.unwrap();
+    assert!(auth.delete_key("org_1", record.id).await.unwrap());
+    assert!(!auth.delete_key("org_1", record.id).await.unwrap(), "a second delete finds nothing");
+    assert_eq!(status(&auth, key.expose_secret()).await, 401);
+    let kept = store.find(&record.hash).await.unwrap().expect("kept for audit");
+    assert!(kept.deleted_at.is_some());
+    assert!(store.list("org_1").await.unwrap().is_empty());
+}
+
+/// Counts the lookups that reach the store.
+struct Counting<S> {
+    inner: Arc<S>,
+    finds: AtomicUsize,
+}
+
+#[async_trait]
+impl<S: KeyStore> KeyStore for Counting<S> {
+    fn find<'a>(&'a self, hash: &'a KeyHash) -> Lookup<'a, Result<Option<Arc<KeyRecord>>, StoreError>> {
+        self.finds.fetch_add(1, Ordering::SeqCst);
+        self.inner.find(hash)
+    }
+    async fn get(&self, org: &str, id: KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        self.inner.get(org, id).await
+    }
+    async fn create(&self, r: KeyRecord) -> Result<Arc<KeyRecord>, StoreError> {
+        self.inner.create(r).await
+    }
+    async fn list(&self, org: &str) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        self.inner.list(org).await
+    }
+    async fn delete(&self, org: &str, id: KeyId, at: SystemTime) -> Result<bool, StoreError> {
+        self.inner.delete(org, id, at).await
+    }
+    async fn roll(
+        &self,
+        org: &str,
+        id: KeyId,
+        r: KeyRecord,
+        at: SystemTime,
+    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        self.inner.roll(org, id, r, at).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_first_requests_make_one_query() {
+    let Some(url) = fresh_database("a_thousand_first_requests_make_one_query").await else { return };
+    let pg = seeded(&url, PgSettings::default()).await;
+    let (_, record) = auth_over(pg.clone()).issue_key(KeySpec::new("org_1", "hot")).await.unwrap();
+    let counting = Arc::new(Counting { inner: pg, finds: AtomicUsize::new(0) });
+    let cached = Arc::new(CachedStore::new(counting.clone(), CacheSettings::default()));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..1000 {
+        let cached = cached.clone();
+        let hash = record.hash;
+        tasks.spawn(async move { cached.find(&hash).await.map(|r| r.map(|r| r.id)) });
+    }
+    while let Some(found) = tasks.join_next().await {
+        assert_eq!(found.unwrap().unwrap(), Some(record.id));
+    }
+    let queries = counting.finds.load(Ordering::SeqCst);
+    println!("1000 simultaneous first lookups of one key: {queries} store query");
+    assert_eq!(queries, 1);
+    assert_eq!(cached.stats().hits() + cached.stats().misses(), 1000);
+}
+
+struct Instance {
+    auth: Authenticator,
+    _listener: listener::ListenerHandle,
+    revocations: Arc<AtomicUsize>,
+}
+
+fn instance(url: &str, pg: Arc<PgStore>) -> Instance {
+    let cached = Arc::new(CachedStore::new(pg, CacheSettings::default()));
+    let revocations = Arc::new(AtomicUsize::new(0));
+    let (target, count) = (cached.clone(), revocations.clone());
+    let handle = listener::spawn(
+        url.to_owned(),
+        Arc::new(move |r| {
+            count.fetch_add(1, Ordering::SeqCst);
+            match r {
+                // The callback is synchronous; moka's invalidate is async but
+                // cheap, so run it to completion on a blocking-free task.
+                Revocation::Key(hash) => {
+                    let target = target.clone();
+                    tokio::spawn(async move { target.invalidate(&hash).await });
+                }
+                Revocation::All => target.invalidate_all(),
+            }
+        }),
+    );
+    Instance { auth: Authenticator::builder(cached.clone(), cached).build(), _listener: handle, revocations }
+}
+
+/// Waits until `key` is refused on `on`, returning how long that took.
+async fn time_until_refused(on: &Authenticator, key: &str, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if status(on, key).await == 401 {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    None
+}
+
+async fn wait_listening(i: &Instance) {
+    let started = Instant::now();
+    while i.revocations.load(Ordering::SeqCst) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(5), "the listener never connected");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_on_one_instance_reaches_the_other_within_a_second() {
+    let Some(url) = fresh_database("a_delete_on_one_instance_reaches_the_other").await else { return };
+    let a = instance(&url, seeded(&url, PgSettings::default()).await);
+    let b = instance(&url, Arc::new(PgStore::connect(&url, PgSettings::default()).await.unwrap()));
+    wait_listening(&b).await;
+    let (key, record) = a.auth.issue_key(KeySpec::new("org_1", "shared")).await.unwrap();
+    // Created on A, works on B at once (B had never seen the hash).
+    assert_eq!(status(&b.auth, key.expose_secret()).await, 200);
+    assert_eq!(status(&b.auth, key.expose_secret()).await, 200, "now cached on B");
+
+    let deleted_at = Instant::now();
+    assert!(a.auth.delete_key("org_1", record.id).await.unwrap());
+    assert_eq!(status(&a.auth, key.expose_secret()).await, 401, "at once on A");
+    let latency = time_until_refused(&b.auth, key.expose_secret(), Duration::from_secs(1))
+        .await
+        .expect("B still accepts the deleted key after 1 s");
+    println!("revocation latency A -> B: {:?} (delete call included: {:?})", latency, deleted_at.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_survives_a_killed_connection() {
+    let Some(url) = fresh_database("the_listener_survives_a_killed_connection").await else { return };
+    let a = instance(&url, seeded(&url, PgSettings::default()).await);
+    let b = instance(&url, Arc::new(PgStore::connect(&url, PgSettings::default()).await.unwrap()));
+    wait_listening(&b).await;
+    let (key, record) = a.auth.issue_key(KeySpec::new("org_1", "survivor")).await.unwrap();
+    assert_eq!(status(&b.auth, key.expose_secret()).await, 200);
+
+    let before = b.revocations.load(Ordering::SeqCst);
+    let db = url.rsplit('/').next().unwrap().to_owned();
+    let client = a_client(&url).await;
+    let killed: i64 = client
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%'",
+            &[&db],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(killed >= 2, "both listeners' connections were killed ({killed})");
+    // After reconnecting, B reports `All` (it may have missed notifications).
+    let started = Instant::now();
+    while b.revocations.load(Ordering::SeqCst) == before {
+        assert!(started.elapsed() < Duration::from_secs(5), "B's listener did not come back");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!("listener back after {:?}", started.elapsed());
+    assert_eq!(status(&b.auth, key.expose_secret()).await, 200, "cache refilled after the reconnect");
+    assert!(a.auth.delete_key("org_1", record.id).await.unwrap());
+    let latency = time_until_refused(&b.auth, key.expose_secret(), Duration::from_secs(1))
+        .await
+        .expect("B missed the revocation after its listener reconnected");
+    println!("revocation latency after reconnect: {latency:?}");
+}
+
+async fn a_client(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_a_clear_error_without_the_password() {
+    let err = PgStore::connect(
+        "postgres://agx:hunter2@127.0.0.1:1/agx",
+        PgSettings { create_timeout: Duration::from_millis(500), ..PgSettings::default() },
+    )
+    .await
+    .expect_err("nothing listens on port 1");
+    let text = err.to_string();
+    assert!(matches!(err, PgError::Unreachable { .. }), "{text}");
+    assert!(text.contains("postgres://agx:***@127.0.0.1:1/agx"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+}
+
+mod proxy {
+    //! A TCP proxy in front of PostgreSQL that the test can cut and restore.
+
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::Mutex;
+    use tokio::task::JoinHandle;
+
+    pub struct Proxy {
+        pub port: u16,
+        up: Arc<AtomicBool>,
+        links: Arc<Mutex<Vec<JoinHandle<()>>>>,
+        _accept: JoinHandle<()>,
+    }
+
+    impl Proxy {
+        pub async fn start(upstream: String) -> Proxy {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let up = Arc::new(AtomicBool::new(true));
+            let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+            let (up2, links2) = (up.clone(), links.clone());
+            let accept = tokio::spawn(async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    if !up2.load(Ordering::SeqCst) {
+                        continue; // dropped: connection refused, in effect
+                    }
+                    let upstream = upstream.clone();
+                    links2.lock().await.push(tokio::spawn(async move {
+                        if let Ok(mut outbound) = TcpStream::connect(upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    }));
+                }
+            });
+            Proxy { port, up, links, _accept: accept }
+        }
+
+        /// Cuts every open link and refuses new ones.
+        pub async fn cut(&self) {
+            self.up.store(false, Ordering::SeqCst);
+            for link in self.links.lock().await.drain(..) {
+                link.abort();
+            }
+        }
+
+        pub fn restore(&self) {
+            self.up.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fails_closed_while_the_database_is_down_and_recovers_on_its_own() {
+    let Some(url) = fresh_database("fails_closed_while_the_database_is_down").await else { return };
+    seeded(&url, PgSettings::default()).await;
+    // The store reaches PostgreSQL only through a proxy the test can cut.
+    let (authority_start, rest) = url.split_once('@').unwrap();
+    let (authority, db_path) = rest.split_once('/').unwrap();
+    let proxy = proxy::Proxy::start(authority.to_owned()).await;
+    let proxied = format!("{authority_start}@127.0.0.1:{}/{db_path}", proxy.port);
+    let quick = PgSettings {
+        wait_timeout: Duration::from_millis(300),
+        create_timeout: Duration::from_millis(300),
+        recycle_timeout: Duration::from_millis(300),
+        max_size: 4,
+    };
+    let pg = Arc::new(PgStore::connect(&proxied, quick).await.unwrap());
+    let cached = Arc::new(CachedStore::new(pg, CacheSettings::default()));
+    let auth = Authenticator::builder(cached.clone(), cached).build();
+    let (warm, _) = auth.issue_key(KeySpec::new("org_1", "warm")).await.unwrap();
+    let (cold, _) = auth.issue_key(KeySpec::new("org_1", "cold")).await.unwrap();
+    assert_eq!(status(&auth, warm.expose_secret()).await, 200, "warm key now cached, agent too");
+
+    proxy.cut().await;
+    let started = Instant::now();
+    let outcome = auth.authenticate(&Method::GET, CONFIG, &bearer(cold.expose_secret())).await;
+    let Outcome::Deny(rejection) = outcome else { panic!("an unverified key got {outcome:?}") };
+    assert_eq!(rejection.response().status().as_u16(), 503);
+    assert_eq!(rejection.error().code(), "AUTH_UNAVAILABLE");
+    assert!(rejection.response().headers().contains_key("retry-after"));
+    println!("503 for an uncached key after {:?} with the database down", started.elapsed());
+    assert_eq!(status(&auth, warm.expose_secret()).await, 200, "cached keys keep working until their TTL");
+    for _ in 0..5 {
+        assert_eq!(status(&auth, cold.expose_secret()).await, 503, "never a 200 for an unverified key");
+    }
+
+    proxy.restore();
+    let started = Instant::now();
+    loop {
+        match status(&auth, cold.expose_secret()).await {
+            200 => break,
+            503 => {}
+            other => panic!("unexpected {other} while recovering"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "did not recover within 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("recovered {:?} after the database came back", started.elapsed());
+}
