@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use agx_auth::{
-    AgentRecord, Authenticator, Clock, EndpointClass, GcraLimiter, KeyId, KeyMode, KeySpec, LimitError, Lookup,
-    ManualClock, MemoryStore, Quota, RateDecision, RateLimitStatus, RateLimiter, Routes, Scope, TeamRecord, Timestamp,
+    AgentRecord, Authenticator, Clock, Directory, DirectoryAdmin, EndpointClass, GcraLimiter, KeyHash, KeyId, KeyMode,
+    KeyRecord, KeySpec, KeyStore, LimitError, Lookup, ManualClock, MemoryStore, Quota, RateDecision, RateLimitStatus,
+    RateLimiter, Routes, Scope, StoreError, TeamRecord, Timestamp,
 };
 use async_trait::async_trait;
 
@@ -96,9 +97,69 @@ pub fn stub_routes() -> Routes {
     Routes::agentix().route(http::Method::GET, crate::app::STATUS, Scope::CONFIG, EndpointClass::CONFIG)
 }
 
-/// Fixtures over an in-process memory store, limiter and manual clock.
+/// A store with an off switch, to prove that a store that cannot answer
+/// fails closed, whatever the store.
+pub struct SwitchableStore<S> {
+    inner: Arc<S>,
+    down: AtomicBool,
+}
+
+impl<S> SwitchableStore<S> {
+    fn down<T>(&self) -> Option<Result<T, StoreError>> {
+        self.down.load(Ordering::SeqCst).then(|| Err(StoreError::Unavailable("the store is switched off".into())))
+    }
+}
+
+#[async_trait]
+impl<S: KeyStore> KeyStore for SwitchableStore<S> {
+    fn find<'a>(&'a self, hash: &'a KeyHash) -> Lookup<'a, Result<Option<Arc<KeyRecord>>, StoreError>> {
+        match self.down() {
+            Some(err) => Lookup::ready(err),
+            None => self.inner.find(hash),
+        }
+    }
+    async fn get(&self, org: &str, id: KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        self.down().unwrap_or(self.inner.get(org, id).await)
+    }
+    async fn create(&self, record: KeyRecord) -> Result<Arc<KeyRecord>, StoreError> {
+        self.inner.create(record).await
+    }
+    async fn list(&self, org: &str) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        self.inner.list(org).await
+    }
+    async fn delete(&self, org: &str, id: KeyId, at: SystemTime) -> Result<bool, StoreError> {
+        self.inner.delete(org, id, at).await
+    }
+    async fn roll(
+        &self,
+        org: &str,
+        id: KeyId,
+        replacement: KeyRecord,
+        old_expires_at: SystemTime,
+    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        self.inner.roll(org, id, replacement, old_expires_at).await
+    }
+}
+
+impl<S: Directory> Directory for SwitchableStore<S> {
+    fn agent<'a>(&'a self, id: &'a str) -> Lookup<'a, Result<Option<Arc<AgentRecord>>, StoreError>> {
+        match self.down() {
+            Some(err) => Lookup::ready(err),
+            None => self.inner.agent(id),
+        }
+    }
+    fn team<'a>(&'a self, id: &'a str) -> Lookup<'a, Result<Option<Arc<TeamRecord>>, StoreError>> {
+        match self.down() {
+            Some(err) => Lookup::ready(err),
+            None => self.inner.team(id),
+        }
+    }
+}
+
+/// Fixtures over an in-process store (any), limiter and manual clock.
 pub struct InProcess {
-    pub store: Arc<MemoryStore>,
+    admin: Arc<dyn DirectoryAdmin>,
+    store_switch: Box<dyn Fn(bool) + Send + Sync>,
     pub clock: Arc<ManualClock>,
     pub limiter: Arc<SwitchableLimiter>,
     pub auth: Arc<Authenticator>,
@@ -109,6 +170,13 @@ impl InProcess {
     /// the app under test will use.
     pub fn memory() -> Self {
         let store = Arc::new(MemoryStore::new());
+        Self::over(store.clone(), store)
+    }
+
+    /// The authenticator reads through `reads` (a store, or a cache in front
+    /// of one); fixtures write to the directory through `admin`.
+    pub fn over<S: KeyStore + Directory>(reads: Arc<S>, admin: Arc<dyn DirectoryAdmin>) -> Self {
+        let store = Arc::new(SwitchableStore { inner: reads, down: AtomicBool::new(false) });
         let clock = Arc::new(ManualClock::new(SystemTime::now()));
         let limiter = Arc::new(SwitchableLimiter::default());
         let auth = Arc::new(
@@ -118,7 +186,8 @@ impl InProcess {
                 .routes(stub_routes())
                 .build(),
         );
-        InProcess { store, clock, limiter, auth }
+        let store_switch = Box::new(move |up: bool| store.down.store(!up, Ordering::SeqCst));
+        InProcess { admin, store_switch, clock, limiter, auth }
     }
 }
 
@@ -133,18 +202,15 @@ impl Fixtures for InProcess {
     }
 
     async fn org(&self, id: &str, name: &str) -> Result<(), String> {
-        self.store.insert_org(id, name);
-        Ok(())
+        self.admin.put_org(id, name).await.map_err(|e| e.to_string())
     }
 
     async fn agent(&self, agent: AgentRecord) -> Result<(), String> {
-        self.store.insert_agent(agent);
-        Ok(())
+        self.admin.put_agent(agent).await.map_err(|e| e.to_string())
     }
 
     async fn team(&self, team: TeamRecord) -> Result<(), String> {
-        self.store.insert_team(team);
-        Ok(())
+        self.admin.put_team(team).await.map_err(|e| e.to_string())
     }
 
     async fn key(&self, r: &KeyRequest) -> Result<IssuedKey, String> {
@@ -184,7 +250,7 @@ impl Fixtures for InProcess {
     }
 
     async fn set_store_available(&self, available: bool) -> Result<(), String> {
-        self.store.set_available(available);
+        (self.store_switch)(available);
         Ok(())
     }
 

@@ -1,7 +1,11 @@
-//! The in-process targets: each adapter's app around a fresh memory store and
-//! manual clock.
+//! The in-process targets: each adapter's app around a fresh store (memory,
+//! or a cache over a fresh PostgreSQL database) and a manual clock.
 
 use std::sync::Arc;
+
+use agx_auth_moka::{CacheSettings, CachedStore};
+use agx_auth_postgres::testing::fresh_database;
+use agx_auth_postgres::{PgSettings, PgStore};
 
 use crate::app;
 use crate::fixtures::InProcess;
@@ -10,9 +14,8 @@ use crate::runner::Target;
 /// Every adapter this build knows.
 pub const ADAPTERS: [&str; 3] = ["axum", "actix-web", "poem"];
 
-/// The stub app of `adapter` around a fresh world.
-pub async fn memory(adapter: &str) -> Result<Target, String> {
-    let world = InProcess::memory();
+/// The stub app of `adapter` around `world`.
+pub async fn serve(adapter: &str, store: &str, world: InProcess) -> Result<Target, String> {
     let auth = world.auth.clone();
     let base_url = match adapter {
         "axum" => app::axum::serve(app::axum::app(auth)).await?,
@@ -21,20 +24,35 @@ pub async fn memory(adapter: &str) -> Result<Target, String> {
         other => return Err(format!("unknown adapter {other}")),
     };
     Ok(Target {
-        name: format!("{adapter}/memory"),
+        name: format!("{adapter}/{store}"),
         base_url,
         // Each in-process target has a store of its own, so a fixed namespace
-        // is safe, and it makes transcripts comparable across adapters.
+        // is safe, and it makes transcripts comparable across targets.
         namespace: "t".into(),
         fixtures: Arc::new(world),
     })
 }
 
-/// Every in-process target this build knows.
+/// A cache over a fresh PostgreSQL database; `None` when PostgreSQL is absent
+/// and not required (the notice is printed).
+pub async fn postgres_world(label: &str) -> Result<Option<InProcess>, String> {
+    let Some(url) = fresh_database(label).await else { return Ok(None) };
+    let pg = Arc::new(PgStore::connect(&url, PgSettings::default()).await.map_err(|e| e.to_string())?);
+    let cached = Arc::new(CachedStore::new(pg.clone(), CacheSettings::default()));
+    Ok(Some(InProcess::over(cached, pg)))
+}
+
+/// Every in-process target this build can run: each adapter × {memory,
+/// postgres}.
 pub async fn all() -> Result<Vec<Target>, String> {
     let mut targets = Vec::new();
     for adapter in ADAPTERS {
-        targets.push(memory(adapter).await?);
+        targets.push(serve(adapter, "memory", InProcess::memory()).await?);
+    }
+    for adapter in ADAPTERS {
+        if let Some(world) = postgres_world(&format!("conformance {adapter}/postgres")).await? {
+            targets.push(serve(adapter, "postgres", world).await?);
+        }
     }
     Ok(targets)
 }
