@@ -15,6 +15,7 @@
 
 pub mod listener;
 pub mod testing;
+mod usage;
 
 use std::fmt;
 use std::sync::Arc;
@@ -28,6 +29,8 @@ use async_trait::async_trait;
 use deadpool_postgres::{ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtime, Timeouts};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
+
+pub use usage::UsageFlusher;
 
 /// The `NOTIFY` channel of revocations; the payload is the key hash in hex.
 pub const REVOCATION_CHANNEL: &str = "agx_key_revoked";
@@ -211,7 +214,7 @@ const KEY_COLUMNS: &str = "id, org_id, name, hash, prefix, scopes, mode, created
 
 /// A database error as the store's: constraint violations are the caller's
 /// mistake, anything else means the database cannot answer.
-fn db(e: tokio_postgres::Error) -> StoreError {
+pub(crate) fn db(e: tokio_postgres::Error) -> StoreError {
     match e.code() {
         Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Conflict("already exists".into()),
         Some(c) if *c == SqlState::FOREIGN_KEY_VIOLATION => {

@@ -365,3 +365,31 @@ async fn fails_closed_while_the_database_is_down_and_recovers_on_its_own() {
     }
     println!("recovered {:?} after the database came back", started.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_is_counted_in_memory_and_flushed_in_batches() {
+    let Some(url) = fresh_database("usage_is_counted_in_memory_and_flushed_in_batches").await else { return };
+    let pg = seeded(&url, PgSettings::default()).await;
+    let counter = Arc::new(agx_auth::UsageCounter::new());
+    let auth = Authenticator::builder(pg.clone(), pg.clone()).usage(counter.clone()).build();
+    let (key, record) = auth.issue_key(KeySpec::new("org_1", "busy")).await.unwrap();
+    let flusher = agx_auth_postgres::UsageFlusher::spawn(PgStore::clone(&pg), counter, Duration::from_secs(3600));
+    for _ in 0..7 {
+        assert_eq!(status(&auth, key.expose_secret()).await, 200);
+    }
+    let client = a_client(&url).await;
+    let before: i64 = client.query_one("SELECT count(*) FROM key_usage", &[]).await.unwrap().get(0);
+    assert_eq!(before, 0, "no write per request");
+    flusher.shutdown().await;
+    let row = client
+        .query_one(
+            "SELECT u.class, u.requests, k.last_used_at IS NOT NULL FROM key_usage u JOIN api_keys k ON k.id = u.key_id \
+             WHERE u.key_id = $1",
+            &[&record.id.to_string()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "config");
+    assert_eq!(row.get::<_, i64>(1), 7);
+    assert!(row.get::<_, bool>(2), "last_used_at set");
+}

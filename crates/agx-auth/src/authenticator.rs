@@ -9,7 +9,7 @@ use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response};
 use ring::rand::SystemRandom;
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::credential::{CredentialError, extract_credential};
 use crate::error::{AuthError, ceil_secs};
 use crate::key::{ApiKey, KeyHasher, KeyId, KeyMode};
@@ -19,6 +19,7 @@ use crate::render::{ErrorRenderer, JsonEnvelope};
 use crate::request::{RequestHeader, RequestHeaders};
 use crate::route::{EndpointClass, Resource, RouteMatch, Routes, Scope, Unmatched};
 use crate::store::{Directory, KeyRecord, KeySpec, KeyStore, StoreError};
+use crate::usage::UsageRecorder;
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers-10).
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static(RATELIMIT_POLICY_NAME);
@@ -241,6 +242,7 @@ pub struct Authenticator {
     unavailable_retry_after: Duration,
     /// `RateLimit-Policy` values for the default quotas, built once.
     policies: Vec<(EndpointClass, Quota, HeaderValue)>,
+    usage: Option<Arc<dyn UsageRecorder>>,
     rng: SystemRandom,
 }
 
@@ -263,9 +265,16 @@ pub struct AuthenticatorBuilder {
     renderer: Arc<dyn ErrorRenderer>,
     realm: String,
     unavailable_retry_after: Duration,
+    usage: Option<Arc<dyn UsageRecorder>>,
 }
 
 impl AuthenticatorBuilder {
+    /// Counts every admitted request (per key, day and class). Default: none.
+    pub fn usage(mut self, recorder: Arc<dyn UsageRecorder>) -> Self {
+        self.usage = Some(recorder);
+        self
+    }
+
     /// Default: an in-process [`GcraLimiter`].
     pub fn limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
         self.limiter = Some(limiter);
@@ -336,6 +345,7 @@ impl AuthenticatorBuilder {
             challenges: Challenges::new(&self.realm),
             unavailable_retry_after: self.unavailable_retry_after,
             policies,
+            usage: self.usage,
             rng: SystemRandom::new(),
         }
     }
@@ -357,6 +367,7 @@ impl Authenticator {
             renderer: Arc::new(JsonEnvelope),
             realm: "agentix".to_owned(),
             unavailable_retry_after: Duration::from_secs(5),
+            usage: None,
         }
     }
 
@@ -423,8 +434,12 @@ impl Authenticator {
             return Err((error, status));
         }
         // Step 9.
-        match self.limiter.check(record.id, route.class, quota, now.into()).await {
+        let now = Timestamp::from(now);
+        match self.limiter.check(record.id, route.class, quota, now).await {
             Ok(RateDecision::Admit(status)) => {
+                if let Some(usage) = &self.usage {
+                    usage.record(record.id, route.class, now);
+                }
                 Ok(Grant { rate_limit: Some((self.policy(status.class, status.quota), status)), principal })
             }
             Ok(RateDecision::Deny { status, retry_after }) => {

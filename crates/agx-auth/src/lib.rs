@@ -48,6 +48,7 @@ mod render;
 mod request;
 mod route;
 mod store;
+mod usage;
 
 pub use authenticator::{Authenticator, AuthenticatorBuilder, Grant, Outcome, Principal, Rejection};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
@@ -63,3 +64,4 @@ pub use route::{EndpointClass, Resource, RouteMatch, Routes, Scope, Unmatched};
 pub use store::{
     AgentRecord, Directory, DirectoryAdmin, KeyRecord, KeySpec, KeyStore, MemoryStore, StoreError, TeamRecord,
 };
+pub use usage::{UsageBatch, UsageCounter, UsageRecorder, UsageRow};
