@@ -6,6 +6,8 @@
 //! - `bench`: the criterion benchmarks of the hot path.
 //! - `bench-http`: hello-world apps on each framework, bare, with agx-auth and
 //!   with a governor peer, loaded with wrk side by side.
+//! - `bench-pg`: cached and cold verdicts with PostgreSQL behind a moka
+//!   cache, and the revocation latency between two instances.
 
 mod bench_http;
 
@@ -15,7 +17,7 @@ use std::process::{Command, ExitCode};
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let Some(task) = args.first() else {
-        eprintln!("usage: cargo xtask <ci|test|conformance|bench|bench-http> [args…]");
+        eprintln!("usage: cargo xtask <ci|test|conformance|bench|bench-http|bench-pg> [args…]");
         return ExitCode::FAILURE;
     };
     let rest = &args[1..];
@@ -25,6 +27,7 @@ fn main() -> ExitCode {
         "conformance" => conformance(rest),
         "bench" => bench(rest),
         "bench-http" => bench_http::run(rest),
+        "bench-pg" => cargo(&["run", "--release", "--package", "agx-auth-postgres", "--example", "pg_latency"]),
         other => Err(format!("unknown task `{other}`")),
     };
     match result {
