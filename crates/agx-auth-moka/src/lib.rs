@@ -21,7 +21,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use agx_auth::{AgentRecord, Directory, KeyHash, KeyId, KeyRecord, KeyStore, Lookup, StoreError, TeamRecord};
+use agx_auth::{
+    AgentRecord, Directory, KeyHash, KeyId, KeyRecord, KeyStore, Lookup, Revocation, RevocationSink, StoreError,
+    TeamRecord,
+};
 use async_trait::async_trait;
 use moka::Expiry;
 use moka::future::Cache;
@@ -198,6 +201,19 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
             self.keys.invalidate(h).await;
         }
         Ok(rolled)
+    }
+}
+
+/// Feed it from a revocation channel (`agx_auth_postgres::listener`).
+impl<S: Send + Sync + 'static> RevocationSink for CachedStore<S> {
+    fn revoke(&self, revocation: Revocation) -> Lookup<'_, ()> {
+        match revocation {
+            Revocation::All => {
+                self.invalidate_all();
+                Lookup::ready(())
+            }
+            Revocation::Key(hash) => Lookup::pending(async move { self.invalidate(&hash).await }),
+        }
     }
 }
 

@@ -4,7 +4,6 @@
 //! between two instances. `cargo xtask bench-pg` runs it in release mode.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use agx_auth::{
@@ -12,7 +11,7 @@ use agx_auth::{
     Quota, RateLimits,
 };
 use agx_auth_moka::{CacheSettings, CachedStore};
-use agx_auth_postgres::listener::{self, Revocation};
+use agx_auth_postgres::listener;
 use agx_auth_postgres::testing::fresh_database;
 use agx_auth_postgres::{PgSettings, PgStore};
 use http::{HeaderMap, HeaderValue, Method};
@@ -107,24 +106,9 @@ async fn main() {
     // until it refuses.
     let b_pg = Arc::new(PgStore::connect(&url, PgSettings::default()).await.unwrap());
     let b_cache = Arc::new(CachedStore::new(b_pg, CacheSettings::default()));
-    let seen = Arc::new(AtomicUsize::new(0));
-    let (target, seen2) = (b_cache.clone(), seen.clone());
-    let _listening = listener::spawn(
-        url.clone(),
-        Arc::new(move |r| {
-            seen2.fetch_add(1, Ordering::SeqCst);
-            match r {
-                Revocation::Key(h) => {
-                    let target = target.clone();
-                    tokio::spawn(async move { target.invalidate(&h).await });
-                }
-                Revocation::All => target.invalidate_all(),
-            }
-        }),
-    );
-    while seen.load(Ordering::SeqCst) == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let _listening = listener::spawn(url.clone(), b_cache.clone());
+    // Give the listener its connection before the first deletion.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let b = auth_over(b_cache);
     let mut revocations = Vec::new();
     for i in 0..50 {

@@ -12,21 +12,12 @@ use std::future::poll_fn;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agx_auth::KeyHash;
+use agx_auth::{KeyHash, Revocation, RevocationSink};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::REVOCATION_CHANNEL;
-
-/// What a cache must forget.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Revocation {
-    /// One key changed (deleted, or its expiry moved by a roll).
-    Key(KeyHash),
-    /// The listener was (re)connected: anything may have changed.
-    All,
-}
 
 /// Runs the listener until the handle is dropped or aborted.
 pub struct ListenerHandle(JoinHandle<()>);
@@ -37,13 +28,13 @@ impl Drop for ListenerHandle {
     }
 }
 
-/// Starts listening; `on` is called for every revocation, from the listener's
-/// task.
-pub fn spawn(url: String, on: Arc<dyn Fn(Revocation) + Send + Sync>) -> ListenerHandle {
+/// Starts listening; every revocation goes to `sink` (a cache), in order,
+/// from the listener's task.
+pub fn spawn(url: String, sink: Arc<dyn RevocationSink>) -> ListenerHandle {
     ListenerHandle(tokio::spawn(async move {
         let mut backoff = Duration::from_millis(50);
         loop {
-            if listen_once(&url, on.as_ref()).await {
+            if listen_once(&url, sink.as_ref()).await {
                 // It was connected: the next failure starts the backoff afresh.
                 backoff = Duration::from_millis(50);
             }
@@ -54,7 +45,7 @@ pub fn spawn(url: String, on: Arc<dyn Fn(Revocation) + Send + Sync>) -> Listener
 }
 
 /// One connection's life. Returns whether it got as far as listening.
-async fn listen_once(url: &str, on: &(dyn Fn(Revocation) + Send + Sync)) -> bool {
+async fn listen_once(url: &str, sink: &dyn RevocationSink) -> bool {
     let Ok((client, mut connection)) = tokio_postgres::connect(url, NoTls).await else { return false };
     let (tx, mut rx) = mpsc::unbounded_channel();
     // The connection is driven here; notifications go to the channel. When
@@ -76,13 +67,10 @@ async fn listen_once(url: &str, on: &(dyn Fn(Revocation) + Send + Sync)) -> bool
         driver.abort();
         return false;
     }
-    on(Revocation::All);
+    sink.revoke(Revocation::All).await;
     while let Some(payload) = rx.recv().await {
-        match parse_hash(&payload) {
-            Some(hash) => on(Revocation::Key(hash)),
-            // A payload we cannot read still means something changed.
-            None => on(Revocation::All),
-        }
+        // A payload we cannot read still means something changed.
+        sink.revoke(parse_hash(&payload).map_or(Revocation::All, Revocation::Key)).await;
     }
     drop(client);
     true

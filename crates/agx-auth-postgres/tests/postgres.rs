@@ -7,10 +7,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use agx_auth::{
     AgentRecord, Authenticator, DirectoryAdmin, KeyHash, KeyId, KeyRecord, KeySpec, KeyStore, Lookup, Outcome,
-    StoreError,
+    Revocation, RevocationSink, StoreError,
 };
 use agx_auth_moka::{CacheSettings, CachedStore};
-use agx_auth_postgres::listener::{self, Revocation};
+use agx_auth_postgres::listener;
 use agx_auth_postgres::testing::fresh_database;
 use agx_auth_postgres::{PgError, PgSettings, PgStore};
 use async_trait::async_trait;
@@ -145,25 +145,24 @@ struct Instance {
     revocations: Arc<AtomicUsize>,
 }
 
+/// Passes revocations on to the cache, counting them.
+struct Counted<S> {
+    cache: Arc<S>,
+    count: Arc<AtomicUsize>,
+}
+
+impl<S: RevocationSink> RevocationSink for Counted<S> {
+    fn revoke(&self, r: Revocation) -> Lookup<'_, ()> {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        self.cache.revoke(r)
+    }
+}
+
 fn instance(url: &str, pg: Arc<PgStore>) -> Instance {
     let cached = Arc::new(CachedStore::new(pg, CacheSettings::default()));
     let revocations = Arc::new(AtomicUsize::new(0));
-    let (target, count) = (cached.clone(), revocations.clone());
-    let handle = listener::spawn(
-        url.to_owned(),
-        Arc::new(move |r| {
-            count.fetch_add(1, Ordering::SeqCst);
-            match r {
-                // The callback is synchronous; moka's invalidate is async but
-                // cheap, so run it to completion on a blocking-free task.
-                Revocation::Key(hash) => {
-                    let target = target.clone();
-                    tokio::spawn(async move { target.invalidate(&hash).await });
-                }
-                Revocation::All => target.invalidate_all(),
-            }
-        }),
-    );
+    let sink = Arc::new(Counted { cache: cached.clone(), count: revocations.clone() });
+    let handle = listener::spawn(url.to_owned(), sink);
     Instance { auth: Authenticator::builder(cached.clone(), cached).build(), _listener: handle, revocations }
 }
 

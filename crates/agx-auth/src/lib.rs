@@ -62,6 +62,7 @@ pub use render::{ErrorRenderer, JsonEnvelope, ProblemJson, RenderedError};
 pub use request::{RequestHeader, RequestHeaders};
 pub use route::{EndpointClass, Resource, RouteMatch, Routes, Scope, Unmatched};
 pub use store::{
-    AgentRecord, Directory, DirectoryAdmin, KeyRecord, KeySpec, KeyStore, MemoryStore, StoreError, TeamRecord,
+    AgentRecord, Directory, DirectoryAdmin, KeyRecord, KeySpec, KeyStore, MemoryStore, Revocation, RevocationSink,
+    StoreError, TeamRecord,
 };
 pub use usage::{UsageBatch, UsageCounter, UsageRecorder, UsageRow};

@@ -199,3 +199,17 @@ pub trait Directory: Send + Sync + 'static {
     fn agent<'a>(&'a self, id: &'a str) -> Lookup<'a, Result<Option<Arc<AgentRecord>>, StoreError>>;
     fn team<'a>(&'a self, id: &'a str) -> Lookup<'a, Result<Option<Arc<TeamRecord>>, StoreError>>;
 }
+
+/// A change every cache must learn of: one key deleted or rolled, or
+/// anything at all (after a revocation channel was down).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Revocation {
+    Key(KeyHash),
+    All,
+}
+
+/// Something that forgets what a revocation names: a cache. A revocation
+/// channel (Postgres `LISTEN`, say) feeds one; neither knows the other's type.
+pub trait RevocationSink: Send + Sync + 'static {
+    fn revoke(&self, revocation: Revocation) -> Lookup<'_, ()>;
+}
