@@ -1,0 +1,281 @@
+//! `agx-server`: the Agentix Public API behind agx-auth, with an admin API
+//! for keys, on the embedded memory store or on PostgreSQL.
+
+mod admin;
+mod backend;
+mod duration;
+mod errors;
+mod public;
+mod state;
+mod time;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use agx_auth::{AgentRecord, Authenticator, KeyHasher, KeyId, KeyMode, KeySpec, Scope, TeamRecord};
+use clap::{Args, Parser, Subcommand};
+use ring::rand::SystemRandom;
+
+use crate::backend::Backend;
+use crate::state::AppState;
+
+#[derive(Parser)]
+#[command(name = "agx-server", version, about = "The Agentix Public API behind agx-auth")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the public and admin APIs (the default).
+    Serve(ServeArgs),
+    /// Manage keys directly in the database.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+        #[arg(long, env = "AGX_DATABASE_URL", global = true)]
+        database_url: Option<String>,
+        #[arg(long, env = "AGX_KEY_PEPPER", global = true, hide_env_values = true)]
+        key_pepper: Option<String>,
+    },
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "AGX_BIND", default_value = "127.0.0.1:8080")]
+    bind: String,
+    /// PostgreSQL URL; without it, the embedded in-memory store (seeded with a demo key).
+    #[arg(long, env = "AGX_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Redis URL for a limiter shared across instances; without it, the in-process limiter.
+    #[arg(long, env = "AGX_REDIS_URL")]
+    redis_url: Option<String>,
+    /// Bearer token of the admin API; without it, a random one, printed at start.
+    #[arg(long, env = "AGX_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Server-side pepper: keys are then hashed with HMAC-SHA256.
+    #[arg(long, env = "AGX_KEY_PEPPER", hide_env_values = true)]
+    key_pepper: Option<String>,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, env = "AGX_LOG_JSON")]
+    log_json: bool,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key; its plaintext is printed once.
+    Create {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// e.g. 30d, 24h.
+        #[arg(long)]
+        expires_in: Option<String>,
+        /// A test-mode key (agx_test_…).
+        #[arg(long)]
+        test: bool,
+    },
+    /// List an organization's keys (never the keys themselves).
+    List {
+        #[arg(long)]
+        org: String,
+    },
+    /// Delete a key.
+    Delete {
+        #[arg(long)]
+        org: String,
+        id: String,
+    },
+    /// A new key now; the old one expires after the grace period.
+    Roll {
+        #[arg(long)]
+        org: String,
+        id: String,
+        #[arg(long, default_value = "24h")]
+        grace: String,
+    },
+}
+
+fn hasher(pepper: Option<&str>) -> KeyHasher {
+    pepper.map_or(KeyHasher::Sha256, |p| KeyHasher::with_pepper(p.as_bytes()))
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Serve(args)) => serve(args).await,
+        None => serve(cli.serve).await,
+        Some(Command::Keys { command, database_url, key_pepper }) => keys(command, database_url, key_pepper).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("agx-server: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    init_logs(args.log_json);
+    if args.redis_url.is_some() {
+        return Err("--redis-url: the Redis limiter is not available in this build yet".into());
+    }
+    let backend = match &args.database_url {
+        Some(url) => Backend::postgres(url).await.map_err(|e| e.to_string())?,
+        None => Backend::memory(),
+    };
+    let auth = Arc::new(
+        Authenticator::builder(backend.keys.clone(), backend.directory.clone())
+            .hasher(hasher(args.key_pepper.as_deref()))
+            .usage(backend.usage.clone())
+            .build(),
+    );
+    let rng = SystemRandom::new();
+    let admin_token = match args.admin_token {
+        Some(t) => t,
+        None => {
+            let token = format!(
+                "adm_{}",
+                KeyId::generate(&rng).map_err(|_| "no randomness")?.to_string().trim_start_matches("key_")
+            );
+            println!("admin token (random, for this run): {token}");
+            token
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(&args.bind).await.map_err(|e| format!("bind {}: {e}", args.bind))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    if backend.kind == "memory" {
+        let key = seed(&backend, &auth).await?;
+        println!("demo org `demo-org`, agent `demo-agent`, team `demo-team`");
+        println!("demo key (every scope): {key}");
+        println!(
+            "try:\n  curl -i -X POST -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n    -d '{{\"message\":\"Hello\",\"sessionId\":\"demo-session\"}}' http://{addr}/api/public/agents/demo-agent/chat"
+        );
+    }
+    tracing::info!(%addr, store = backend.kind, "agx-server listening");
+    let state = Arc::new(AppState { auth: auth.clone(), backend, admin_token, rng });
+    let app = admin::router(state.clone()).merge(public::router(state.clone()));
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.map_err(|e| e.to_string())?;
+    tracing::info!("shutting down: flushing usage");
+    match Arc::try_unwrap(state) {
+        Ok(state) => state.backend.shutdown().await,
+        Err(_) => tracing::warn!("state still shared at shutdown; usage not flushed"),
+    }
+    Ok(())
+}
+
+/// The in-memory default's demo world, so that the printed `curl` works.
+async fn seed(backend: &Backend, auth: &Authenticator) -> Result<String, String> {
+    let e = |e: agx_auth::StoreError| e.to_string();
+    backend.admin.put_org("demo-org", "Demo Org").await.map_err(e)?;
+    backend.admin.put_agent(AgentRecord::new("demo-agent", "demo-org", "Demo Agent")).await.map_err(e)?;
+    backend
+        .admin
+        .put_team(TeamRecord {
+            id: "demo-team".into(),
+            org: "demo-org".into(),
+            name: "Demo Team".into(),
+            agent_ids: vec!["demo-agent".into()],
+        })
+        .await
+        .map_err(e)?;
+    let (key, _) = auth.issue_key(KeySpec::new("demo-org", "demo key")).await.map_err(e)?;
+    Ok(key.expose_secret().to_owned())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+}
+
+async fn keys(command: KeysCommand, database_url: Option<String>, pepper: Option<String>) -> Result<(), String> {
+    let url = database_url.ok_or("keys commands need --database-url (or AGX_DATABASE_URL)")?;
+    let backend = Backend::postgres(&url).await.map_err(|e| e.to_string())?;
+    let auth = Authenticator::builder(backend.keys.clone(), backend.directory.clone())
+        .hasher(hasher(pepper.as_deref()))
+        .build();
+    let parse_id = |id: &str| id.parse::<KeyId>().map_err(|e| e.to_string());
+    match command {
+        KeysCommand::Create { org, name, scopes, expires_in, test } => {
+            let mut spec = KeySpec::new(org, name).scopes(scopes.into_iter().map(Scope::new)).mode(if test {
+                KeyMode::Test
+            } else {
+                KeyMode::Live
+            });
+            if let Some(d) = expires_in {
+                spec = spec.expires_at(SystemTime::now() + duration::parse(&d)?);
+            }
+            let (key, record) = auth.issue_key(spec).await.map_err(|e| e.to_string())?;
+            println!("id:  {}\nkey: {}  (shown once; only its hash is stored)", record.id, key.expose_secret());
+        }
+        KeysCommand::List { org } => {
+            for r in backend.keys.list(&org).await.map_err(|e| e.to_string())? {
+                let scopes: Vec<&str> = r.scopes.iter().map(Scope::as_str).collect();
+                let expires = r.expires_at.map_or_else(|| "never".to_owned(), time::format);
+                println!(
+                    "{}  {}  {}  {}  scopes=[{}]  expires={expires}",
+                    r.id,
+                    r.prefix,
+                    r.mode.as_str(),
+                    r.name,
+                    scopes.join(",")
+                );
+            }
+        }
+        KeysCommand::Delete { org, id } => {
+            if !auth.delete_key(&org, parse_id(&id)?).await.map_err(|e| e.to_string())? {
+                return Err(format!("no key {id} in {org}"));
+            }
+            println!("deleted {id}");
+        }
+        KeysCommand::Roll { org, id, grace } => {
+            let grace = duration::parse(&grace)?;
+            let (key, record) = auth
+                .roll_key(&org, parse_id(&id)?, grace)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no key {id} in {org}"))?;
+            println!(
+                "new id:  {}\nnew key: {}  (shown once)\nold key expires in {:?}",
+                record.id,
+                key.expose_secret(),
+                grace
+            );
+        }
+    }
+    backend.shutdown().await;
+    Ok(())
+}

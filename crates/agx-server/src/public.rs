@@ -1,0 +1,281 @@
+//! The Agentix Public API (contract §7) behind the axum adapter. Every
+//! request reaching a handler here has passed agx-auth; the handlers only do
+//! the API's own work. Conversations live in memory.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use agx_auth::{AgentRecord, Principal};
+use agx_auth_axum::{AuthLayer, Authenticated};
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::errors::{ApiError, JsonBody};
+use crate::state::AppState;
+use crate::time;
+
+const MAX_MESSAGE_LENGTH: usize = 4000;
+const BODY_LIMIT: usize = 64 * 1024;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = Arc::new(Api { state: state.clone(), conversations: Mutex::default() });
+    Router::new()
+        .route("/api/public/agents/{agent}/chat", post(agent_chat))
+        .route("/api/public/teams/{team}/chat", post(team_chat))
+        .route("/api/public/agents/{agent}", get(agent_config))
+        .route("/api/public/agents/{agent}/widget", get(widget))
+        .route("/api/public/agents/{agent}/conversations/{session}", get(conversation).patch(patch_conversation))
+        .layer(AuthLayer::new(state.auth.clone()))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(api)
+        .route("/healthz", get(|| async { "ok" }))
+}
+
+struct Api {
+    state: Arc<AppState>,
+    conversations: Mutex<HashMap<(String, String), Conversation>>,
+}
+
+#[derive(Clone)]
+struct Message {
+    id: String,
+    role: &'static str,
+    content: String,
+    at: SystemTime,
+}
+
+#[derive(Clone)]
+struct Conversation {
+    id: String,
+    agent_id: String,
+    agent_name: String,
+    messages: Vec<Message>,
+    created_at: SystemTime,
+    updated_at: SystemTime,
+    metadata: Map<String, Value>,
+}
+
+impl Api {
+    fn new_id(&self, prefix: &str) -> String {
+        let n = agx_auth::KeyId::generate(&self.state.rng).map_or(0, |id| id.0 as u64);
+        format!("{prefix}_{n:016x}")
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Conversation>> {
+        self.conversations.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn agent(&self, id: &str) -> Result<Arc<AgentRecord>, ApiError> {
+        // The auth layer already found it; a race with a deletion reads as unavailable.
+        self.state.backend.directory.agent(id).await.ok().flatten().ok_or_else(ApiError::unavailable)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ChatRequest {
+    message: String,
+    session_id: String,
+    visitor_id: Option<String>,
+    visitor_email: Option<String>,
+    visitor_name: Option<String>,
+    metadata: Option<Map<String, Value>>,
+}
+
+impl ChatRequest {
+    fn validate(&self) -> Result<(), ApiError> {
+        if self.message.trim().is_empty() {
+            return Err(ApiError::invalid("message must not be empty"));
+        }
+        if self.message.chars().count() > MAX_MESSAGE_LENGTH {
+            return Err(ApiError::invalid(format!("message is longer than {MAX_MESSAGE_LENGTH} characters")));
+        }
+        if self.session_id.is_empty() || self.session_id.len() > 128 {
+            return Err(ApiError::invalid("sessionId must be 1 to 128 characters"));
+        }
+        let _ = (&self.visitor_id, &self.visitor_email);
+        Ok(())
+    }
+}
+
+/// The built-in agent: deterministic, so that tests and demos can rely on it.
+fn reply(agent_name: &str, req: &ChatRequest) -> String {
+    let greeting = req.visitor_name.as_deref().map_or_else(|| "Hello".to_owned(), |n| format!("Hello, {n}"));
+    format!("{greeting}! This is {agent_name}. You said: \"{}\". How can I help further?", req.message.trim())
+}
+
+async fn chat(api: &Api, conversation_key: (String, String), agent_name: String, req: ChatRequest) -> Response {
+    let text = reply(&agent_name, &req);
+    let now = SystemTime::now();
+    let (conversation_id, message_id) = {
+        let user = Message { id: api.new_id("msg"), role: "user", content: req.message.clone(), at: now };
+        let answer = Message { id: api.new_id("msg"), role: "assistant", content: text.clone(), at: now };
+        let answer_id = answer.id.clone();
+        let fresh_id = api.new_id("conv");
+        let mut all = api.lock();
+        let conversation = all.entry(conversation_key.clone()).or_insert_with(|| Conversation {
+            id: fresh_id,
+            agent_id: conversation_key.0.clone(),
+            agent_name: agent_name.clone(),
+            messages: Vec::new(),
+            created_at: now,
+            updated_at: now,
+            metadata: Map::new(),
+        });
+        conversation.messages.extend([user, answer]);
+        conversation.updated_at = now;
+        if let Some(extra) = req.metadata {
+            conversation.metadata.extend(extra);
+        }
+        (conversation.id.clone(), answer_id)
+    };
+    // Streamed word by word: no length is known up front, so the response is chunked.
+    let words: Vec<Result<Bytes, Infallible>> =
+        text.split_inclusive(' ').map(|w| Ok(Bytes::copy_from_slice(w.as_bytes()))).collect();
+    let mut response = Response::new(Body::from_stream(futures_util::stream::iter(words)));
+    let headers = response.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    for (name, value) in [("x-conversation-id", conversation_id), ("x-message-id", message_id)] {
+        if let Ok(v) = HeaderValue::try_from(value) {
+            headers.insert(name, v);
+        }
+    }
+    response
+}
+
+async fn agent_chat(
+    State(api): State<Arc<Api>>,
+    Path(agent): Path<String>,
+    Authenticated(_): Authenticated,
+    JsonBody(req): JsonBody<ChatRequest>,
+) -> Result<Response, ApiError> {
+    req.validate()?;
+    let record = api.agent(&agent).await?;
+    Ok(chat(&api, (agent, req.session_id.clone()), record.name.clone(), req).await)
+}
+
+async fn team_chat(
+    State(api): State<Arc<Api>>,
+    Path(team): Path<String>,
+    Authenticated(_): Authenticated,
+    JsonBody(req): JsonBody<ChatRequest>,
+) -> Result<Response, ApiError> {
+    req.validate()?;
+    let record = api.state.backend.directory.team(&team).await.ok().flatten().ok_or_else(ApiError::unavailable)?;
+    Ok(chat(&api, (team, req.session_id.clone()), record.name.clone(), req).await)
+}
+
+fn config_json(agent: &AgentRecord, principal: &Principal, rate_limit: u32) -> Value {
+    let _ = principal;
+    json!({
+        "id": agent.id,
+        "name": agent.name,
+        "description": format!("{} answers questions for its organization.", agent.name),
+        "welcomeMessage": format!("Hi! I'm {}. How can I help?", agent.name),
+        "placeholderText": "Type your message…",
+        "theme": {"primaryColor": "#4f46e5", "position": "bottom-right"},
+        "features": {"streaming": true, "conversationHistory": true},
+        "limits": {"maxMessageLength": MAX_MESSAGE_LENGTH, "rateLimitPerMinute": rate_limit},
+    })
+}
+
+async fn agent_config(
+    State(api): State<Arc<Api>>,
+    Path(agent): Path<String>,
+    Authenticated(principal): Authenticated,
+) -> Result<Response, ApiError> {
+    let record = api.agent(&agent).await?;
+    let chat_quota = principal.record().quota_override(agx_auth::EndpointClass::CHAT).map_or(60, agx_auth::Quota::get);
+    Ok(Json(config_json(&record, &principal, chat_quota)).into_response())
+}
+
+async fn widget(
+    State(api): State<Arc<Api>>,
+    Path(agent): Path<String>,
+    Authenticated(_): Authenticated,
+) -> Result<Response, ApiError> {
+    let record = api.agent(&agent).await?;
+    Ok(Json(json!({
+        "agentId": record.id,
+        "name": record.name,
+        "welcomeMessage": format!("Hi! I'm {}. How can I help?", record.name),
+        "placeholderText": "Type your message…",
+        "theme": {"primaryColor": "#4f46e5", "position": "bottom-right"},
+        "allowedDomains": record.allowed_domains,
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct Page {
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+fn conversation_json(c: &Conversation, session: &str, limit: usize, offset: usize) -> Value {
+    let messages: Vec<Value> = c
+        .messages
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|m| json!({"id": m.id, "role": m.role, "content": m.content, "timestamp": time::format(m.at)}))
+        .collect();
+    json!({
+        "id": c.id,
+        "sessionId": session,
+        "agentId": c.agent_id,
+        "agentName": c.agent_name,
+        "messages": messages,
+        "messageCount": c.messages.len(),
+        "createdAt": time::format(c.created_at),
+        "updatedAt": time::format(c.updated_at),
+        "metadata": c.metadata,
+    })
+}
+
+fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "CONVERSATION_NOT_FOUND", "No conversation with this sessionId for this agent")
+}
+
+async fn conversation(
+    State(api): State<Arc<Api>>,
+    Path((agent, session)): Path<(String, String)>,
+    Query(page): Query<Page>,
+    Authenticated(_): Authenticated,
+) -> Result<Response, ApiError> {
+    let limit = page.limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::invalid("limit must be between 1 and 100"));
+    }
+    let all = api.lock();
+    let c = all.get(&(agent, session.clone())).ok_or_else(not_found)?;
+    Ok(Json(conversation_json(c, &session, limit, page.offset.unwrap_or(0))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Patch {
+    metadata: Map<String, Value>,
+}
+
+async fn patch_conversation(
+    State(api): State<Arc<Api>>,
+    Path((agent, session)): Path<(String, String)>,
+    Authenticated(_): Authenticated,
+    JsonBody(patch): JsonBody<Patch>,
+) -> Result<Response, ApiError> {
+    let mut all = api.lock();
+    let c = all.get_mut(&(agent, session.clone())).ok_or_else(not_found)?;
+    c.metadata.extend(patch.metadata);
+    c.updated_at = SystemTime::now();
+    Ok(Json(conversation_json(c, &session, 50, 0)).into_response())
+}
