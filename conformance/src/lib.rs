@@ -7,6 +7,7 @@
 //! can be targeted through its admin API the same way.
 
 pub mod app;
+pub mod blackbox;
 pub mod case;
 pub mod client;
 pub mod compare;

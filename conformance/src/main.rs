@@ -1,8 +1,17 @@
 //! `agx-conformance`: runs the suite against every in-process target, prints
-//! the matrix, and exits non-zero on any failure.
+//! the matrix, and exits non-zero on any failure or any difference between
+//! adapters.
+//!
+//! Black-box targets:
+//! - `agx-conformance --url URL --admin-token TOKEN` runs the suite against a
+//!   running server (only), set up through its admin API;
+//! - `agx-conformance --server PATH` also starts the reference server binary
+//!   at PATH, on the memory store and (when PostgreSQL is there) on a fresh
+//!   database, and adds both as columns of the matrix.
 
 use std::process::ExitCode;
 
+use agx_conformance::blackbox::AdminApi;
 use agx_conformance::{Suite, compare, matrix, run_target, targets};
 
 #[tokio::main]
@@ -17,10 +26,35 @@ async fn main() -> ExitCode {
     }
 }
 
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
 async fn run() -> Result<bool, String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
     let suite = Suite::load()?;
+    let black_box = match flag(&args, "--url") {
+        Some(url) => {
+            let token = flag(&args, "--admin-token").ok_or("--url needs --admin-token")?;
+            let name = flag(&args, "--name").unwrap_or_else(|| "server".to_owned());
+            Some(AdminApi::new(&url, &token).target(&name))
+        }
+        None => None,
+    };
+    let mut targets = match black_box {
+        Some(target) => vec![target],
+        None => targets::all().await?,
+    };
+    // Keeps the spawned servers alive until the run ends.
+    let mut servers = Vec::new();
+    if let Some(path) = flag(&args, "--server") {
+        for (server, target) in agx_conformance::blackbox::spawn_servers(&path).await? {
+            servers.push(server);
+            targets.push(target);
+        }
+    }
     let mut columns = Vec::new();
-    for target in targets::all().await? {
+    for target in targets {
         let results = run_target(&suite, &target).await;
         columns.push((target.name, results));
     }
@@ -30,8 +64,14 @@ async fn run() -> Result<bool, String> {
     for f in &failures {
         println!("\nFAILED {f}");
     }
-    let differences = compare::differences(&columns);
-    let exchanges: usize = columns.first().map_or(0, |(_, r)| r.iter().map(|c| c.transcript.len()).sum());
+    // Only in-process targets run the same stub app, so only they must agree byte for byte.
+    let stub_columns: Vec<_> = columns.iter().filter(|(name, _)| !name.starts_with("server/")).cloned().collect();
+    if stub_columns.len() < 2 {
+        return Ok(failures.is_empty());
+    }
+    let differences = compare::differences(&stub_columns);
+    drop(servers);
+    let exchanges: usize = stub_columns.first().map_or(0, |(_, r)| r.iter().map(|c| c.transcript.len()).sum());
     if differences.is_empty() {
         println!("\ncross-adapter: {exchanges} exchanges per target, identical status, body and contract headers");
     }

@@ -16,7 +16,8 @@ pub fn render(columns: &[Column]) -> String {
             }
         }
     }
-    let width = columns.iter().map(|(n, _)| n.len()).max().unwrap_or(0).max(12);
+    // Wide enough for a name or a cell with skips ("120/120 (24 skipped)").
+    let width = columns.iter().map(|(n, _)| n.len()).max().unwrap_or(0).max(20);
     let mut out = String::new();
     let _ = write!(out, "{:<14}", "group");
     for (name, _) in columns {

@@ -278,6 +278,10 @@ impl CaseRun<'_> {
             let value = HeaderValue::from_bytes(&bytes).map_err(|e| format!("header value for {name}: {e}"))?;
             headers.push((name_h, value));
         }
+        // The default body is JSON; say so, unless the case sends its own content type.
+        if !default_body(&r.method).is_empty() && !headers.iter().any(|(n, _)| n == http::header::CONTENT_TYPE) {
+            headers.push((http::header::CONTENT_TYPE, HeaderValue::from_static("application/json")));
+        }
         let label = format!("{} {} [{}]", r.method, r.path, shown.join(", "));
         Ok(Prepared { label, url: format!("{}{path}", self.target.base_url), headers })
     }

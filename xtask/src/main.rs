@@ -58,8 +58,13 @@ fn test() -> Result<(), String> {
     cargo(&["test", "--workspace"])
 }
 
+/// Every adapter × store in process, and the reference server as a black box
+/// (on memory, and on PostgreSQL when it is there).
 fn conformance(extra: &[String]) -> Result<(), String> {
-    let mut args = vec!["run", "--quiet", "--package", "agx-conformance", "--"];
+    cargo(&["build", "--quiet", "--package", "agx-server"])?;
+    let server = workspace_root().join("target/debug/agx-server");
+    let server = server.to_string_lossy();
+    let mut args = vec!["run", "--quiet", "--package", "agx-conformance", "--", "--server", &server];
     args.extend(extra.iter().map(String::as_str));
     cargo(&args)
 }

@@ -46,6 +46,7 @@ mod lookup;
 mod policy;
 mod render;
 mod request;
+pub mod rfc3339;
 mod route;
 mod store;
 mod usage;

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::errors::{ApiError, JsonBody};
 use crate::state::AppState;
-use crate::time;
+use agx_auth::rfc3339 as time;
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()

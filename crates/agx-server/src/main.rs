@@ -7,7 +7,6 @@ mod duration;
 mod errors;
 mod public;
 mod state;
-mod time;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -15,6 +14,8 @@ use std::time::SystemTime;
 use agx_auth::{AgentRecord, Authenticator, KeyHasher, KeyId, KeyMode, KeySpec, Scope, TeamRecord};
 use clap::{Args, Parser, Subcommand};
 use ring::rand::SystemRandom;
+
+use agx_auth::rfc3339 as time;
 
 use crate::backend::Backend;
 use crate::state::AppState;
@@ -127,7 +128,9 @@ async fn main() -> std::process::ExitCode {
 fn init_logs(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Logs go to stderr; stdout carries only what a person runs the server
+    // for (the demo key, the admin token, the curl line).
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {

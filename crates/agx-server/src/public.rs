@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 
 use crate::errors::{ApiError, JsonBody};
 use crate::state::AppState;
-use crate::time;
+use agx_auth::rfc3339 as time;
 
 const MAX_MESSAGE_LENGTH: usize = 4000;
 const BODY_LIMIT: usize = 64 * 1024;
@@ -29,15 +29,73 @@ const BODY_LIMIT: usize = 64 * 1024;
 pub fn router(state: Arc<AppState>) -> Router {
     let api = Arc::new(Api { state: state.clone(), conversations: Mutex::default() });
     Router::new()
-        .route("/api/public/agents/{agent}/chat", post(agent_chat))
-        .route("/api/public/teams/{team}/chat", post(team_chat))
-        .route("/api/public/agents/{agent}", get(agent_config))
-        .route("/api/public/agents/{agent}/widget", get(widget))
-        .route("/api/public/agents/{agent}/conversations/{session}", get(conversation).patch(patch_conversation))
+        .route("/api/public/agents/{agent}/chat", post(agent_chat).options(preflight))
+        .route("/api/public/teams/{team}/chat", post(team_chat).options(preflight))
+        .route("/api/public/agents/{agent}", get(agent_config).options(preflight))
+        .route("/api/public/agents/{agent}/widget", get(widget).options(preflight))
+        .route(
+            "/api/public/agents/{agent}/conversations/{session}",
+            get(conversation).patch(patch_conversation).options(preflight),
+        )
         .layer(AuthLayer::new(state.auth.clone()))
+        .layer(axum::middleware::from_fn(allow_origin))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(api)
         .route("/healthz", get(|| async { "ok" }))
+}
+
+/// CORS preflights reach us without a key (the auth layer passes them
+/// through). An agent's preflight is answered per its allowed domains; a
+/// team has no domain list. A refused preflight is a 204 without CORS
+/// headers, which the browser treats as a refusal.
+async fn preflight(
+    State(api): State<Arc<Api>>,
+    Path(params): Path<HashMap<String, String>>,
+    headers: http::HeaderMap,
+) -> Response {
+    let origin = headers.get(http::header::ORIGIN).cloned();
+    let allowed = match (&origin, params.get("agent")) {
+        (None, _) => false,
+        (Some(o), Some(agent)) => match api.state.backend.directory.agent(agent).await {
+            Ok(Some(a)) => a.allowed_domains.is_empty() || agx_auth::origin_allowed(o.as_bytes(), &a.allowed_domains),
+            _ => false,
+        },
+        (Some(_), None) => true,
+    };
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let (true, Some(origin)) = (allowed, origin) {
+        let h = response.headers_mut();
+        h.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(http::header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, PATCH, OPTIONS"));
+        h.insert(
+            http::header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("authorization, x-api-key, content-type"),
+        );
+        h.insert(http::header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        h.insert(http::header::VARY, HeaderValue::from_static("origin"));
+    }
+    response
+}
+
+/// Lets a browser page read the answer to its request (the auth layer has
+/// already refused origins an agent does not allow), including the
+/// conversation ids and the rate-limit fields.
+async fn allow_origin(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let origin = req.headers().get(http::header::ORIGIN).cloned();
+    let mut response = next.run(req).await;
+    if let Some(origin) = origin
+        && !response.headers().contains_key(http::header::ACCESS_CONTROL_ALLOW_ORIGIN)
+        && response.status() != StatusCode::NO_CONTENT
+    {
+        let h = response.headers_mut();
+        h.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(
+            http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("x-conversation-id, x-message-id, ratelimit, ratelimit-policy, retry-after"),
+        );
+        h.append(http::header::VARY, HeaderValue::from_static("origin"));
+    }
+    response
 }
 
 struct Api {

@@ -36,7 +36,8 @@ fn start(port: u16) -> (Server, String) {
         .expect("the agx-server binary starts");
     let stdout = child.stdout.take().unwrap();
     let mut key = None;
-    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref().map_while(Result::ok) {
         if let Some(k) = line.strip_prefix("demo key (every scope): ") {
             key = Some(k.to_owned());
         }
@@ -44,6 +45,8 @@ fn start(port: u16) -> (Server, String) {
             break;
         }
     }
+    // Keep reading, so that the server never writes into a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
     let server = Server(child);
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {

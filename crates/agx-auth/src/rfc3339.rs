@@ -1,5 +1,6 @@
-//! RFC 3339 timestamps for the admin API, in UTC, without a date library:
-//! the conversion is Howard Hinnant's days-from-civil and its inverse.
+//! RFC 3339 timestamps, in UTC, without a date library (the conversion is
+//! Howard Hinnant's days-from-civil and its inverse): what admin APIs and
+//! tools need to show and take a key's `createdAt` and `expiresAt`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

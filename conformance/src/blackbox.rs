@@ -1,0 +1,173 @@
+//! The black-box target: a running server, set up only through its admin API
+//! (the reference server's `/api/admin`). It cannot move its clock or switch
+//! its store off, so cases that need that are skipped, visibly.
+
+use std::time::{Duration, SystemTime};
+
+use agx_auth::{AgentRecord, TeamRecord, rfc3339};
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+use serde_json::{Value, json};
+
+use crate::case::Capability;
+use crate::client::Client;
+use crate::fixtures::{Fixtures, IssuedKey, KeyRequest};
+use crate::runner::{Target, run_namespace};
+
+pub struct AdminApi {
+    base_url: String,
+    token: String,
+    client: Client,
+}
+
+impl AdminApi {
+    pub fn new(base_url: &str, token: &str) -> Self {
+        AdminApi { base_url: base_url.trim_end_matches('/').to_owned(), token: token.to_owned(), client: Client::new() }
+    }
+
+    /// The server as a conformance target.
+    pub fn target(self, name: &str) -> Target {
+        Target {
+            name: name.to_owned(),
+            base_url: self.base_url.clone(),
+            namespace: run_namespace(),
+            fixtures: std::sync::Arc::new(self),
+        }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<(u16, Value), String> {
+        let auth = HeaderValue::try_from(format!("Bearer {}", self.token)).map_err(|e| e.to_string())?;
+        let mut headers = vec![(http::header::AUTHORIZATION, auth)];
+        let body = match body {
+            Some(b) => {
+                headers.push((HeaderName::from_static("content-type"), HeaderValue::from_static("application/json")));
+                Bytes::from(b.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let url = format!("{}/api/admin{path}", self.base_url);
+        let reply = self.client.send(method, &url, &headers, body).await?;
+        let json = if reply.body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&reply.body).unwrap_or(Value::Null)
+        };
+        if reply.status.is_success() {
+            Ok((reply.status.as_u16(), json))
+        } else {
+            Err(format!("{method} {path}: {} {json}", reply.status))
+        }
+    }
+
+    fn issued(v: &Value) -> Result<IssuedKey, String> {
+        match (v["id"].as_str(), v["key"].as_str()) {
+            (Some(id), Some(key)) => Ok(IssuedKey { id: id.to_owned(), key: key.to_owned() }),
+            _ => Err(format!("the admin API returned no id and key: {v}")),
+        }
+    }
+}
+
+#[async_trait]
+impl Fixtures for AdminApi {
+    fn capabilities(&self) -> &[Capability] {
+        &[]
+    }
+
+    async fn org(&self, id: &str, name: &str) -> Result<(), String> {
+        self.call("POST", "/orgs", Some(json!({"id": id, "name": name}))).await.map(drop)
+    }
+
+    async fn agent(&self, a: AgentRecord) -> Result<(), String> {
+        let body = json!({"id": a.id, "name": a.name, "allowedDomains": a.allowed_domains, "active": a.active, "public": a.public});
+        self.call("POST", &format!("/orgs/{}/agents", a.org), Some(body)).await.map(drop)
+    }
+
+    async fn team(&self, t: TeamRecord) -> Result<(), String> {
+        let body = json!({"id": t.id, "name": t.name, "agentIds": t.agent_ids});
+        self.call("POST", &format!("/orgs/{}/teams", t.org), Some(body)).await.map(drop)
+    }
+
+    async fn key(&self, r: &KeyRequest) -> Result<IssuedKey, String> {
+        let mut body = json!({
+            "name": r.name,
+            "scopes": r.scopes,
+            "mode": if r.test_mode { "test" } else { "live" },
+            "rateLimits": r.rate_limits,
+        });
+        if let Some(d) = r.expires_in {
+            body["expiresAt"] = Value::String(rfc3339::format(SystemTime::now() + d));
+        }
+        let (_, v) = self.call("POST", &format!("/orgs/{}/keys", r.org), Some(body)).await?;
+        Self::issued(&v)
+    }
+
+    async fn delete_key(&self, org: &str, id: &str) -> Result<(), String> {
+        self.call("DELETE", &format!("/orgs/{org}/keys/{id}"), None).await.map(drop)
+    }
+
+    async fn roll_key(&self, org: &str, id: &str, grace: Duration) -> Result<IssuedKey, String> {
+        let body = json!({"gracePeriodSeconds": grace.as_secs()});
+        let (_, v) = self.call("POST", &format!("/orgs/{org}/keys/{id}/roll"), Some(body)).await?;
+        Self::issued(&v)
+    }
+
+    async fn advance(&self, _: Duration) -> Result<(), String> {
+        Err("a black-box server's clock cannot be moved".into())
+    }
+
+    async fn set_store_available(&self, _: bool) -> Result<(), String> {
+        Err("a black-box server's store cannot be switched off".into())
+    }
+
+    async fn set_limiter_available(&self, _: bool) -> Result<(), String> {
+        Err("a black-box server's limiter cannot be switched off".into())
+    }
+}
+
+/// A server process, stopped when dropped.
+pub struct ServerProcess(std::process::Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the reference server binary at `path` on the memory store and, when
+/// PostgreSQL is there, on a fresh database; returns each with its target.
+pub async fn spawn_servers(path: &str) -> Result<Vec<(ServerProcess, Target)>, String> {
+    let mut out = Vec::new();
+    out.push(spawn_server(path, "server/memory", None).await?);
+    if let Some(url) = agx_auth_postgres::testing::fresh_database("conformance server/postgres").await {
+        out.push(spawn_server(path, "server/postgres", Some(url)).await?);
+    }
+    Ok(out)
+}
+
+async fn spawn_server(path: &str, name: &str, database_url: Option<String>) -> Result<(ServerProcess, Target), String> {
+    let port =
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+    let token = format!("conformance-{}", run_namespace());
+    let mut command = std::process::Command::new(path);
+    command
+        .env("AGX_BIND", format!("127.0.0.1:{port}"))
+        .env("AGX_ADMIN_TOKEN", &token)
+        .env_remove("AGX_DATABASE_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some(url) = database_url {
+        command.env("AGX_DATABASE_URL", url);
+    }
+    let server = ServerProcess(command.spawn().map_err(|e| format!("start {path}: {e}"))?);
+    let started = std::time::Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        if started.elapsed() > Duration::from_secs(20) {
+            return Err(format!("{name}: the server did not listen on port {port}"));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let base = format!("http://127.0.0.1:{port}");
+    Ok((server, AdminApi::new(&base, &token).target(name)))
+}
