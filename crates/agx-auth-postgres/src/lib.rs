@@ -154,6 +154,11 @@ impl PgStore {
         &self.pool
     }
 
+    /// One round trip: for readiness probes.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.client().await?.batch_execute("SELECT 1").await.map_err(db)
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(|e| StoreError::Unavailable(format!("no database connection: {e}").into()))
     }

@@ -77,6 +77,13 @@ impl fmt::Debug for Principal {
     }
 }
 
+/// Sees every verdict and how long it took: for metrics. Called on the hot
+/// path, so it must not block; with none set, no time is measured.
+pub trait VerdictObserver: Send + Sync + 'static {
+    /// `code` is `None` for an admitted request, the error code otherwise.
+    fn observe(&self, code: Option<&'static str>, elapsed: std::time::Duration);
+}
+
 /// A request that may proceed, and the headers its response must carry.
 #[derive(Clone, Debug)]
 pub struct Grant {
@@ -243,6 +250,7 @@ pub struct Authenticator {
     /// `RateLimit-Policy` values for the default quotas, built once.
     policies: Vec<(EndpointClass, Quota, HeaderValue)>,
     usage: Option<Arc<dyn UsageRecorder>>,
+    observer: Option<Arc<dyn VerdictObserver>>,
     rng: SystemRandom,
 }
 
@@ -266,9 +274,16 @@ pub struct AuthenticatorBuilder {
     realm: String,
     unavailable_retry_after: Duration,
     usage: Option<Arc<dyn UsageRecorder>>,
+    observer: Option<Arc<dyn VerdictObserver>>,
 }
 
 impl AuthenticatorBuilder {
+    /// Reports each verdict and its latency. Default: none.
+    pub fn observer(mut self, observer: Arc<dyn VerdictObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
     /// Counts every admitted request (per key, day and class). Default: none.
     pub fn usage(mut self, recorder: Arc<dyn UsageRecorder>) -> Self {
         self.usage = Some(recorder);
@@ -346,6 +361,7 @@ impl AuthenticatorBuilder {
             unavailable_retry_after: self.unavailable_retry_after,
             policies,
             usage: self.usage,
+            observer: self.observer,
             rng: SystemRandom::new(),
         }
     }
@@ -368,6 +384,7 @@ impl Authenticator {
             realm: "agentix".to_owned(),
             unavailable_retry_after: Duration::from_secs(5),
             usage: None,
+            observer: None,
         }
     }
 
@@ -393,10 +410,19 @@ impl Authenticator {
         if route.is_none() && self.routes.unmatched_policy() == Unmatched::PassThrough {
             return Outcome::PassThrough;
         }
-        match self.verify(route, headers).await {
+        let started = self.observer.as_ref().map(|_| std::time::Instant::now());
+        let outcome = match self.verify(route, headers).await {
             Ok(grant) => Outcome::Allow(grant),
             Err((error, status)) => Outcome::Deny(self.reject(error, status)),
+        };
+        if let (Some(observer), Some(started)) = (&self.observer, started) {
+            let code = match &outcome {
+                Outcome::Deny(r) => Some(r.error().code()),
+                _ => None,
+            };
+            observer.observe(code, started.elapsed());
         }
+        outcome
     }
 
     async fn verify<H: RequestHeaders + ?Sized>(

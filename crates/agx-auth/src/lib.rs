@@ -51,7 +51,7 @@ mod route;
 mod store;
 mod usage;
 
-pub use authenticator::{Authenticator, AuthenticatorBuilder, Grant, Outcome, Principal, Rejection};
+pub use authenticator::{Authenticator, AuthenticatorBuilder, Grant, Outcome, Principal, Rejection, VerdictObserver};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use credential::{CredentialError, MAX_CREDENTIAL_LEN, extract_credential};
 pub use error::{AuthError, ErrorDoc};

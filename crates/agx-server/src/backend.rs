@@ -17,6 +17,8 @@ pub struct Backend {
     pub admin: Arc<dyn DirectoryAdmin>,
     pub usage: Arc<UsageCounter>,
     pub kind: &'static str,
+    pg: Option<Arc<PgStore>>,
+    cache: Option<Arc<CachedStore<PgStore>>>,
     flusher: Option<UsageFlusher>,
     _listener: Option<ListenerHandle>,
 }
@@ -30,6 +32,8 @@ impl Backend {
             admin: store,
             usage: Arc::new(UsageCounter::new()),
             kind: "memory",
+            pg: None,
+            cache: None,
             flusher: None,
             _listener: None,
         }
@@ -44,10 +48,25 @@ impl Backend {
             directory: cached.clone(),
             admin: pg.clone(),
             flusher: Some(UsageFlusher::spawn(PgStore::clone(&pg), usage.clone(), Duration::from_secs(5))),
-            _listener: Some(listener::spawn(url.to_owned(), cached)),
+            _listener: Some(listener::spawn(url.to_owned(), cached.clone())),
             usage,
             kind: "postgres",
+            pg: Some(pg),
+            cache: Some(cached),
         })
+    }
+
+    /// Whether the store answers.
+    pub async fn ready(&self) -> Result<(), String> {
+        match &self.pg {
+            Some(pg) => pg.ping().await.map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    /// Key cache (hits, misses), when there is a cache.
+    pub fn cache_stats(&self) -> Option<(u64, u64)> {
+        self.cache.as_ref().map(|c| (c.stats().hits(), c.stats().misses()))
     }
 
     /// Flushes the usage counts that are still in memory.

@@ -5,6 +5,8 @@ mod admin;
 mod backend;
 mod duration;
 mod errors;
+mod openapi;
+mod ops;
 mod public;
 mod state;
 
@@ -147,10 +149,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         Some(url) => Backend::postgres(url).await.map_err(|e| e.to_string())?,
         None => Backend::memory(),
     };
+    let metrics = Arc::new(ops::Metrics::default());
     let auth = Arc::new(
         Authenticator::builder(backend.keys.clone(), backend.directory.clone())
             .hasher(hasher(args.key_pepper.as_deref()))
             .usage(backend.usage.clone())
+            .observer(metrics.clone())
             .build(),
     );
     let rng = SystemRandom::new();
@@ -176,8 +180,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         );
     }
     tracing::info!(%addr, store = backend.kind, "agx-server listening");
-    let state = Arc::new(AppState { auth: auth.clone(), backend, admin_token, rng });
-    let app = admin::router(state.clone()).merge(public::router(state.clone()));
+    let state = Arc::new(AppState { auth: auth.clone(), backend, admin_token, rng, metrics });
+    let app = admin::router(state.clone())
+        .merge(public::router(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), ops::count_requests))
+        .merge(ops::router(state.clone()));
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.map_err(|e| e.to_string())?;
     tracing::info!("shutting down: flushing usage");
     match Arc::try_unwrap(state) {

@@ -41,7 +41,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn(allow_origin))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(api)
-        .route("/healthz", get(|| async { "ok" }))
 }
 
 /// CORS preflights reach us without a key (the auth layer passes them
