@@ -13,7 +13,7 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
@@ -36,6 +36,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/api/public/agents/{agent}/conversations/{session}",
             get(conversation).patch(patch_conversation).options(preflight),
+        )
+        // Anything else under the public base still goes through the auth
+        // layer (undeclared routes need a key), then answers 404.
+        .route(
+            "/api/public/{*rest}",
+            any(|| async { ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "No such route") }),
         )
         .layer(AuthLayer::new(state.auth.clone()))
         .layer(axum::middleware::from_fn(allow_origin))
