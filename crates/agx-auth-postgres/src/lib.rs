@@ -30,7 +30,7 @@ use deadpool_postgres::{ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtim
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
-pub use usage::UsageFlusher;
+pub use usage::{UsageFlusher, UsageReport};
 
 /// The `NOTIFY` channel of revocations; the payload is the key hash in hex.
 pub const REVOCATION_CHANNEL: &str = "agx_key_revoked";

@@ -41,6 +41,44 @@ impl PgStore {
     }
 }
 
+/// One key's usage as stored: (day since the epoch, class, requests), oldest
+/// first, and its last use.
+pub type UsageReport = (Vec<(u32, String, u64)>, Option<SystemTime>);
+
+impl PgStore {
+    pub async fn usage_of(&self, key: agx_auth::KeyId) -> Result<UsageReport, StoreError> {
+        let client = self.client().await?;
+        let id = key.to_string();
+        let rows = client
+            .query(
+                "SELECT (day - DATE '1970-01-01')::int4, class, requests FROM key_usage WHERE key_id = $1 ORDER BY day, class",
+                &[&id],
+            )
+            .await
+            .map_err(db)?;
+        let days = rows
+            .iter()
+            .map(|r| {
+                let day: i32 = r.get(0);
+                let requests: i64 = r.get(2);
+                (u32::try_from(day).unwrap_or(0), r.get::<_, String>(1), u64::try_from(requests).unwrap_or(0))
+            })
+            .collect();
+        let last = client.query_opt("SELECT last_used_at FROM api_keys WHERE id = $1", &[&id]).await.map_err(db)?;
+        Ok((days, last.and_then(|r| r.get(0))))
+    }
+
+    /// Last use of every key of an org that has been used.
+    pub async fn last_used(&self, org: &str) -> Result<Vec<(String, SystemTime)>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query("SELECT id, last_used_at FROM api_keys WHERE org_id = $1 AND last_used_at IS NOT NULL", &[&org])
+            .await
+            .map_err(db)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+}
+
 /// Drains a [`UsageCounter`] into PostgreSQL every `every`, and once more at
 /// [`UsageFlusher::shutdown`]. A failed flush puts its batch back.
 pub struct UsageFlusher {

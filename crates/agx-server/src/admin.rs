@@ -10,7 +10,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -27,6 +27,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/admin/orgs/{org}/keys", post(create_key).get(list_keys))
         .route("/api/admin/orgs/{org}/keys/{key}", delete(delete_key))
         .route("/api/admin/orgs/{org}/keys/{key}/roll", post(roll_key))
+        .route("/api/admin/orgs/{org}/keys/{key}/usage", get(key_usage))
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_admin))
         .with_state(state)
 }
@@ -215,7 +216,16 @@ async fn create_key(
 
 async fn list_keys(State(state): State<Arc<AppState>>, Path(org): Path<String>) -> Result<Response, ApiError> {
     let keys = state.backend.keys.list(&org).await.map_err(store_error)?;
-    let body: Vec<Value> = keys.iter().map(|r| key_json(r)).collect();
+    let ids: Vec<KeyId> = keys.iter().map(|r| r.id).collect();
+    let last_used = state.backend.last_used(&org, &ids).await.map_err(store_error)?;
+    let body: Vec<Value> = keys
+        .iter()
+        .map(|r| {
+            let mut v = key_json(r);
+            v["lastUsedAt"] = last_used.get(&r.id).map_or(Value::Null, |t| Value::String(time::format(*t)));
+            v
+        })
+        .collect();
     Ok(Json(body).into_response())
 }
 
@@ -250,4 +260,24 @@ async fn roll_key(
         Some((key, record)) => Ok((StatusCode::CREATED, Json(with_plaintext(key_json(&record), &key))).into_response()),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "KEY_NOT_FOUND", "No such key")),
     }
+}
+
+async fn key_usage(
+    State(state): State<Arc<AppState>>,
+    Path((org, key)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id = key_id(&key)?;
+    if state.backend.keys.get(&org, id).await.map_err(store_error)?.is_none() {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "KEY_NOT_FOUND", "No such key"));
+    }
+    let (days, last_used) = state.backend.usage_of(id).await.map_err(store_error)?;
+    let days: Vec<Value> = days
+        .into_iter()
+        .map(|(day, class, requests)| {
+            let date = time::format(std::time::UNIX_EPOCH + Duration::from_secs(u64::from(day) * 86_400));
+            json!({"day": &date[..10], "class": class, "requests": requests})
+        })
+        .collect();
+    let last_used = last_used.map(time::format);
+    Ok(Json(json!({"keyId": id.to_string(), "lastUsedAt": last_used, "usage": days})).into_response())
 }

@@ -5,7 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agx_auth::{Directory, DirectoryAdmin, KeyStore, MemoryStore, UsageCounter};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use agx_auth::{Directory, DirectoryAdmin, KeyId, KeyStore, MemoryStore, StoreError, UsageBatch, UsageCounter};
 use agx_auth_moka::{CacheSettings, CachedStore};
 use agx_auth_postgres::listener::{self, ListenerHandle};
 use agx_auth_postgres::{PgError, PgSettings, PgStore, UsageFlusher};
@@ -18,6 +22,8 @@ pub struct Backend {
     pub usage: Arc<UsageCounter>,
     pub kind: &'static str,
     pg: Option<Arc<PgStore>>,
+    /// The memory store's usage: what the counter drained, kept for reports.
+    ledger: Mutex<Ledger>,
     cache: Option<Arc<CachedStore<PgStore>>>,
     flusher: Option<UsageFlusher>,
     _listener: Option<ListenerHandle>,
@@ -32,6 +38,7 @@ impl Backend {
             admin: store,
             usage: Arc::new(UsageCounter::new()),
             kind: "memory",
+            ledger: Mutex::default(),
             pg: None,
             cache: None,
             flusher: None,
@@ -51,6 +58,7 @@ impl Backend {
             _listener: Some(listener::spawn(url.to_owned(), cached.clone())),
             usage,
             kind: "postgres",
+            ledger: Mutex::default(),
             pg: Some(pg),
             cache: Some(cached),
         })
@@ -69,10 +77,69 @@ impl Backend {
         self.cache.as_ref().map(|c| (c.stats().hits(), c.stats().misses()))
     }
 
+    /// One key's usage: per day and class, and its last use. Counts still in
+    /// memory are flushed first, so the report is exact.
+    pub async fn usage_of(&self, key: KeyId) -> Result<agx_auth_postgres::UsageReport, StoreError> {
+        let batch = self.usage.drain();
+        match &self.pg {
+            Some(pg) => {
+                if let Err(e) = pg.flush_usage(&batch).await {
+                    self.usage.restore(batch);
+                    return Err(e);
+                }
+                pg.usage_of(key).await
+            }
+            None => {
+                let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+                ledger.absorb(batch);
+                Ok(ledger.report(key))
+            }
+        }
+    }
+
+    /// When each used key of `org` was last used.
+    pub async fn last_used(&self, org: &str, keys: &[KeyId]) -> Result<HashMap<KeyId, SystemTime>, StoreError> {
+        match &self.pg {
+            Some(pg) => {
+                Ok(pg.last_used(org).await?.into_iter().filter_map(|(id, at)| Some((id.parse().ok()?, at))).collect())
+            }
+            None => {
+                let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+                ledger.absorb(self.usage.drain());
+                Ok(keys.iter().filter_map(|k| Some((*k, *ledger.last_used.get(k)?))).collect())
+            }
+        }
+    }
+
     /// Flushes the usage counts that are still in memory.
     pub async fn shutdown(mut self) {
         if let Some(flusher) = self.flusher.take() {
             flusher.shutdown().await;
         }
+    }
+}
+
+#[derive(Default)]
+struct Ledger {
+    counts: HashMap<(KeyId, u32, String), u64>,
+    last_used: HashMap<KeyId, SystemTime>,
+}
+
+impl Ledger {
+    fn absorb(&mut self, batch: UsageBatch) {
+        for row in batch.rows {
+            *self.counts.entry((row.key, row.day, row.class.to_owned())).or_default() += row.requests;
+        }
+        for (key, at) in batch.last_used {
+            let slot = self.last_used.entry(key).or_insert(at);
+            *slot = (*slot).max(at);
+        }
+    }
+
+    fn report(&self, key: KeyId) -> agx_auth_postgres::UsageReport {
+        let mut days: Vec<(u32, String, u64)> =
+            self.counts.iter().filter(|((k, _, _), _)| *k == key).map(|((_, d, c), n)| (*d, c.clone(), *n)).collect();
+        days.sort();
+        (days, self.last_used.get(&key).copied())
     }
 }

@@ -104,6 +104,14 @@ async fn readme_walkthrough() {
     assert_eq!(status, 403);
     assert!(body.contains("INSUFFICIENT_SCOPE"), "{body}");
 
+    // Usage: one admitted chat (the 403 spent nothing and counts nothing).
+    let (status, usage) = call("GET", &format!("{base}/api/admin/orgs/demo-org/keys/{id}/usage"), &[admin], "").await;
+    assert_eq!(status, 200, "{usage}");
+    let usage: serde_json::Value = serde_json::from_str(&usage).unwrap();
+    assert_eq!(usage["usage"][0]["class"], "chat", "{usage}");
+    assert_eq!(usage["usage"][0]["requests"], 1, "{usage}");
+    assert!(usage["lastUsedAt"].is_string(), "{usage}");
+
     // The listing never shows a key.
     let (status, listing) = call("GET", &format!("{base}/api/admin/orgs/demo-org/keys"), &[admin], "").await;
     assert_eq!(status, 200);
