@@ -21,7 +21,7 @@ pub struct Backend {
     pub admin: Arc<dyn DirectoryAdmin>,
     pub usage: Arc<UsageCounter>,
     pub kind: &'static str,
-    pg: Option<Arc<PgStore>>,
+    pub pg: Option<Arc<PgStore>>,
     /// The memory store's usage: what the counter drained, kept for reports.
     ledger: Mutex<Ledger>,
     cache: Option<Arc<CachedStore<PgStore>>>,

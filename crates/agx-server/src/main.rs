@@ -3,6 +3,7 @@
 
 mod admin;
 mod backend;
+mod conversations;
 mod duration;
 mod errors;
 mod openapi;
@@ -180,9 +181,13 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         );
     }
     tracing::info!(%addr, store = backend.kind, "agx-server listening");
+    let conversations = match &backend.pg {
+        Some(pg) => conversations::Conversations::postgres(pg.clone()).await?,
+        None => conversations::Conversations::Memory(std::sync::Mutex::default()),
+    };
     let state = Arc::new(AppState { auth: auth.clone(), backend, admin_token, rng, metrics });
     let app = admin::router(state.clone())
-        .merge(public::router(state.clone()))
+        .merge(public::router(state.clone(), conversations))
         .layer(axum::middleware::from_fn_with_state(state.clone(), ops::count_requests))
         .merge(ops::router(state.clone()));
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.map_err(|e| e.to_string())?;

@@ -1,10 +1,10 @@
 //! The Agentix Public API (contract §7) behind the axum adapter. Every
 //! request reaching a handler here has passed agx-auth; the handlers only do
-//! the API's own work. Conversations live in memory.
+//! the API's own work.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use agx_auth::{AgentRecord, Principal};
@@ -19,6 +19,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::conversations::{Conversation, Conversations, Message, Turn};
 use crate::errors::{ApiError, JsonBody};
 use crate::state::AppState;
 use agx_auth::rfc3339 as time;
@@ -26,8 +27,8 @@ use agx_auth::rfc3339 as time;
 const MAX_MESSAGE_LENGTH: usize = 4000;
 const BODY_LIMIT: usize = 64 * 1024;
 
-pub fn router(state: Arc<AppState>) -> Router {
-    let api = Arc::new(Api { state: state.clone(), conversations: Mutex::default() });
+pub fn router(state: Arc<AppState>, conversations: Conversations) -> Router {
+    let api = Arc::new(Api { state: state.clone(), conversations });
     Router::new()
         .route("/api/public/agents/{agent}/chat", post(agent_chat).options(preflight))
         .route("/api/public/teams/{team}/chat", post(team_chat).options(preflight))
@@ -105,36 +106,13 @@ async fn allow_origin(req: axum::extract::Request, next: axum::middleware::Next)
 
 struct Api {
     state: Arc<AppState>,
-    conversations: Mutex<HashMap<(String, String), Conversation>>,
-}
-
-#[derive(Clone)]
-struct Message {
-    id: String,
-    role: &'static str,
-    content: String,
-    at: SystemTime,
-}
-
-#[derive(Clone)]
-struct Conversation {
-    id: String,
-    agent_id: String,
-    agent_name: String,
-    messages: Vec<Message>,
-    created_at: SystemTime,
-    updated_at: SystemTime,
-    metadata: Map<String, Value>,
+    conversations: Conversations,
 }
 
 impl Api {
     fn new_id(&self, prefix: &str) -> String {
         let n = agx_auth::KeyId::generate(&self.state.rng).map_or(0, |id| id.0 as u64);
         format!("{prefix}_{n:016x}")
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Conversation>> {
-        self.conversations.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn agent(&self, id: &str) -> Result<Arc<AgentRecord>, ApiError> {
@@ -176,31 +154,21 @@ fn reply(agent_name: &str, req: &ChatRequest) -> String {
     format!("{greeting}! This is {agent_name}. You said: \"{}\". How can I help further?", req.message.trim())
 }
 
-async fn chat(api: &Api, conversation_key: (String, String), agent_name: String, req: ChatRequest) -> Response {
-    let text = reply(&agent_name, &req);
+async fn chat(api: &Api, owner: String, owner_name: String, req: ChatRequest) -> Result<Response, ApiError> {
+    let text = reply(&owner_name, &req);
     let now = SystemTime::now();
-    let (conversation_id, message_id) = {
-        let user = Message { id: api.new_id("msg"), role: "user", content: req.message.clone(), at: now };
-        let answer = Message { id: api.new_id("msg"), role: "assistant", content: text.clone(), at: now };
-        let answer_id = answer.id.clone();
-        let fresh_id = api.new_id("conv");
-        let mut all = api.lock();
-        let conversation = all.entry(conversation_key.clone()).or_insert_with(|| Conversation {
-            id: fresh_id,
-            agent_id: conversation_key.0.clone(),
-            agent_name: agent_name.clone(),
-            messages: Vec::new(),
-            created_at: now,
-            updated_at: now,
-            metadata: Map::new(),
-        });
-        conversation.messages.extend([user, answer]);
-        conversation.updated_at = now;
-        if let Some(extra) = req.metadata {
-            conversation.metadata.extend(extra);
-        }
-        (conversation.id.clone(), answer_id)
+    let user = Message { id: api.new_id("msg"), role: "user".into(), content: req.message.clone(), at: now };
+    let answer = Message { id: api.new_id("msg"), role: "assistant".into(), content: text.clone(), at: now };
+    let message_id = answer.id.clone();
+    let turn = Turn {
+        owner,
+        owner_name,
+        session: req.session_id.clone(),
+        new_id: api.new_id("conv"),
+        messages: [user, answer],
+        metadata: req.metadata,
     };
+    let conversation_id = api.conversations.append(turn).await.map_err(internal)?;
     // Streamed word by word: no length is known up front, so the response is chunked.
     let words: Vec<Result<Bytes, Infallible>> =
         text.split_inclusive(' ').map(|w| Ok(Bytes::copy_from_slice(w.as_bytes()))).collect();
@@ -212,7 +180,13 @@ async fn chat(api: &Api, conversation_key: (String, String), agent_name: String,
             headers.insert(name, v);
         }
     }
-    response
+    Ok(response)
+}
+
+/// A failure of ours: logged, and answered 500 `INTERNAL_ERROR` without detail.
+fn internal(why: String) -> ApiError {
+    tracing::error!(%why, "internal error");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "An internal error occurred")
 }
 
 async fn agent_chat(
@@ -223,7 +197,7 @@ async fn agent_chat(
 ) -> Result<Response, ApiError> {
     req.validate()?;
     let record = api.agent(&agent).await?;
-    Ok(chat(&api, (agent, req.session_id.clone()), record.name.clone(), req).await)
+    chat(&api, agent, record.name.clone(), req).await
 }
 
 async fn team_chat(
@@ -234,7 +208,7 @@ async fn team_chat(
 ) -> Result<Response, ApiError> {
     req.validate()?;
     let record = api.state.backend.directory.team(&team).await.ok().flatten().ok_or_else(ApiError::unavailable)?;
-    Ok(chat(&api, (team, req.session_id.clone()), record.name.clone(), req).await)
+    chat(&api, team, record.name.clone(), req).await
 }
 
 fn config_json(agent: &AgentRecord, principal: &Principal, rate_limit: u32) -> Value {
@@ -284,12 +258,10 @@ struct Page {
     offset: Option<usize>,
 }
 
-fn conversation_json(c: &Conversation, session: &str, limit: usize, offset: usize) -> Value {
+fn conversation_json(c: &Conversation, session: &str) -> Value {
     let messages: Vec<Value> = c
         .messages
         .iter()
-        .skip(offset)
-        .take(limit)
         .map(|m| json!({"id": m.id, "role": m.role, "content": m.content, "timestamp": time::format(m.at)}))
         .collect();
     json!({
@@ -298,7 +270,7 @@ fn conversation_json(c: &Conversation, session: &str, limit: usize, offset: usiz
         "agentId": c.agent_id,
         "agentName": c.agent_name,
         "messages": messages,
-        "messageCount": c.messages.len(),
+        "messageCount": c.message_count,
         "createdAt": time::format(c.created_at),
         "updatedAt": time::format(c.updated_at),
         "metadata": c.metadata,
@@ -319,9 +291,8 @@ async fn conversation(
     if !(1..=100).contains(&limit) {
         return Err(ApiError::invalid("limit must be between 1 and 100"));
     }
-    let all = api.lock();
-    let c = all.get(&(agent, session.clone())).ok_or_else(not_found)?;
-    Ok(Json(conversation_json(c, &session, limit, page.offset.unwrap_or(0))).into_response())
+    let c = api.conversations.get(&agent, &session, limit, page.offset.unwrap_or(0)).await.map_err(internal)?;
+    Ok(Json(conversation_json(&c.ok_or_else(not_found)?, &session)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -336,9 +307,9 @@ async fn patch_conversation(
     Authenticated(_): Authenticated,
     JsonBody(patch): JsonBody<Patch>,
 ) -> Result<Response, ApiError> {
-    let mut all = api.lock();
-    let c = all.get_mut(&(agent, session.clone())).ok_or_else(not_found)?;
-    c.metadata.extend(patch.metadata);
-    c.updated_at = SystemTime::now();
-    Ok(Json(conversation_json(c, &session, 50, 0)).into_response())
+    if !api.conversations.merge_metadata(&agent, &session, patch.metadata).await.map_err(internal)? {
+        return Err(not_found());
+    }
+    let c = api.conversations.get(&agent, &session, 50, 0).await.map_err(internal)?.ok_or_else(not_found)?;
+    Ok(Json(conversation_json(&c, &session)).into_response())
 }
