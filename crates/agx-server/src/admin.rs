@@ -56,6 +56,11 @@ fn store_error(e: StoreError) -> ApiError {
     }
 }
 
+/// Ids appear in URL paths: letters, digits, `-` and `_` only.
+fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 fn require_name(name: &str) -> Result<(), ApiError> {
     if name.trim().is_empty() { Err(ApiError::invalid("name must not be empty")) } else { Ok(()) }
 }
@@ -79,6 +84,9 @@ async fn create_org(
 ) -> Result<Response, ApiError> {
     require_name(&body.name)?;
     let id = match body.id {
+        Some(id) if !valid_id(&id) => {
+            return Err(ApiError::invalid("An org id is 1 to 64 letters, digits, '-' or '_'"));
+        }
         Some(id) => id,
         None => new_id(&state, "org")?,
     };
@@ -113,6 +121,15 @@ async fn create_agent(
     JsonBody(body): JsonBody<NewAgent>,
 ) -> Result<Response, ApiError> {
     require_name(&body.name)?;
+    if let Some(id) = &body.id
+        && !valid_id(id)
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_AGENT_ID",
+            "An agent id is 1 to 64 letters, digits, '-' or '_'",
+        ));
+    }
     let agent = AgentRecord {
         id: match body.id {
             Some(id) => id,
