@@ -272,6 +272,10 @@ async fn roll_key(
     Path((org, key)): Path<(String, String)>,
     JsonBody(body): JsonBody<Roll>,
 ) -> Result<Response, ApiError> {
+    // At most ten years: longer periods overflow timestamp conversions.
+    if body.grace_period_seconds > 10 * 365 * 86_400 {
+        return Err(ApiError::invalid("gracePeriodSeconds must be at most ten years"));
+    }
     let grace = Duration::from_secs(body.grace_period_seconds);
     match state.auth.roll_key(&org, key_id(&key)?, grace).await.map_err(store_error)? {
         Some((key, record)) => Ok((StatusCode::CREATED, Json(with_plaintext(key_json(&record), &key))).into_response()),

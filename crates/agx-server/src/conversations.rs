@@ -55,7 +55,13 @@ impl Conversations {
         let mut client = pg.pool().get().await.map_err(|e| e.to_string())?;
         let mut runner = embedded::migrations::runner();
         runner.set_migration_table_name("agx_server_schema_history");
-        runner.run_async(&mut **client).await.map_err(|e| format!("conversation migrations: {e}"))?;
+        // Instances starting together take turns, as agx-auth-postgres's migrations do.
+        let lock = "SELECT pg_advisory_lock(hashtext('agx-server-migrations'))";
+        client.batch_execute(lock).await.map_err(|e| e.to_string())?;
+        let migrated = runner.run_async(&mut **client).await;
+        let unlock = "SELECT pg_advisory_unlock(hashtext('agx-server-migrations'))";
+        client.batch_execute(unlock).await.map_err(|e| e.to_string())?;
+        migrated.map_err(|e| format!("conversation migrations: {e}"))?;
         Ok(Conversations::Postgres(pg))
     }
 

@@ -40,7 +40,7 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
-        #[arg(long, env = "AGX_DATABASE_URL", global = true)]
+        #[arg(long, env = "AGX_DATABASE_URL", global = true, hide_env_values = true)]
         database_url: Option<String>,
         #[arg(long, env = "AGX_KEY_PEPPER", global = true, hide_env_values = true)]
         key_pepper: Option<String>,
@@ -53,7 +53,7 @@ struct ServeArgs {
     #[arg(long, env = "AGX_BIND", default_value = "127.0.0.1:8080")]
     bind: String,
     /// PostgreSQL URL; without it, the embedded in-memory store (seeded with a demo key).
-    #[arg(long, env = "AGX_DATABASE_URL")]
+    #[arg(long, env = "AGX_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
     /// Redis URL for a limiter shared across instances; without it, the in-process limiter.
     #[arg(long, env = "AGX_REDIS_URL")]
@@ -160,6 +160,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     );
     let rng = SystemRandom::new();
     let admin_token = match args.admin_token {
+        // An empty or short token would open the admin API to anyone.
+        Some(t) if t.len() < 8 => return Err("--admin-token must be at least 8 characters".into()),
         Some(t) => t,
         None => {
             let token = format!(

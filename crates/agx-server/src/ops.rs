@@ -115,7 +115,11 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         Ok(Ok(())) => {
             (StatusCode::OK, format!("ready ({} store, {:?})\n", state.backend.kind, started.elapsed())).into_response()
         }
-        Ok(Err(why)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response(),
+        Ok(Err(why)) => {
+            // The detail (which may name the database) goes to the log, not to the caller.
+            tracing::warn!(%why, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready: the store does not answer\n").into_response()
+        }
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: the store did not answer within 2 s\n").into_response(),
     }
 }
