@@ -246,8 +246,12 @@ async fn list_keys(State(state): State<Arc<AppState>>, Path(org): Path<String>) 
     Ok(Json(body).into_response())
 }
 
+fn key_not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "KEY_NOT_FOUND", "No such key")
+}
+
 fn key_id(text: &str) -> Result<KeyId, ApiError> {
-    text.parse().map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "KEY_NOT_FOUND", "No such key"))
+    text.parse().map_err(|_| key_not_found())
 }
 
 async fn delete_key(
@@ -257,7 +261,7 @@ async fn delete_key(
     if state.auth.delete_key(&org, key_id(&key)?).await.map_err(store_error)? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
-        Err(ApiError::new(StatusCode::NOT_FOUND, "KEY_NOT_FOUND", "No such key"))
+        Err(key_not_found())
     }
 }
 
@@ -279,7 +283,7 @@ async fn roll_key(
     let grace = Duration::from_secs(body.grace_period_seconds);
     match state.auth.roll_key(&org, key_id(&key)?, grace).await.map_err(store_error)? {
         Some((key, record)) => Ok((StatusCode::CREATED, Json(with_plaintext(key_json(&record), &key))).into_response()),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, "KEY_NOT_FOUND", "No such key")),
+        None => Err(key_not_found()),
     }
 }
 
@@ -289,7 +293,7 @@ async fn key_usage(
 ) -> Result<Response, ApiError> {
     let id = key_id(&key)?;
     if state.backend.keys.get(&org, id).await.map_err(store_error)?.is_none() {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "KEY_NOT_FOUND", "No such key"));
+        return Err(key_not_found());
     }
     let (days, last_used) = state.backend.usage_of(id).await.map_err(store_error)?;
     let days: Vec<Value> = days
