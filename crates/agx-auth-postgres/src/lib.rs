@@ -87,25 +87,7 @@ impl fmt::Display for PgError {
 
 impl std::error::Error for PgError {}
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`, and
-/// `password=secret` → `password=***` in a key=value connection string.
-pub fn redact(url: &str) -> String {
-    if let Some(at) = url.find("password=") {
-        let value_start = at + "password=".len();
-        let value_end = url[value_start..].find(' ').map_or(url.len(), |i| value_start + i);
-        return format!("{}***{}", &url[..value_start], &url[value_end..]);
-    }
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else { return url.to_owned() };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => match rest[..at].find(':') {
-            Some(colon) => format!("{}{}:***{}", &url[..scheme_end], &rest[..colon], &rest[at..]),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
-}
+pub use agx_auth::redact_url as redact;
 
 /// Keys, orgs, agents and teams in PostgreSQL.
 #[derive(Clone)]
@@ -434,19 +416,5 @@ impl DirectoryAdmin for PgStore {
         .map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_never_reach_an_error() {
-        assert_eq!(redact("postgres://app:s3cret@db:5432/agx"), "postgres://app:***@db:5432/agx");
-        assert_eq!(redact("postgres://app@db/agx"), "postgres://app@db/agx");
-        assert_eq!(redact("postgres://db/agx"), "postgres://db/agx");
-        assert_eq!(redact("host=db user=app"), "host=db user=app");
-        assert_eq!(redact("host=db password=s3cret user=app"), "host=db password=*** user=app");
     }
 }

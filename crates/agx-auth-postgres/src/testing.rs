@@ -1,20 +1,14 @@
 //! Fresh databases for tests, and the rule for when PostgreSQL is absent.
 //!
-//! Tests that need PostgreSQL call [`fresh_database`]. Without a reachable
-//! server they skip with a printed notice, so a newcomer's `cargo test`
-//! passes, unless `AGX_REQUIRE_SERVICES=1` is set (as CI sets it), where
-//! absence is a failure.
+//! Tests that need PostgreSQL call [`fresh_database`]; without a reachable
+//! server they follow the workspace's rule for absent services
+//! ([`agx_testkit::service`]).
 
 use tokio_postgres::NoTls;
 
 /// The server tests use: `AGX_TEST_DATABASE_URL`, or the local default.
 pub fn admin_url() -> String {
     std::env::var("AGX_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// Whether a missing service must fail the run.
-pub fn services_required() -> bool {
-    std::env::var("AGX_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
 }
 
 /// Creates an empty database for one test and returns its URL, or `None`
@@ -26,16 +20,8 @@ pub fn services_required() -> bool {
 /// panic is the failure.
 pub async fn fresh_database(label: &str) -> Option<String> {
     let admin = admin_url();
-    let (client, connection) = match tokio_postgres::connect(&admin, NoTls).await {
-        Ok(c) => c,
-        Err(e) if services_required() => {
-            panic!("PostgreSQL is required (AGX_REQUIRE_SERVICES=1) but {} is unreachable: {e}", crate::redact(&admin))
-        }
-        Err(e) => {
-            eprintln!("skipping {label}: PostgreSQL at {} is unreachable ({e})", crate::redact(&admin));
-            return None;
-        }
-    };
+    let reached = tokio_postgres::connect(&admin, NoTls).await;
+    let (client, connection) = agx_testkit::service("PostgreSQL", &crate::redact(&admin), label, reached)?;
     tokio::spawn(connection);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let name = format!("agx_test_{}_{}", std::process::id(), nanos % 1_000_000_000_000);

@@ -262,60 +262,6 @@ async fn an_unreachable_database_is_a_clear_error_without_the_password() {
     assert!(!text.contains("hunter2"), "{text}");
 }
 
-mod proxy {
-    //! A TCP proxy in front of PostgreSQL that the test can cut and restore.
-
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    use tokio::net::{TcpListener, TcpStream};
-    use tokio::sync::Mutex;
-    use tokio::task::JoinHandle;
-
-    pub struct Proxy {
-        pub port: u16,
-        up: Arc<AtomicBool>,
-        links: Arc<Mutex<Vec<JoinHandle<()>>>>,
-        _accept: JoinHandle<()>,
-    }
-
-    impl Proxy {
-        pub async fn start(upstream: String) -> Proxy {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let port = listener.local_addr().unwrap().port();
-            let up = Arc::new(AtomicBool::new(true));
-            let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-            let (up2, links2) = (up.clone(), links.clone());
-            let accept = tokio::spawn(async move {
-                while let Ok((mut inbound, _)) = listener.accept().await {
-                    if !up2.load(Ordering::SeqCst) {
-                        continue; // dropped: connection refused, in effect
-                    }
-                    let upstream = upstream.clone();
-                    links2.lock().await.push(tokio::spawn(async move {
-                        if let Ok(mut outbound) = TcpStream::connect(upstream).await {
-                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                        }
-                    }));
-                }
-            });
-            Proxy { port, up, links, _accept: accept }
-        }
-
-        /// Cuts every open link and refuses new ones.
-        pub async fn cut(&self) {
-            self.up.store(false, Ordering::SeqCst);
-            for link in self.links.lock().await.drain(..) {
-                link.abort();
-            }
-        }
-
-        pub fn restore(&self) {
-            self.up.store(true, Ordering::SeqCst);
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fails_closed_while_the_database_is_down_and_recovers_on_its_own() {
     let Some(url) = fresh_database("fails_closed_while_the_database_is_down").await else { return };
@@ -323,7 +269,7 @@ async fn fails_closed_while_the_database_is_down_and_recovers_on_its_own() {
     // The store reaches PostgreSQL only through a proxy the test can cut.
     let (authority_start, rest) = url.split_once('@').unwrap();
     let (authority, db_path) = rest.split_once('/').unwrap();
-    let proxy = proxy::Proxy::start(authority.to_owned()).await;
+    let proxy = agx_testkit::Proxy::start(authority.to_owned()).await;
     let proxied = format!("{authority_start}@127.0.0.1:{}/{db_path}", proxy.port);
     let quick = PgSettings {
         wait_timeout: Duration::from_millis(300),

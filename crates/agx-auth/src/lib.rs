@@ -44,6 +44,7 @@ mod key;
 mod limit;
 mod lookup;
 mod policy;
+mod redact;
 mod render;
 mod request;
 pub mod rfc3339;
@@ -56,9 +57,12 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use credential::{CredentialError, MAX_CREDENTIAL_LEN, extract_credential};
 pub use error::{AuthError, ErrorDoc};
 pub use key::{ApiKey, KEY_LEN, KeyFormatError, KeyHash, KeyHasher, KeyId, KeyIdParseError, KeyMode, RANDOM_LEN};
-pub use limit::{GcraLimiter, LimitError, Quota, RateDecision, RateLimitStatus, RateLimiter, RateLimits};
+pub use limit::{
+    GcraLimiter, LimitError, Quota, RateDecision, RateLimitStatus, RateLimiter, RateLimits, gcra, status_at,
+};
 pub use lookup::Lookup;
 pub use policy::origin_allowed;
+pub use redact::redact_url;
 pub use render::{ErrorRenderer, JsonEnvelope, ProblemJson, RenderedError};
 pub use request::{RequestHeader, RequestHeaders};
 pub use route::{EndpointClass, Resource, RouteMatch, Routes, Scope, Unmatched};

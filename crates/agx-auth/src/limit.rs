@@ -55,9 +55,14 @@ impl Quota {
         60
     }
 
-    /// The whole burst, in time: q emission intervals.
-    fn limit_ns(self) -> u64 {
-        self.interval_ns * u64::from(self.get())
+    /// The emission interval T = 60 s / q, rounded up, in nanoseconds.
+    pub const fn interval_ns(self) -> u64 {
+        self.interval_ns
+    }
+
+    /// The whole burst, in time: q emission intervals (τ + T in GCRA's terms).
+    pub const fn limit_ns(self) -> u64 {
+        self.interval_ns * self.per_minute.get() as u64
     }
 }
 
@@ -179,8 +184,10 @@ pub fn gcra(tat: u64, now: u64, class: EndpointClass, quota: Quota) -> (RateDeci
 }
 
 /// The budget of a cell whose TAT is `tat`, at `now`: the time until it is
-/// full again, and how many whole intervals of the burst are left.
-fn status_at(tat: u64, now: u64, class: EndpointClass, quota: Quota) -> RateLimitStatus {
+/// full again, and how many whole intervals of the burst are left. Public for
+/// the same reason as [`gcra`]: a distributed backend reports from the same
+/// arithmetic.
+pub fn status_at(tat: u64, now: u64, class: EndpointClass, quota: Quota) -> RateLimitStatus {
     let used = tat.max(now) - now;
     let remaining = whole_intervals(quota.limit_ns().saturating_sub(used), quota);
     RateLimitStatus {

@@ -1,0 +1,425 @@
+//! A rate limit that holds across instances: the core's GCRA, kept in Redis.
+//!
+//! An in-process limiter on N instances behind a load balancer admits N × 60
+//! requests a minute. [`RedisLimiter`] keeps each (key, endpoint class) cell
+//! in Redis and runs the GCRA step as one Lua script, so that every instance
+//! spends from the same budget and no two can admit the same slot: Redis
+//! runs a script atomically, which is the whole concurrency story.
+//!
+//! Choices, and why:
+//! - **One script, one round trip.** `EVALSHA` with the digest loaded at
+//!   start; a `NOSCRIPT` reply (Redis restarted, or `SCRIPT FLUSH`) is
+//!   answered with one `EVAL`, which also caches the script again.
+//! - **The core decides.** The script applies the arithmetic of
+//!   [`agx_auth::gcra`] to write the new TAT, and returns the TAT it read and
+//!   the time it used; the decision and the `RateLimit` fields are computed
+//!   from those two numbers by the core's own functions, so they cannot
+//!   drift from the in-process limiter. A disagreement is reported as an
+//!   error (fail closed), never guessed around.
+//! - **Cells expire on their own** when their TAT has passed (plus a slack
+//!   for clock skew): a passed TAT means the same as no cell, so Redis holds
+//!   only the keys active in the last minute or so.
+//! - **The `redis` crate's `ConnectionManager`**: one multiplexed connection
+//!   per instance that reconnects by itself. Every verdict in flight shares
+//!   it (pipelined), so there is no pool to size and no checkout on the hot
+//!   path; `deadpool-redis` would add a pool of such connections for no gain
+//!   with a single-command workload, and `fred` is a larger client than one
+//!   script call needs.
+//! - **A deadline per call** ([`RedisSettings::call_timeout`]), and after a
+//!   failure a short breaker: for [`RedisSettings::retry_interval`] calls do
+//!   not wait on Redis at all, then one call probes. A Redis outage costs
+//!   each request nothing more than the chosen fallback.
+//! - **Redis down**: [`OnOutage::FailClosed`] (the default) makes the
+//!   authenticator answer 503 `AUTH_UNAVAILABLE` with `Retry-After`;
+//!   [`OnOutage::FailOpenLocal`] falls back to an in-process limiter (a
+//!   per-instance limit, N × quota in all) and warns once per outage. Both
+//!   recover on their own when Redis answers again.
+//! - **Whose clock**: by default Redis's own `TIME`, so instances whose
+//!   clocks disagree still share one timeline ([`TimeSource`]); tests that
+//!   hold a manual clock use the caller's.
+
+pub mod testing;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use agx_auth::{
+    EndpointClass, GcraLimiter, KeyId, LimitError, Lookup, Quota, RateDecision, RateLimitStatus, RateLimiter,
+    Timestamp, gcra, redact_url, status_at,
+};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ErrorKind, RedisError, ServerErrorKind};
+
+/// The GCRA step, atomically, in Redis. See the script's header for its
+/// arguments.
+const SCRIPT: &str = include_str!("gcra.lua");
+
+/// What the limiter does while Redis does not answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnOutage {
+    /// Refuse: the authenticator answers 503 `AUTH_UNAVAILABLE` with
+    /// `Retry-After`. Nothing is admitted that the global limit would not
+    /// admit.
+    #[default]
+    FailClosed,
+    /// Keep serving with an in-process limiter: each instance enforces the
+    /// quota on its own, so N instances admit up to N × quota until Redis is
+    /// back. Warns once when an outage begins and once when it ends.
+    FailOpenLocal,
+}
+
+/// Whose clock the GCRA step reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TimeSource {
+    /// Redis's `TIME`: one timeline for every instance, whatever their own
+    /// clocks say. Needs Redis 5 or later (scripts replicated by effects).
+    #[default]
+    Redis,
+    /// The authenticator's clock, as the in-process limiter uses it: what a
+    /// test with a manual clock needs. Instances' clock skew then shifts
+    /// budgets by the skew (a few milliseconds under NTP).
+    Caller,
+}
+
+#[derive(Clone, Debug)]
+pub struct RedisSettings {
+    /// Prefix of every cell's name: `<prefix>:<key id>:<class>`.
+    pub prefix: String,
+    /// The longest a verdict waits for Redis before the outage rule applies.
+    pub call_timeout: Duration,
+    /// The longest the initial connection, and each reconnection, may take.
+    pub connect_timeout: Duration,
+    /// After a failure, how long calls skip Redis before one probes it again.
+    pub retry_interval: Duration,
+    /// Added to each cell's expiry, to cover clock skew between instances
+    /// under [`TimeSource::Caller`].
+    pub expiry_slack: Duration,
+    pub on_outage: OnOutage,
+    pub time_source: TimeSource,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        RedisSettings {
+            prefix: "agx:rl".to_owned(),
+            call_timeout: Duration::from_millis(250),
+            connect_timeout: Duration::from_secs(2),
+            retry_interval: Duration::from_secs(1),
+            expiry_slack: Duration::from_secs(1),
+            on_outage: OnOutage::default(),
+            time_source: TimeSource::default(),
+        }
+    }
+}
+
+/// Starting the limiter failed. The URL is named without its password.
+#[derive(Debug)]
+pub enum RedisLimiterError {
+    InvalidUrl { url: String, reason: String },
+    Unreachable { url: String, reason: String },
+}
+
+impl fmt::Display for RedisLimiterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RedisLimiterError::InvalidUrl { url, reason } => write!(f, "invalid Redis URL {url}: {reason}"),
+            RedisLimiterError::Unreachable { url, reason } => write!(f, "cannot reach Redis at {url}: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for RedisLimiterError {}
+
+/// The keyed GCRA limiter, in Redis.
+pub struct RedisLimiter {
+    connection: ConnectionManager,
+    digest: String,
+    settings: RedisSettings,
+    slack_ms: u64,
+    /// Used only under [`OnOutage::FailOpenLocal`] while Redis is out.
+    local: GcraLimiter,
+    breaker: Breaker,
+}
+
+impl fmt::Debug for RedisLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisLimiter")
+            .field("settings", &self.settings)
+            .field("outage", &self.in_outage())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisLimiter {
+    /// Connects, and loads the script (which also checks that it compiles).
+    /// An unreachable Redis is an error here, in either outage mode, so that
+    /// a wrong URL stops the service at start rather than degrading it
+    /// silently; outages after start follow [`RedisSettings::on_outage`].
+    pub async fn connect(url: &str, settings: RedisSettings) -> Result<Self, RedisLimiterError> {
+        let unreachable = |reason: String| RedisLimiterError::Unreachable { url: redact_url(url), reason };
+        let client = redis::Client::open(url)
+            .map_err(|e| RedisLimiterError::InvalidUrl { url: redact_url(url), reason: e.to_string() })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.connect_timeout))
+            .set_response_timeout(Some(settings.call_timeout))
+            // Reconnection is driven by calls (and the breaker's probes), so
+            // a failed attempt is reported rather than retried at length.
+            .set_number_of_retries(1)
+            .set_max_delay(settings.retry_interval);
+        let start = async {
+            let mut connection = ConnectionManager::new_with_config(client, config).await?;
+            let digest: String = redis::cmd("SCRIPT").arg("LOAD").arg(SCRIPT).query_async(&mut connection).await?;
+            Ok::<_, RedisError>((connection, digest))
+        };
+        let (connection, digest) = tokio::time::timeout(settings.connect_timeout, start)
+            .await
+            .map_err(|_| unreachable(format!("no answer within {:?}", settings.connect_timeout)))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let slack_ms = u64::try_from(settings.expiry_slack.as_millis()).unwrap_or(u64::MAX);
+        let breaker = Breaker::new(settings.retry_interval);
+        Ok(RedisLimiter { connection, digest, settings, slack_ms, local: GcraLimiter::new(), breaker })
+    }
+
+    /// Whether Redis answered the last call (readiness probes use this,
+    /// with [`RedisLimiter::ping`]).
+    pub fn in_outage(&self) -> bool {
+        self.breaker.is_open()
+    }
+
+    /// Outages seen since start: each one was logged once.
+    pub fn outages(&self) -> u64 {
+        self.breaker.outages.load(Ordering::Relaxed)
+    }
+
+    pub fn settings(&self) -> &RedisSettings {
+        &self.settings
+    }
+
+    /// One `PING` within the call timeout.
+    pub async fn ping(&self) -> Result<(), LimitError> {
+        let mut connection = self.connection.clone();
+        let ping = redis::cmd("PING");
+        match tokio::time::timeout(self.settings.call_timeout, ping.query_async::<String>(&mut connection)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(LimitError(format!("Redis: {e}").into())),
+            Err(_) => Err(LimitError("Redis did not answer in time".into())),
+        }
+    }
+
+    /// The cell's name. Key ids and class names are not secret.
+    fn cell(&self, key: KeyId, class: EndpointClass) -> String {
+        format!("{}:{key}:{}", self.settings.prefix, class.as_str())
+    }
+
+    /// Runs the script once: returns (admitted, TAT before, now used).
+    async fn run(&self, key: KeyId, class: EndpointClass, quota: Quota, now: Timestamp, spend: bool) -> Reply {
+        let cell = self.cell(key, class);
+        let now = match self.settings.time_source {
+            TimeSource::Redis => String::new(),
+            TimeSource::Caller => now.0.to_string(),
+        };
+        let invoke = |verb: &str, script: &str| {
+            let mut cmd = redis::cmd(verb);
+            cmd.arg(script)
+                .arg(1)
+                .arg(&cell)
+                .arg(&now)
+                .arg(quota.interval_ns())
+                .arg(quota.limit_ns())
+                .arg(if spend { "1" } else { "0" })
+                .arg(self.slack_ms);
+            cmd
+        };
+        let mut connection = self.connection.clone();
+        let call = async {
+            match invoke("EVALSHA", &self.digest).query_async::<(i64, String, String)>(&mut connection).await {
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    invoke("EVAL", SCRIPT).query_async(&mut connection).await
+                }
+                reply => reply,
+            }
+        };
+        let (admitted, tat, now) = match tokio::time::timeout(self.settings.call_timeout, call).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) => return Err(LimitError(format!("Redis: {e}").into())),
+            Err(_) => return Err(LimitError("Redis did not answer in time".into())),
+        };
+        let number = |s: &str| s.parse::<u64>().map_err(|_| LimitError("Redis returned a malformed time".into()));
+        Ok((admitted == 1, number(&tat)?, number(&now)?))
+    }
+
+    /// The outage rule, for a call that did not reach Redis: an error under
+    /// [`OnOutage::FailClosed`], the in-process answer otherwise.
+    fn fallback<T>(&self, error: LimitError, local: impl FnOnce(&GcraLimiter) -> T) -> Result<T, LimitError> {
+        match self.settings.on_outage {
+            OnOutage::FailClosed => Err(error),
+            OnOutage::FailOpenLocal => Ok(local(&self.local)),
+        }
+    }
+
+    fn record_failure(&self, error: &LimitError) {
+        if self.breaker.trip() {
+            let then = match self.settings.on_outage {
+                OnOutage::FailClosed => "refusing rate-limited requests (503) until it answers",
+                OnOutage::FailOpenLocal => "limiting each instance on its own until it answers",
+            };
+            tracing::warn!(%error, "the Redis rate limiter cannot reach Redis; {then}");
+        }
+    }
+
+    fn record_success(&self) {
+        if let Some(outage) = self.breaker.close() {
+            tracing::info!(after = ?outage, "the Redis rate limiter reaches Redis again; one global limit applies");
+        }
+    }
+
+    /// A call through Redis, or the fallback while the breaker is open.
+    fn call<'a, T: Send + 'a>(
+        &'a self,
+        (key, class, quota, now): (KeyId, EndpointClass, Quota, Timestamp),
+        spend: bool,
+        from_reply: impl FnOnce(bool, u64, u64) -> Result<T, LimitError> + Send + 'a,
+        local: impl FnOnce(&GcraLimiter) -> T + Send + 'a,
+    ) -> Lookup<'a, Result<T, LimitError>> {
+        if self.breaker.skip() {
+            return Lookup::ready(self.fallback(LimitError("Redis is unreachable".into()), local));
+        }
+        Lookup::pending(async move {
+            match self.run(key, class, quota, now, spend).await {
+                Ok((admitted, tat, now)) => {
+                    self.record_success();
+                    from_reply(admitted, tat, now)
+                }
+                Err(error) => {
+                    self.record_failure(&error);
+                    self.fallback(error, local)
+                }
+            }
+        })
+    }
+}
+
+type Reply = Result<(bool, u64, u64), LimitError>;
+
+impl RateLimiter for RedisLimiter {
+    fn check(
+        &self,
+        key: KeyId,
+        class: EndpointClass,
+        quota: Quota,
+        now: Timestamp,
+    ) -> Lookup<'_, Result<RateDecision, LimitError>> {
+        let from_reply = move |admitted: bool, tat: u64, at: u64| {
+            let (decision, _) = gcra(tat, at, class, quota);
+            if matches!(decision, RateDecision::Admit(_)) == admitted {
+                Ok(decision)
+            } else {
+                Err(LimitError(Cow::Borrowed("the Redis script and the core disagree on a decision")))
+            }
+        };
+        self.call((key, class, quota, now), true, from_reply, move |local| local.check_at(key, class, quota, now))
+    }
+
+    fn peek(
+        &self,
+        key: KeyId,
+        class: EndpointClass,
+        quota: Quota,
+        now: Timestamp,
+    ) -> Lookup<'_, Result<RateLimitStatus, LimitError>> {
+        let from_reply = move |_, tat, at| Ok(status_at(tat, at, class, quota));
+        self.call((key, class, quota, now), false, from_reply, move |local| local.peek_at(key, class, quota, now))
+    }
+}
+
+/// The outage state: closed while Redis answers; open (calls skip Redis)
+/// after a failure, until `retry_interval` has passed and one call probes.
+struct Breaker {
+    origin: Instant,
+    retry_interval_ns: u64,
+    /// 0 while closed; otherwise the time (ns since `origin`) from which the
+    /// next call may probe Redis.
+    probe_at: AtomicU64,
+    /// When the current outage began (ns since `origin`), for the log.
+    since: AtomicU64,
+    outages: AtomicU64,
+}
+
+impl Breaker {
+    fn new(retry_interval: Duration) -> Self {
+        Breaker {
+            origin: Instant::now(),
+            retry_interval_ns: u64::try_from(retry_interval.as_nanos()).unwrap_or(u64::MAX).max(1),
+            probe_at: AtomicU64::new(0),
+            since: AtomicU64::new(0),
+            outages: AtomicU64::new(0),
+        }
+    }
+
+    fn elapsed(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn is_open(&self) -> bool {
+        self.probe_at.load(Ordering::Acquire) != 0
+    }
+
+    /// Whether this call must not wait on Redis. Once the retry interval has
+    /// passed, exactly one caller wins the right to probe; the others keep
+    /// skipping until the probe reports.
+    fn skip(&self) -> bool {
+        let probe_at = self.probe_at.load(Ordering::Acquire);
+        if probe_at == 0 {
+            return false;
+        }
+        let now = self.elapsed();
+        if now < probe_at {
+            return true;
+        }
+        let next = now.saturating_add(self.retry_interval_ns);
+        self.probe_at.compare_exchange(probe_at, next, Ordering::AcqRel, Ordering::Acquire).is_err()
+    }
+
+    /// Opens the breaker; true when this begins an outage.
+    fn trip(&self) -> bool {
+        let now = self.elapsed();
+        let began = self.probe_at.swap(now.saturating_add(self.retry_interval_ns), Ordering::AcqRel) == 0;
+        if began {
+            self.since.store(now, Ordering::Release);
+            self.outages.fetch_add(1, Ordering::Relaxed);
+        }
+        began
+    }
+
+    /// Closes the breaker; the outage's length when one just ended.
+    fn close(&self) -> Option<Duration> {
+        if self.probe_at.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        (self.probe_at.swap(0, Ordering::AcqRel) != 0)
+            .then(|| Duration::from_nanos(self.elapsed().saturating_sub(self.since.load(Ordering::Acquire))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_breaker_lets_one_probe_through_per_interval() {
+        let breaker = Breaker::new(Duration::from_millis(30));
+        assert!(!breaker.skip(), "closed: every call goes to Redis");
+        assert!(breaker.trip(), "the first failure begins an outage");
+        assert!(!breaker.trip(), "a second failure does not begin another");
+        assert!(breaker.skip() && breaker.skip(), "open: calls skip Redis");
+        std::thread::sleep(Duration::from_millis(40));
+        let probes = (0..10).filter(|_| !breaker.skip()).count();
+        assert_eq!(probes, 1, "after the interval exactly one call probes");
+        assert!(breaker.close().is_some(), "a successful probe ends the outage");
+        assert!(breaker.close().is_none());
+        assert!(!breaker.skip());
+        assert_eq!(breaker.outages.load(Ordering::Relaxed), 1);
+    }
+}

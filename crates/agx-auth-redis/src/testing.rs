@@ -1,0 +1,37 @@
+//! Redis for tests, under the workspace's rule for absent services
+//! ([`agx_testkit::service`]).
+
+use std::time::Duration;
+
+use crate::{RedisLimiter, RedisSettings};
+
+/// The server tests use: `AGX_TEST_REDIS_URL`, or the local default.
+pub fn url() -> String {
+    std::env::var("AGX_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A prefix no other test run shares, so tests need no flush and can run
+/// side by side on one Redis.
+pub fn unique_prefix(label: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("agx-test:{label}:{}:{nanos}", std::process::id())
+}
+
+/// Settings for a test: a unique prefix and the caller's clock (tests hold a
+/// manual clock).
+pub fn settings(label: &str) -> RedisSettings {
+    RedisSettings { prefix: unique_prefix(label), time_source: crate::TimeSource::Caller, ..RedisSettings::default() }
+}
+
+/// A limiter on the test Redis, or `None` (after printing why) when Redis is
+/// absent and not required.
+///
+/// # Panics
+///
+/// When Redis is absent and `AGX_REQUIRE_SERVICES=1`.
+pub async fn limiter(label: &str, settings: RedisSettings) -> Option<RedisLimiter> {
+    let url = url();
+    let settings = RedisSettings { connect_timeout: Duration::from_secs(2), ..settings };
+    let reached = RedisLimiter::connect(&url, settings).await;
+    agx_testkit::service("Redis", &agx_auth::redact_url(&url), label, reached)
+}

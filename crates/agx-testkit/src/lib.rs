@@ -1,0 +1,101 @@
+//! Shared by the tests of the PostgreSQL store, the Redis limiter, the
+//! conformance runner and the reference server.
+//!
+//! - [`service`]: the one rule for a missing PostgreSQL or Redis. Tests skip
+//!   with a printed notice, so a newcomer's `cargo test` passes, unless
+//!   `AGX_REQUIRE_SERVICES=1` is set (as CI sets it), where absence fails.
+//! - [`Proxy`]: a TCP proxy in front of a service, which a test cuts to
+//!   prove that a component fails closed (or falls back) and recovers on its
+//!   own.
+
+use std::fmt::Display;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+/// Whether a missing service must fail the run.
+pub fn services_required() -> bool {
+    std::env::var("AGX_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+/// The outcome of reaching a service a test needs: `Some(value)` when it
+/// answered; `None`, after printing why, when it is absent and not required.
+///
+/// # Panics
+///
+/// When the service is absent and `AGX_REQUIRE_SERVICES=1`: in tests, a
+/// panic is the failure.
+pub fn service<T, E: Display>(service: &str, at: &str, label: &str, reached: Result<T, E>) -> Option<T> {
+    match reached {
+        Ok(value) => Some(value),
+        Err(e) if services_required() => {
+            panic!("{service} is required (AGX_REQUIRE_SERVICES=1) but {at} is unreachable: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping {label}: {service} at {at} is unreachable ({e})");
+            None
+        }
+    }
+}
+
+/// A TCP proxy on an ephemeral local port in front of `upstream`.
+pub struct Proxy {
+    pub port: u16,
+    up: Arc<AtomicBool>,
+    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+impl Proxy {
+    /// # Panics
+    ///
+    /// When no local port can be bound: a test setup failure.
+    pub async fn start(upstream: impl Into<String>) -> Proxy {
+        let upstream = upstream.into();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a local port for the proxy");
+        let port = listener.local_addr().expect("the proxy's port").port();
+        let up = Arc::new(AtomicBool::new(true));
+        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (up2, links2) = (up.clone(), links.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped at once: a refused connection, in effect
+                }
+                let upstream = upstream.clone();
+                links2.lock().await.push(tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                }));
+            }
+        });
+        Proxy { port, up, links, accept }
+    }
+
+    /// `127.0.0.1:<port>`, for a URL.
+    pub fn authority(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Cuts every open link and refuses new ones.
+    pub async fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for link in self.links.lock().await.drain(..) {
+            link.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
