@@ -51,21 +51,20 @@ pub trait Fixtures: Send + Sync {
     async fn set_limiter_available(&self, available: bool) -> Result<(), String>;
 }
 
-/// The in-process limiter with an off switch, to prove that a limiter
-/// backend that cannot answer fails closed.
-#[derive(Default)]
+/// A limiter with an off switch, to prove that a limiter backend that cannot
+/// answer fails closed, whatever the backend.
 pub struct SwitchableLimiter {
-    inner: GcraLimiter,
+    inner: Arc<dyn RateLimiter>,
     down: AtomicBool,
 }
 
 impl SwitchableLimiter {
-    fn answer<T>(&self, f: impl FnOnce() -> T) -> Lookup<'_, Result<T, LimitError>> {
-        Lookup::ready(if self.down.load(Ordering::SeqCst) {
-            Err(LimitError("the limiter is switched off".into()))
-        } else {
-            Ok(f())
-        })
+    pub fn new(inner: Arc<dyn RateLimiter>) -> Self {
+        SwitchableLimiter { inner, down: AtomicBool::new(false) }
+    }
+
+    fn down<T>(&self) -> Option<Lookup<'_, Result<T, LimitError>>> {
+        self.down.load(Ordering::SeqCst).then(|| Lookup::ready(Err(LimitError("the limiter is switched off".into()))))
     }
 }
 
@@ -77,7 +76,7 @@ impl RateLimiter for SwitchableLimiter {
         quota: Quota,
         now: Timestamp,
     ) -> Lookup<'_, Result<RateDecision, LimitError>> {
-        self.answer(|| self.inner.check_at(key, class, quota, now))
+        self.down().unwrap_or_else(|| self.inner.check(key, class, quota, now))
     }
 
     fn peek(
@@ -87,7 +86,7 @@ impl RateLimiter for SwitchableLimiter {
         quota: Quota,
         now: Timestamp,
     ) -> Lookup<'_, Result<RateLimitStatus, LimitError>> {
-        self.answer(|| self.inner.peek_at(key, class, quota, now))
+        self.down().unwrap_or_else(|| self.inner.peek(key, class, quota, now))
     }
 }
 
@@ -176,9 +175,19 @@ impl InProcess {
     /// The authenticator reads through `reads` (a store, or a cache in front
     /// of one); fixtures write to the directory through `admin`.
     pub fn over<S: KeyStore + Directory>(reads: Arc<S>, admin: Arc<dyn DirectoryAdmin>) -> Self {
+        Self::limited_by(reads, admin, Arc::new(GcraLimiter::new()))
+    }
+
+    /// As [`InProcess::over`], with another rate limiter than the in-process
+    /// one (the Redis limiter's column).
+    pub fn limited_by<S: KeyStore + Directory>(
+        reads: Arc<S>,
+        admin: Arc<dyn DirectoryAdmin>,
+        limiter: Arc<dyn RateLimiter>,
+    ) -> Self {
         let store = Arc::new(SwitchableStore { inner: reads, down: AtomicBool::new(false) });
         let clock = Arc::new(ManualClock::new(SystemTime::now()));
-        let limiter = Arc::new(SwitchableLimiter::default());
+        let limiter = Arc::new(SwitchableLimiter::new(limiter));
         let auth = Arc::new(
             Authenticator::builder(store.clone(), store.clone())
                 .clock(clock.clone())

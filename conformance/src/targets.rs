@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use agx_auth::MemoryStore;
 use agx_auth_moka::{CacheSettings, CachedStore};
 use agx_auth_postgres::testing::fresh_database;
 use agx_auth_postgres::{PgSettings, PgStore};
@@ -42,8 +43,19 @@ pub async fn postgres_world(label: &str) -> Result<Option<InProcess>, String> {
     Ok(Some(InProcess::over(cached, pg)))
 }
 
+/// The memory store with the Redis limiter (on the caller's clock, which the
+/// cases move); `None` when Redis is absent and not required.
+pub async fn redis_world(label: &str) -> Result<Option<InProcess>, String> {
+    let Some(limiter) = agx_auth_redis::testing::limiter(label, agx_auth_redis::testing::settings("conformance")).await
+    else {
+        return Ok(None);
+    };
+    let store = Arc::new(MemoryStore::new());
+    Ok(Some(InProcess::limited_by(store.clone(), store, Arc::new(limiter))))
+}
+
 /// Every in-process target this build can run: each adapter × {memory,
-/// postgres}.
+/// postgres}, and the axum app with the Redis limiter.
 pub async fn all() -> Result<Vec<Target>, String> {
     let mut targets = Vec::new();
     for adapter in ADAPTERS {
@@ -53,6 +65,9 @@ pub async fn all() -> Result<Vec<Target>, String> {
         if let Some(world) = postgres_world(&format!("conformance {adapter}/postgres")).await? {
             targets.push(serve(adapter, "postgres", world).await?);
         }
+    }
+    if let Some(world) = redis_world("conformance axum/memory+redis").await? {
+        targets.push(serve("axum", "memory+redis", world).await?);
     }
     Ok(targets)
 }
