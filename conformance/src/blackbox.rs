@@ -16,7 +16,7 @@ use crate::fixtures::{Fixtures, IssuedKey, KeyRequest};
 use crate::runner::{Target, run_namespace};
 
 pub struct AdminApi {
-    base_url: String,
+    pub base_url: String,
     token: String,
     client: Client,
 }
@@ -136,17 +136,38 @@ impl Drop for ServerProcess {
 }
 
 /// Starts the reference server binary at `path` on the memory store and, when
-/// PostgreSQL is there, on a fresh database; returns each with its target.
+/// PostgreSQL is there, on a fresh database, and on one with the Redis
+/// limiter when Redis is there too; returns each with its target.
 pub async fn spawn_servers(path: &str) -> Result<Vec<(ServerProcess, Target)>, String> {
     let mut out = Vec::new();
-    out.push(spawn_server(path, "server/memory", None).await?);
+    out.push(spawn_server(path, "server/memory", &Backends::default()).await?);
     if let Some(url) = agx_auth_postgres::testing::fresh_database("conformance server/postgres").await {
-        out.push(spawn_server(path, "server/postgres", Some(url)).await?);
+        let backends = Backends { database_url: Some(url), redis_url: None };
+        out.push(spawn_server(path, "server/postgres", &backends).await?);
+        if let Some(redis_url) = agx_auth_redis::testing::reachable("conformance server/postgres+redis").await {
+            let backends = Backends { redis_url: Some(redis_url), ..backends };
+            out.push(spawn_server(path, "server/postgres+redis", &backends).await?);
+        }
     }
     Ok(out)
 }
 
-async fn spawn_server(path: &str, name: &str, database_url: Option<String>) -> Result<(ServerProcess, Target), String> {
+/// Where a spawned server keeps its state: memory when both are `None`.
+#[derive(Clone, Debug, Default)]
+pub struct Backends {
+    pub database_url: Option<String>,
+    pub redis_url: Option<String>,
+}
+
+/// Starts the server at `path` as a conformance target.
+async fn spawn_server(path: &str, name: &str, backends: &Backends) -> Result<(ServerProcess, Target), String> {
+    let (server, admin) = launch(path, name, backends).await?;
+    Ok((server, admin.target(name)))
+}
+
+/// Starts the server at `path` on a free port with a known admin token, waits
+/// until it listens, and returns it with its admin API.
+pub async fn launch(path: &str, name: &str, backends: &Backends) -> Result<(ServerProcess, AdminApi), String> {
     let port =
         std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
     let token = format!("conformance-{}", run_namespace());
@@ -155,10 +176,14 @@ async fn spawn_server(path: &str, name: &str, database_url: Option<String>) -> R
         .env("AGX_BIND", format!("127.0.0.1:{port}"))
         .env("AGX_ADMIN_TOKEN", &token)
         .env_remove("AGX_DATABASE_URL")
+        .env_remove("AGX_REDIS_URL")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    if let Some(url) = database_url {
+    if let Some(url) = &backends.database_url {
         command.env("AGX_DATABASE_URL", url);
+    }
+    if let Some(url) = &backends.redis_url {
+        command.env("AGX_REDIS_URL", url);
     }
     let server = ServerProcess(command.spawn().map_err(|e| format!("start {path}: {e}"))?);
     let started = std::time::Instant::now();
@@ -169,5 +194,5 @@ async fn spawn_server(path: &str, name: &str, database_url: Option<String>) -> R
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let base = format!("http://127.0.0.1:{port}");
-    Ok((server, AdminApi::new(&base, &token).target(name)))
+    Ok((server, AdminApi::new(&base, &token)))
 }

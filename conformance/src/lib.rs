@@ -13,6 +13,7 @@ pub mod client;
 pub mod compare;
 pub mod fixtures;
 pub mod matrix;
+pub mod multi_instance;
 pub mod runner;
 pub mod suite;
 pub mod targets;

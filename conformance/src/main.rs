@@ -7,7 +7,11 @@
 //!   running server (only), set up through its admin API;
 //! - `agx-conformance --server PATH` also starts the reference server binary
 //!   at PATH, on the memory store and (when PostgreSQL is there) on a fresh
-//!   database, and adds both as columns of the matrix.
+//!   database (and with the Redis limiter, when Redis is there too), and adds
+//!   them as columns of the matrix.
+//! - `agx-conformance multi-instance --server PATH` starts two servers on one
+//!   database and one Redis and proves they behave as one service
+//!   ([`agx_conformance::multi_instance`]).
 
 use std::process::ExitCode;
 
@@ -32,6 +36,9 @@ fn flag(args: &[String], name: &str) -> Option<String> {
 
 async fn run() -> Result<bool, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "multi-instance") {
+        return multi_instance(&flag(&args, "--server").ok_or("multi-instance needs --server PATH")?).await;
+    }
     let suite = Suite::load()?;
     let black_box = match flag(&args, "--url") {
         Some(url) => {
@@ -79,4 +86,25 @@ async fn run() -> Result<bool, String> {
         println!("\nDIFFERS {d}");
     }
     Ok(failures.is_empty() && differences.is_empty())
+}
+
+async fn multi_instance(path: &str) -> Result<bool, String> {
+    let Some([(_a, a), (_b, b)]) = agx_conformance::multi_instance::start(path).await? else {
+        println!("multi-instance: skipped (PostgreSQL or Redis is absent; see the notice above)");
+        return Ok(true);
+    };
+    println!(
+        "multi-instance: two agx-server processes ({} and {}) on one PostgreSQL database and one Redis",
+        a.base_url, b.base_url
+    );
+    let proof = agx_conformance::multi_instance::prove(&a, &b.base_url).await?;
+    print!("{}", proof.render());
+    let failures = proof.failures();
+    for f in &failures {
+        println!("FAILED {f}");
+    }
+    if failures.is_empty() {
+        println!("multi-instance: the two instances behave as one service");
+    }
+    Ok(failures.is_empty())
 }

@@ -3,6 +3,8 @@
 //! - `ci`: format check, clippy with warnings denied, the tests, the
 //!   conformance matrix: what `.ci/run` runs.
 //! - `conformance`: the suite against every adapter × store, as a matrix.
+//! - `multi-instance`: two reference servers sharing PostgreSQL and Redis
+//!   behave as one (one rate limit, keys and deletions visible across both).
 //! - `bench`: the criterion benchmarks of the hot path.
 //! - `bench-http`: hello-world apps on each framework, bare, with agx-auth and
 //!   with a governor peer, loaded with wrk side by side.
@@ -17,7 +19,7 @@ use std::process::{Command, ExitCode};
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let Some(task) = args.first() else {
-        eprintln!("usage: cargo xtask <ci|test|conformance|bench|bench-http|bench-pg> [args…]");
+        eprintln!("usage: cargo xtask <ci|test|conformance|multi-instance|bench|bench-http|bench-pg> [args…]");
         return ExitCode::FAILURE;
     };
     let rest = &args[1..];
@@ -25,6 +27,7 @@ fn main() -> ExitCode {
         "ci" => ci(),
         "test" => test(),
         "conformance" => conformance(rest),
+        "multi-instance" => multi_instance(),
         "bench" => bench(rest),
         "bench-http" => bench_http::run(rest),
         "bench-pg" => cargo(&["run", "--release", "--package", "agx-auth-postgres", "--example", "pg_latency"]),
@@ -40,9 +43,17 @@ fn main() -> ExitCode {
 }
 
 pub(crate) fn cargo(args: &[&str]) -> Result<(), String> {
+    cargo_with(args, &[])
+}
+
+pub(crate) fn cargo_with(args: &[&str], envs: &[(&str, &str)]) -> Result<(), String> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     eprintln!("$ cargo {}", args.join(" "));
-    let status = Command::new(&cargo).args(args).status().map_err(|e| format!("cannot run cargo: {e}"))?;
+    let status = Command::new(&cargo)
+        .args(args)
+        .envs(envs.iter().copied())
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
     if status.success() { Ok(()) } else { Err(format!("`cargo {}` failed ({status})", args.join(" "))) }
 }
 
@@ -50,7 +61,8 @@ fn ci() -> Result<(), String> {
     cargo(&["fmt", "--all", "--", "--check"])?;
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     test()?;
-    conformance(&[])
+    conformance(&[])?;
+    multi_instance()
 }
 
 /// The test command README.md gives.
@@ -67,6 +79,16 @@ fn conformance(extra: &[String]) -> Result<(), String> {
     let mut args = vec!["run", "--quiet", "--package", "agx-conformance", "--", "--server", &server];
     args.extend(extra.iter().map(String::as_str));
     cargo(&args)
+}
+
+/// Two reference servers on one database and one Redis (both must be there:
+/// the proof is about them, so absence is a failure here).
+fn multi_instance() -> Result<(), String> {
+    cargo(&["build", "--quiet", "--package", "agx-server"])?;
+    let server = workspace_root().join("target/debug/agx-server");
+    let server = server.to_string_lossy();
+    let args = ["run", "--quiet", "--package", "agx-conformance", "--", "multi-instance", "--server", &server];
+    cargo_with(&args, &[("AGX_REQUIRE_SERVICES", "1")])
 }
 
 /// Runs the criterion benchmarks and the paired limiter comparison, then

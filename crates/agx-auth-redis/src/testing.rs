@@ -23,15 +23,37 @@ pub fn settings(label: &str) -> RedisSettings {
     RedisSettings { prefix: unique_prefix(label), time_source: crate::TimeSource::Caller, ..RedisSettings::default() }
 }
 
+/// The test Redis's URL once it answers a `PING`, or `None` (after printing
+/// why) when it is absent and not required.
+///
+/// # Panics
+///
+/// When Redis is absent and `AGX_REQUIRE_SERVICES=1`.
+pub async fn reachable(label: &str) -> Option<String> {
+    let url = url();
+    let ping = async {
+        let client = redis::Client::open(url.as_str())?;
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut connection).await
+    };
+    let reached = match tokio::time::timeout(Duration::from_secs(2), ping).await {
+        Ok(reply) => reply.map_err(|e| e.to_string()),
+        Err(_) => Err("no answer within 2 s".to_owned()),
+    };
+    agx_testkit::service("Redis", &agx_auth::redact_url(&url), label, reached).map(|_| url)
+}
+
 /// A limiter on the test Redis, or `None` (after printing why) when Redis is
 /// absent and not required.
 ///
 /// # Panics
 ///
-/// When Redis is absent and `AGX_REQUIRE_SERVICES=1`.
+/// When Redis is absent and `AGX_REQUIRE_SERVICES=1`, or when it answers a
+/// `PING` but the limiter cannot start.
 pub async fn limiter(label: &str, settings: RedisSettings) -> Option<RedisLimiter> {
-    let url = url();
-    let settings = RedisSettings { connect_timeout: Duration::from_secs(2), ..settings };
-    let reached = RedisLimiter::connect(&url, settings).await;
-    agx_testkit::service("Redis", &agx_auth::redact_url(&url), label, reached)
+    let url = reachable(label).await?;
+    match RedisLimiter::connect(&url, settings).await {
+        Ok(limiter) => Some(limiter),
+        Err(e) => panic!("Redis answers but the limiter cannot start: {e}"),
+    }
 }

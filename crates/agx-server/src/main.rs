@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use agx_auth::{AgentRecord, Authenticator, KeyHasher, KeyId, KeyMode, KeySpec, Scope, TeamRecord};
+use agx_auth_redis::{OnOutage, RedisLimiter, RedisSettings};
 use clap::{Args, Parser, Subcommand};
 use ring::rand::SystemRandom;
 
@@ -55,9 +56,13 @@ struct ServeArgs {
     /// PostgreSQL URL; without it, the embedded in-memory store (seeded with a demo key).
     #[arg(long, env = "AGX_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
-    /// Redis URL for a limiter shared across instances; without it, the in-process limiter.
-    #[arg(long, env = "AGX_REDIS_URL")]
+    /// Redis URL for one rate limit across every instance; without it, the in-process limiter.
+    #[arg(long, env = "AGX_REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
+    /// While Redis is unreachable: `closed` answers 503 AUTH_UNAVAILABLE; `local` limits each
+    /// instance on its own (N × the quota in all) and warns once per outage.
+    #[arg(long, env = "AGX_REDIS_OUTAGE", value_enum, default_value = "closed")]
+    redis_outage: RedisOutage,
     /// Bearer token of the admin API; without it, a random one, printed at start.
     #[arg(long, env = "AGX_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
@@ -67,6 +72,21 @@ struct ServeArgs {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "AGX_LOG_JSON")]
     log_json: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RedisOutage {
+    Closed,
+    Local,
+}
+
+impl From<RedisOutage> for OnOutage {
+    fn from(mode: RedisOutage) -> Self {
+        match mode {
+            RedisOutage::Closed => OnOutage::FailClosed,
+            RedisOutage::Local => OnOutage::FailOpenLocal,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -143,21 +163,26 @@ fn init_logs(json: bool) {
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
     init_logs(args.log_json);
-    if args.redis_url.is_some() {
-        return Err("--redis-url: the Redis limiter is not available in this build yet".into());
-    }
     let backend = match &args.database_url {
         Some(url) => Backend::postgres(url).await.map_err(|e| e.to_string())?,
         None => Backend::memory(),
     };
+    let limiter = match &args.redis_url {
+        Some(url) => {
+            let settings = RedisSettings { on_outage: args.redis_outage.into(), ..RedisSettings::default() };
+            Some(Arc::new(RedisLimiter::connect(url, settings).await.map_err(|e| e.to_string())?))
+        }
+        None => None,
+    };
     let metrics = Arc::new(ops::Metrics::default());
-    let auth = Arc::new(
-        Authenticator::builder(backend.keys.clone(), backend.directory.clone())
-            .hasher(hasher(args.key_pepper.as_deref()))
-            .usage(backend.usage.clone())
-            .observer(metrics.clone())
-            .build(),
-    );
+    let mut auth = Authenticator::builder(backend.keys.clone(), backend.directory.clone())
+        .hasher(hasher(args.key_pepper.as_deref()))
+        .usage(backend.usage.clone())
+        .observer(metrics.clone());
+    if let Some(limiter) = &limiter {
+        auth = auth.limiter(limiter.clone());
+    }
+    let auth = Arc::new(auth.build());
     let rng = SystemRandom::new();
     let admin_token = match args.admin_token {
         // An empty or short token would open the admin API to anyone.
@@ -182,12 +207,13 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             "try:\n  curl -i -X POST -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n    -d '{{\"message\":\"Hello\",\"sessionId\":\"demo-session\"}}' http://{addr}/api/public/agents/demo-agent/chat"
         );
     }
-    tracing::info!(%addr, store = backend.kind, "agx-server listening");
+    let limits = if limiter.is_some() { "redis (one limit for every instance)" } else { "in-process" };
+    tracing::info!(%addr, store = backend.kind, rate_limits = limits, "agx-server listening");
     let conversations = match &backend.pg {
         Some(pg) => conversations::Conversations::postgres(pg.clone()).await?,
         None => conversations::Conversations::Memory(std::sync::Mutex::default()),
     };
-    let state = Arc::new(AppState { auth: auth.clone(), backend, admin_token, rng, metrics });
+    let state = Arc::new(AppState { auth: auth.clone(), backend, limiter, admin_token, rng, metrics });
     let app = admin::router(state.clone())
         .merge(public::router(state.clone(), conversations))
         .layer(axum::middleware::from_fn_with_state(state.clone(), ops::count_requests))

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agx_auth::VerdictObserver;
+use agx_auth_redis::OnOutage;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode};
@@ -107,13 +108,32 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// 200 when the store answers (within 2 s), 503 otherwise.
+/// 200 when the store answers (within 2 s) and so does Redis, if rate limits
+/// fail closed without it; 503 otherwise. Under `--redis-outage local` an
+/// unreachable Redis leaves the instance ready: it still serves, with a
+/// per-instance limit, and says so.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let started = Instant::now();
     let probe = tokio::time::timeout(Duration::from_secs(2), state.backend.ready()).await;
+    let limits = match &state.limiter {
+        None => "in-process rate limits",
+        Some(limiter) => match (limiter.ping().await, limiter.settings().on_outage) {
+            (Ok(()), _) => "redis rate limits",
+            (Err(why), OnOutage::FailOpenLocal) => {
+                tracing::warn!(%why, "Redis does not answer; rate limits are per instance");
+                "per-instance rate limits: Redis does not answer"
+            }
+            (Err(why), OnOutage::FailClosed) => {
+                tracing::warn!(%why, "not ready");
+                return (StatusCode::SERVICE_UNAVAILABLE, "not ready: the rate limiter does not answer\n")
+                    .into_response();
+            }
+        },
+    };
     match probe {
         Ok(Ok(())) => {
-            (StatusCode::OK, format!("ready ({} store, {:?})\n", state.backend.kind, started.elapsed())).into_response()
+            let kind = state.backend.kind;
+            (StatusCode::OK, format!("ready ({kind} store, {limits}, {:?})\n", started.elapsed())).into_response()
         }
         Ok(Err(why)) => {
             // The detail (which may name the database) goes to the log, not to the caller.
@@ -125,7 +145,16 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let mut response = state.metrics.render(state.backend.cache_stats()).into_response();
+    let mut text = state.metrics.render(state.backend.cache_stats());
+    if let Some(limiter) = &state.limiter {
+        let _ = writeln!(text, "# HELP agx_rate_limiter_outage 1 while the Redis limiter cannot reach Redis.");
+        let _ = writeln!(text, "# TYPE agx_rate_limiter_outage gauge");
+        let _ = writeln!(text, "agx_rate_limiter_outage {}", u8::from(limiter.in_outage()));
+        let _ = writeln!(text, "# HELP agx_rate_limiter_outages_total Redis outages seen since start.");
+        let _ = writeln!(text, "# TYPE agx_rate_limiter_outages_total counter");
+        let _ = writeln!(text, "agx_rate_limiter_outages_total {}", limiter.outages());
+    }
+    let mut response = text.into_response();
     response
         .headers_mut()
         .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use agx_auth::Authenticator;
+use agx_auth_redis::RedisLimiter;
 use ring::rand::SystemRandom;
 
 use crate::backend::Backend;
@@ -11,6 +12,8 @@ use crate::ops::Metrics;
 pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub backend: Backend,
+    /// The Redis limiter, when rate limits are shared across instances.
+    pub limiter: Option<Arc<RedisLimiter>>,
     pub admin_token: String,
     pub rng: SystemRandom,
     pub metrics: Arc<Metrics>,
