@@ -5,7 +5,8 @@
 //! governor rate limiter, one server at a time on one worker thread, loaded
 //! by wrk (one thread, 32 connections) on loopback. Rounds alternate the
 //! variants so that a noisy machine slows them alike; the table shows
-//! medians over rounds and ratios against the bare app of the same round.
+//! medians over rounds and ratios against the first variant (the bare app;
+//! for `bench-redis`, the in-process limiter) of the same round.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
@@ -14,20 +15,34 @@ use std::time::{Duration, Instant};
 
 use crate::{cargo, workspace_root};
 
-const PLAN: [(&str, &[&str]); 3] = [
+/// Frameworks and their variants; the first variant of each is the baseline
+/// its ratios are taken against.
+type Plan = &'static [(&'static str, &'static [&'static str])];
+
+/// `bench-http`: agx-auth's overhead on each framework.
+pub const OVERHEAD: Plan = &[
     ("axum", &["bare", "auth", "governor"]),
     ("actix-web", &["bare", "auth", "governor"]),
     ("poem", &["bare", "auth"]),
 ];
+
+/// `bench-redis`: the Redis limiter against the in-process one, same app.
+pub const REDIS: Plan = &[("axum", &["auth", "auth-redis"])];
 
 #[derive(Clone, Copy, Debug)]
 struct Load {
     rps: f64,
     p50_us: f64,
     p99_us: f64,
+    /// The server process's CPU time (user + system) per request served.
+    server_cpu_us: f64,
+    /// Redis's CPU time per request, for the variants that call Redis (NaN
+    /// otherwise): on a machine with two cores Redis competes with the
+    /// server and wrk, so its share is reported rather than hidden.
+    redis_cpu_us: f64,
 }
 
-pub fn run(args: &[String]) -> Result<(), String> {
+pub fn run(args: &[String], plan: Plan) -> Result<(), String> {
     let rounds: usize = args.first().map_or(Ok(7), |a| a.parse()).map_err(|e| format!("rounds: {e}"))?;
     let seconds: u64 = args.get(1).map_or(Ok(3), |a| a.parse()).map_err(|e| format!("seconds: {e}"))?;
     ensure_wrk()?;
@@ -35,9 +50,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let bin = workspace_root().join("target/release/agx-http-bench");
 
     // results[framework][variant] = one Load per round
-    let mut results: Vec<Vec<Vec<Load>>> = PLAN.iter().map(|(_, v)| vec![Vec::new(); v.len()]).collect();
+    let mut results: Vec<Vec<Vec<Load>>> = plan.iter().map(|(_, v)| vec![Vec::new(); v.len()]).collect();
     for round in 0..rounds {
-        for (f, (framework, variants)) in PLAN.iter().enumerate() {
+        for (f, (framework, variants)) in plan.iter().enumerate() {
             // Rotate the order each round, so that no variant always runs
             // first or last (the machine's noise has a rhythm of its own).
             for step in 0..variants.len() {
@@ -46,29 +61,36 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 let port = 18_700 + (f * 10 + v) as u16;
                 let load = measure(&bin, framework, variant, port, seconds)?;
                 eprintln!(
-                    "round {}: {framework}/{variant}: {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs",
+                    "round {}: {framework}/{variant}: {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs, server CPU {:.1} µs/req",
                     round + 1,
                     load.rps,
                     load.p50_us,
-                    load.p99_us
+                    load.p99_us,
+                    load.server_cpu_us,
                 );
                 results[f][v].push(load);
             }
         }
     }
 
-    println!("\n| framework | variant | req/s | vs bare | p50 | p99 |\n|---|---|---|---|---|---|");
-    for (f, (framework, variants)) in PLAN.iter().enumerate() {
+    println!(
+        "\n| framework | variant | req/s | vs {} | p50 | p99 | server CPU / req | Redis CPU / req |\n|---|---|---|---|---|---|---|---|",
+        plan[0].1[0]
+    );
+    for (f, (framework, variants)) in plan.iter().enumerate() {
         let bare = &results[f][0];
         for (v, variant) in variants.iter().enumerate() {
             let mine = &results[f][v];
             let ratio = median(mine.iter().zip(bare).map(|(m, b)| m.rps / b.rps).collect());
+            let redis_cpu = median(mine.iter().map(|l| l.redis_cpu_us).collect());
             println!(
-                "| {framework} | {variant} | {:.0} | {:.1} % | {:.0} µs | {:.0} µs |",
+                "| {framework} | {variant} | {:.0} | {:.1} % | {:.0} µs | {:.0} µs | {:.1} µs | {} |",
                 median(mine.iter().map(|l| l.rps).collect()),
                 ratio * 100.0,
                 median(mine.iter().map(|l| l.p50_us).collect()),
                 median(mine.iter().map(|l| l.p99_us).collect()),
+                median(mine.iter().map(|l| l.server_cpu_us).collect()),
+                if redis_cpu.is_nan() { "—".to_owned() } else { format!("{redis_cpu:.1} µs") },
             );
         }
     }
@@ -114,12 +136,13 @@ fn measure(bin: &std::path::Path, framework: &str, variant: &str, port: u16, sec
         .spawn()
         .map_err(|e| format!("start {}: {e}", bin.display()))?;
     let mut key = String::from("agx_live_none");
-    if variant == "auth" {
+    if variant.starts_with("auth") {
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).map_err(|e| e.to_string())?;
         key = line.trim().strip_prefix("KEY=").ok_or("the auth server printed no key")?.to_owned();
     }
+    let pid = child.id();
     let _server = Server(child);
     let started = Instant::now();
     while TcpStream::connect(&addr).is_err() {
@@ -128,6 +151,7 @@ fn measure(bin: &std::path::Path, framework: &str, variant: &str, port: u16, sec
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    let (server_cpu, redis_cpu) = (process_cpu_secs(pid), redis_cpu_secs(variant));
     let output = pinned(1, "wrk".as_ref())
         .args(["-t1", "-c32", &format!("-d{seconds}s"), "--latency"])
         .args(["-H", &format!("Authorization: Bearer {key}")])
@@ -138,7 +162,37 @@ fn measure(bin: &std::path::Path, framework: &str, variant: &str, port: u16, sec
     if text.contains("Non-2xx") {
         return Err(format!("{framework}/{variant}: responses were not all 200:\n{text}"));
     }
-    parse_wrk(&text).ok_or_else(|| format!("cannot read wrk's output:\n{text}"))
+    let (server_cpu, redis_cpu) = (process_cpu_secs(pid) - server_cpu, redis_cpu_secs(variant) - redis_cpu);
+    let mut load = parse_wrk(&text).ok_or_else(|| format!("cannot read wrk's output:\n{text}"))?;
+    let requests = load.rps * seconds as f64;
+    load.server_cpu_us = server_cpu / requests * 1e6;
+    load.redis_cpu_us = redis_cpu / requests * 1e6;
+    Ok(load)
+}
+
+/// User + system CPU seconds of process `pid` so far (Linux `/proc`; NaN
+/// elsewhere). Clock ticks are 100 per second on every Linux this runs on.
+fn process_cpu_secs(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return f64::NAN };
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let Some((_, rest)) = stat.rsplit_once(')') else { return f64::NAN };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 here.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Redis's own CPU seconds so far (`INFO cpu`), for variants that use it.
+fn redis_cpu_secs(variant: &str) -> f64 {
+    if !variant.ends_with("redis") {
+        return f64::NAN;
+    }
+    let Ok(out) = Command::new("redis-cli").args(["info", "cpu"]).output() else { return f64::NAN };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("used_cpu_sys:").or_else(|| l.strip_prefix("used_cpu_user:")))
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .sum()
 }
 
 fn pinned(cpu: u8, program: &std::ffi::OsStr) -> Command {
@@ -153,7 +207,8 @@ fn pinned(cpu: u8, program: &std::ffi::OsStr) -> Command {
 }
 
 fn parse_wrk(text: &str) -> Option<Load> {
-    let mut load = Load { rps: f64::NAN, p50_us: f64::NAN, p99_us: f64::NAN };
+    let mut load =
+        Load { rps: f64::NAN, p50_us: f64::NAN, p99_us: f64::NAN, server_cpu_us: f64::NAN, redis_cpu_us: f64::NAN };
     for line in text.lines().map(str::trim) {
         if let Some(v) = line.strip_prefix("Requests/sec:") {
             load.rps = v.trim().parse().ok()?;

@@ -8,6 +8,8 @@
 //! - `bench`: the criterion benchmarks of the hot path.
 //! - `bench-http`: hello-world apps on each framework, bare, with agx-auth and
 //!   with a governor peer, loaded with wrk side by side.
+//! - `bench-redis`: the same axum app behind agx-auth with the Redis limiter
+//!   and with the in-process one, side by side.
 //! - `bench-pg`: cached and cold verdicts with PostgreSQL behind a moka
 //!   cache, and the revocation latency between two instances.
 
@@ -19,7 +21,9 @@ use std::process::{Command, ExitCode};
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let Some(task) = args.first() else {
-        eprintln!("usage: cargo xtask <ci|test|conformance|multi-instance|bench|bench-http|bench-pg> [args…]");
+        eprintln!(
+            "usage: cargo xtask <ci|test|conformance|multi-instance|bench|bench-http|bench-redis|bench-pg> [args…]"
+        );
         return ExitCode::FAILURE;
     };
     let rest = &args[1..];
@@ -29,7 +33,8 @@ fn main() -> ExitCode {
         "conformance" => conformance(rest),
         "multi-instance" => multi_instance(),
         "bench" => bench(rest),
-        "bench-http" => bench_http::run(rest),
+        "bench-http" => bench_http::run(rest, bench_http::OVERHEAD),
+        "bench-redis" => bench_http::run(rest, bench_http::REDIS),
         "bench-pg" => cargo(&["run", "--release", "--package", "agx-auth-postgres", "--example", "pg_latency"]),
         other => Err(format!("unknown task `{other}`")),
     };

@@ -3,6 +3,8 @@
 //!
 //! - `bare`: the handler alone;
 //! - `auth`: behind agx-auth (a valid key, memory store, in-process GCRA);
+//! - `auth-redis` (axum only): the same with the Redis limiter, on
+//!   `AGX_REDIS_URL` or the local Redis: one script call per request;
 //! - `governor`: behind the framework's governor rate limiter (`tower_governor`
 //!   for axum, `actix-governor` for actix-web; poem has none).
 //!
@@ -14,28 +16,42 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use agx_auth::{AgentRecord, Authenticator, EndpointClass, KeySpec, MemoryStore, Quota, RateLimits};
+use agx_auth_redis::{RedisLimiter, RedisSettings};
 
 const PATH: &str = "/api/public/agents/{agent_id}";
 
-fn authenticator() -> (Arc<Authenticator>, String) {
+/// The authenticator and a key for it. Built on the runtime that will serve,
+/// because the Redis limiter's connection lives on that runtime.
+fn authenticator(rt: &tokio::runtime::Runtime, redis: bool) -> Result<(Arc<Authenticator>, String), String> {
     let store = Arc::new(MemoryStore::new());
     store.insert_org("org_1", "Bench");
     store.insert_agent(AgentRecord::new("agent_1", "org_1", "Bench"));
     let limits = RateLimits::default().with(EndpointClass::CONFIG, Quota::per_minute(NonZeroU32::MAX));
-    let auth = Arc::new(Authenticator::builder(store.clone(), store).rate_limits(limits).build());
-    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-    let (key, _) = rt.block_on(auth.issue_key(KeySpec::new("org_1", "bench"))).expect("key");
-    (auth, key.expose_secret().to_owned())
+    let mut builder = Authenticator::builder(store.clone(), store).rate_limits(limits);
+    if redis {
+        let url = std::env::var("AGX_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let settings =
+            RedisSettings { prefix: format!("agx-bench:{}", std::process::id()), ..RedisSettings::default() };
+        let limiter = rt.block_on(RedisLimiter::connect(&url, settings)).map_err(|e| e.to_string())?;
+        builder = builder.limiter(Arc::new(limiter));
+    }
+    let auth = Arc::new(builder.build());
+    let (key, _) = rt.block_on(auth.issue_key(KeySpec::new("org_1", "bench"))).map_err(|e| e.to_string())?;
+    Ok((auth, key.expose_secret().to_owned()))
 }
 
 fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [framework, variant, addr] = args.as_slice() else {
-        return Err("usage: agx-http-bench axum|actix-web|poem bare|auth|governor ADDR".into());
+        return Err("usage: agx-http-bench axum|actix-web|poem bare|auth|auth-redis|governor ADDR".into());
     };
+    let rt = current_thread().map_err(|e| e.to_string())?;
+    if variant == "auth-redis" && framework != "axum" {
+        return Err("auth-redis is measured on axum only".into());
+    }
     let auth = match variant.as_str() {
-        "auth" => {
-            let (auth, key) = authenticator();
+        "auth" | "auth-redis" => {
+            let (auth, key) = authenticator(&rt, variant == "auth-redis")?;
             println!("KEY={key}");
             Some(auth)
         }
@@ -44,7 +60,7 @@ fn main() -> Result<(), String> {
     };
     let governor = variant == "governor";
     match framework.as_str() {
-        "axum" => axum_server(addr, auth, governor),
+        "axum" => axum_server(&rt, addr, auth, governor),
         "actix-web" => actix_server(addr, auth, governor),
         "poem" if governor => Err(std::io::Error::other("poem has no governor middleware")),
         "poem" => poem_server(addr, auth),
@@ -57,7 +73,12 @@ fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread().enable_all().build()
 }
 
-fn axum_server(addr: &str, auth: Option<Arc<Authenticator>>, governor: bool) -> std::io::Result<()> {
+fn axum_server(
+    rt: &tokio::runtime::Runtime,
+    addr: &str,
+    auth: Option<Arc<Authenticator>>,
+    governor: bool,
+) -> std::io::Result<()> {
     use axum::Router;
     use axum::routing::get;
     use tower_governor::{GovernorLayer, governor::GovernorConfigBuilder, key_extractor::GlobalKeyExtractor};
@@ -75,7 +96,7 @@ fn axum_server(addr: &str, auth: Option<Arc<Authenticator>>, governor: bool) -> 
             .ok_or_else(|| std::io::Error::other("governor config"))?;
         app = app.layer(GovernorLayer::new(Arc::new(config)));
     }
-    current_thread()?.block_on(async {
+    rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         axum::serve(listener, app).await
     })
