@@ -40,6 +40,11 @@
 
 pub mod testing;
 
+/// docs/deployment.md, so that its wiring example is compiled.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/deployment.md")]
+pub struct DeploymentGuide;
+
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
