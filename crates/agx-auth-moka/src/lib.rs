@@ -13,21 +13,31 @@
 //!   once; other instances learn of them from the store's own revocation
 //!   channel (Postgres `LISTEN/NOTIFY`) through [`CachedStore::invalidate`]
 //!   and [`CachedStore::invalidate_all`]. The TTL is only the fallback bound.
+//! - A revocation also beats a load that is in flight when it arrives: the
+//!   row that load read may predate the delete, so its entry is refused
+//!   (see `fenced.rs`). Without that, a key deleted on another instance
+//!   could verify here for a whole TTL.
 //!
-//! Agents and teams are cached the same way (positive TTL only): their
-//! owner, flags and domains change rarely, and a change reaches every
-//! instance within the TTL.
+//! Agents and teams are cached the same way (positive TTL only). Writes
+//! through this store's [`DirectoryAdmin`] forget the entry they change, so
+//! the instance that wrote sees its write at once; other instances see it
+//! within the directory TTL (their owner, flags and domains change rarely).
+
+mod fenced;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use agx_auth::{
-    AgentRecord, Directory, KeyHash, KeyId, KeyRecord, KeyStore, Lookup, Revocation, RevocationSink, StoreError,
-    TeamRecord,
+    AgentRecord, Directory, DirectoryAdmin, KeyHash, KeyId, KeyRecord, KeyStore, Lookup, Revocation, RevocationSink,
+    StoreError, TeamRecord,
 };
 use async_trait::async_trait;
 use moka::Expiry;
 use moka::future::Cache;
+
+use crate::fenced::{Entry, FencedCache};
 
 /// Cache sizes and lifetimes.
 #[derive(Clone, Copy, Debug)]
@@ -59,36 +69,43 @@ struct ByOutcome {
     negative: Duration,
 }
 
-impl Expiry<KeyHash, Found> for ByOutcome {
-    fn expire_after_create(&self, _: &KeyHash, value: &Found, _: Instant) -> Option<Duration> {
-        Some(if value.is_some() { self.positive } else { self.negative })
+impl Expiry<KeyHash, Entry<Found>> for ByOutcome {
+    fn expire_after_create(&self, _: &KeyHash, entry: &Entry<Found>, _: Instant) -> Option<Duration> {
+        Some(if entry.value.is_some() { self.positive } else { self.negative })
     }
 }
 
 /// Hit and miss counts, for metrics.
 #[derive(Debug, Default)]
 pub struct CacheStats {
-    hits: std::sync::atomic::AtomicU64,
-    misses: std::sync::atomic::AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl CacheStats {
     pub fn hits(&self) -> u64 {
-        self.hits.load(std::sync::atomic::Ordering::Relaxed)
+        self.hits.load(Ordering::Relaxed)
     }
 
     pub fn misses(&self) -> u64 {
-        self.misses.load(std::sync::atomic::Ordering::Relaxed)
+        self.misses.load(Ordering::Relaxed)
+    }
+
+    fn hit(&self) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn miss(&self) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 /// A store with a cache in front.
 pub struct CachedStore<S> {
     inner: Arc<S>,
-    keys: Cache<KeyHash, Found>,
-    agents: Cache<String, Option<Arc<AgentRecord>>>,
-    teams: Cache<String, Option<Arc<TeamRecord>>>,
-    stats: CacheStats,
+    keys: FencedCache<KeyHash, Found>,
+    agents: FencedCache<String, Option<Arc<AgentRecord>>>,
+    teams: FencedCache<String, Option<Arc<TeamRecord>>>,
 }
 
 impl<S> CachedStore<S> {
@@ -99,10 +116,9 @@ impl<S> CachedStore<S> {
             .build();
         CachedStore {
             inner,
-            keys,
+            keys: FencedCache::new(keys),
             agents: directory_cache(&settings),
             teams: directory_cache(&settings),
-            stats: CacheStats::default(),
         }
     }
 
@@ -110,45 +126,33 @@ impl<S> CachedStore<S> {
         &self.inner
     }
 
+    /// The key cache's hits and misses.
     pub fn stats(&self) -> &CacheStats {
-        &self.stats
+        &self.keys.stats
     }
 
-    /// Forgets one key: its next request asks the store.
+    /// Forgets one key: its next request asks the store, even if a load of
+    /// it is in flight now.
     pub async fn invalidate(&self, hash: &KeyHash) {
-        self.keys.invalidate(hash).await;
+        self.keys.revoke(hash).await;
     }
 
     /// Forgets every key, agent and team: after a revocation channel was
     /// down, any entry may be stale.
     pub fn invalidate_all(&self) {
-        self.keys.invalidate_all();
-        self.agents.invalidate_all();
-        self.teams.invalidate_all();
+        self.keys.revoke_all();
+        self.agents.revoke_all();
+        self.teams.revoke_all();
     }
 }
 
-fn directory_cache<V: Clone + Send + Sync + 'static>(settings: &CacheSettings) -> Cache<String, V> {
-    Cache::builder().max_capacity(settings.max_directory_entries).time_to_live(settings.directory_ttl).build()
+fn directory_cache<V: Clone + Send + Sync + 'static>(settings: &CacheSettings) -> FencedCache<String, V> {
+    FencedCache::new(
+        Cache::builder().max_capacity(settings.max_directory_entries).time_to_live(settings.directory_ttl).build(),
+    )
 }
 
 impl<S: KeyStore> CachedStore<S> {
-    async fn find_cached(&self, hash: &KeyHash) -> Result<Found, StoreError> {
-        if let Some(found) = self.keys.get(hash).await {
-            self.stats.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Ok(found);
-        }
-        self.stats.misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        // Concurrent misses wait for one query; an error is returned to all
-        // of them and cached for none.
-        // The init is an `async` block so that only the caller whose init
-        // moka runs calls the store at all.
-        self.keys
-            .try_get_with(*hash, async { self.inner.find(hash).await })
-            .await
-            .map_err(|e: Arc<StoreError>| StoreError::clone(&e))
-    }
-
     /// The key's hash, so that a local write can drop its cache entry.
     async fn hash_of(&self, org: &str, id: KeyId) -> Result<Option<KeyHash>, StoreError> {
         Ok(self.inner.get(org, id).await?.map(|r| r.hash))
@@ -158,7 +162,7 @@ impl<S: KeyStore> CachedStore<S> {
 #[async_trait]
 impl<S: KeyStore> KeyStore for CachedStore<S> {
     fn find<'a>(&'a self, hash: &'a KeyHash) -> Lookup<'a, Result<Option<Arc<KeyRecord>>, StoreError>> {
-        Lookup::pending(self.find_cached(hash))
+        Lookup::pending(self.keys.get_or_load(hash, || self.inner.find(hash)))
     }
 
     async fn get(&self, org: &str, id: KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
@@ -169,7 +173,7 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
         let hash = record.hash;
         let created = self.inner.create(record).await?;
         // A negative entry for this hash (someone tried it before it existed) must go.
-        self.keys.invalidate(&hash).await;
+        self.keys.revoke(&hash).await;
         Ok(created)
     }
 
@@ -181,7 +185,7 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
         let hash = self.hash_of(org, id).await?;
         let deleted = self.inner.delete(org, id, at).await?;
         if let Some(hash) = hash {
-            self.keys.invalidate(&hash).await;
+            self.keys.revoke(&hash).await;
         }
         Ok(deleted)
     }
@@ -198,9 +202,34 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
         let rolled = self.inner.roll(org, id, replacement, old_expires_at).await?;
         // The old key's expiry changed; the new hash may have a negative entry.
         for h in hash.iter().chain([&new_hash]) {
-            self.keys.invalidate(h).await;
+            self.keys.revoke(h).await;
         }
         Ok(rolled)
+    }
+}
+
+/// Writes go to the store, then forget what they changed, so this instance
+/// sees its own writes at once; other instances see them within the
+/// directory TTL.
+#[async_trait]
+impl<S: DirectoryAdmin> DirectoryAdmin for CachedStore<S> {
+    async fn put_org(&self, id: &str, name: &str) -> Result<(), StoreError> {
+        // Orgs are not cached: the policy reads an agent's or team's owner.
+        self.inner.put_org(id, name).await
+    }
+
+    async fn put_agent(&self, agent: AgentRecord) -> Result<(), StoreError> {
+        let id = agent.id.clone();
+        self.inner.put_agent(agent).await?;
+        self.agents.revoke(id.as_str()).await;
+        Ok(())
+    }
+
+    async fn put_team(&self, team: TeamRecord) -> Result<(), StoreError> {
+        let id = team.id.clone();
+        self.inner.put_team(team).await?;
+        self.teams.revoke(id.as_str()).await;
+        Ok(())
     }
 }
 
@@ -219,20 +248,187 @@ impl<S: Send + Sync + 'static> RevocationSink for CachedStore<S> {
 
 impl<S: Directory> Directory for CachedStore<S> {
     fn agent<'a>(&'a self, id: &'a str) -> Lookup<'a, Result<Option<Arc<AgentRecord>>, StoreError>> {
-        Lookup::pending(async move {
-            self.agents
-                .try_get_with_by_ref(id, async { self.inner.agent(id).await })
-                .await
-                .map_err(|e: Arc<StoreError>| StoreError::clone(&e))
-        })
+        Lookup::pending(self.agents.get_or_load(id, || self.inner.agent(id)))
     }
 
     fn team<'a>(&'a self, id: &'a str) -> Lookup<'a, Result<Option<Arc<TeamRecord>>, StoreError>> {
-        Lookup::pending(async move {
-            self.teams
-                .try_get_with_by_ref(id, async { self.inner.team(id).await })
-                .await
-                .map_err(|e: Arc<StoreError>| StoreError::clone(&e))
-        })
+        Lookup::pending(self.teams.get_or_load(id, || self.inner.team(id)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use agx_auth::{Authenticator, KeySpec, MemoryStore};
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    /// A store whose `find` reads the row at once and answers only when the
+    /// test lets it: a query whose snapshot predates a concurrent delete.
+    struct Slow {
+        inner: Arc<MemoryStore>,
+        gate: Semaphore,
+        finds: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl KeyStore for Slow {
+        fn find<'a>(&'a self, hash: &'a KeyHash) -> Lookup<'a, Result<Option<Arc<KeyRecord>>, StoreError>> {
+            Lookup::pending(async move {
+                let read = self.inner.find(hash).await;
+                self.finds.fetch_add(1, Ordering::SeqCst);
+                self.gate.acquire().await.expect("the gate stays open").forget();
+                read
+            })
+        }
+        async fn get(&self, org: &str, id: KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+            self.inner.get(org, id).await
+        }
+        async fn create(&self, record: KeyRecord) -> Result<Arc<KeyRecord>, StoreError> {
+            self.inner.create(record).await
+        }
+        async fn list(&self, org: &str) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+            self.inner.list(org).await
+        }
+        async fn delete(&self, org: &str, id: KeyId, at: SystemTime) -> Result<bool, StoreError> {
+            self.inner.delete(org, id, at).await
+        }
+        async fn roll(
+            &self,
+            org: &str,
+            id: KeyId,
+            replacement: KeyRecord,
+            old_expires_at: SystemTime,
+        ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+            self.inner.roll(org, id, replacement, old_expires_at).await
+        }
+    }
+
+    async fn issued(memory: &Arc<MemoryStore>) -> KeyRecord {
+        memory.insert_org("org_1", "Acme");
+        let auth = Authenticator::builder(memory.clone(), memory.clone()).build();
+        let (_, record) = auth.issue_key(KeySpec::new("org_1", "raced")).await.unwrap();
+        KeyRecord::clone(&record)
+    }
+
+    fn is_live(found: &Found) -> bool {
+        found.as_ref().is_some_and(|r| r.deleted_at.is_none())
+    }
+
+    async fn until_reads(slow: &Slow, n: usize) {
+        while slow.finds.load(Ordering::SeqCst) < n {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_revocation_during_a_load_is_not_undone_by_the_load() {
+        let memory = Arc::new(MemoryStore::new());
+        let record = issued(&memory).await;
+        let slow = Arc::new(Slow { inner: memory.clone(), gate: Semaphore::new(0), finds: AtomicUsize::new(0) });
+        let cache = Arc::new(CachedStore::new(slow.clone(), CacheSettings::default()));
+
+        // A first request misses and reads the live row...
+        let first = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.find(&record.hash).await }
+        });
+        until_reads(&slow, 1).await;
+        // ...and a second joins that load.
+        let joined = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.find(&record.hash).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Meanwhile another instance deletes the key, and its NOTIFY arrives.
+        memory.delete("org_1", record.id, SystemTime::now()).await.unwrap();
+        cache.revoke(Revocation::Key(record.hash)).await;
+        slow.gate.add_permits(100);
+
+        // Both requests were still waiting when the revocation arrived: the
+        // row their load read is refused, and the store, asked again, has
+        // the delete.
+        assert!(!is_live(&first.await.unwrap().unwrap()), "the load returned the row from before the delete");
+        assert!(!is_live(&joined.await.unwrap().unwrap()), "a joined load returned the row from before the delete");
+        // The cache does not keep the row from before the delete.
+        assert!(!is_live(&cache.find(&record.hash).await.unwrap()), "the deleted key verifies from the cache");
+        assert!(!is_live(&cache.find(&record.hash).await.unwrap()));
+        let finds = slow.finds.load(Ordering::SeqCst);
+        assert!(!is_live(&cache.find(&record.hash).await.unwrap()));
+        assert_eq!(slow.finds.load(Ordering::SeqCst), finds, "the fresh entry is served from the cache");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn revoking_everything_also_beats_a_load_in_flight() {
+        let memory = Arc::new(MemoryStore::new());
+        let record = issued(&memory).await;
+        let slow = Arc::new(Slow { inner: memory.clone(), gate: Semaphore::new(0), finds: AtomicUsize::new(0) });
+        let cache = Arc::new(CachedStore::new(slow.clone(), CacheSettings::default()));
+        let first = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.find(&record.hash).await }
+        });
+        until_reads(&slow, 1).await;
+        memory.delete("org_1", record.id, SystemTime::now()).await.unwrap();
+        cache.revoke(Revocation::All).await;
+        slow.gate.add_permits(100);
+        assert!(!is_live(&first.await.unwrap().unwrap()));
+        assert!(!is_live(&cache.find(&record.hash).await.unwrap()));
+    }
+
+    #[tokio::test]
+    async fn hits_of_other_keys_survive_a_revocation() {
+        let memory = Arc::new(MemoryStore::new());
+        memory.insert_org("org_1", "Acme");
+        let auth = Authenticator::builder(memory.clone(), memory.clone()).build();
+        let mut hashes = Vec::new();
+        for i in 0..64 {
+            hashes.push(auth.issue_key(KeySpec::new("org_1", format!("k{i}"))).await.unwrap().1.hash);
+        }
+        let cache = CachedStore::new(memory, CacheSettings::default());
+        for h in &hashes {
+            assert!(cache.find(h).await.unwrap().is_some());
+        }
+        let revoked = hashes[0];
+        cache.revoke(Revocation::Key(revoked)).await;
+        let before = cache.stats().misses();
+        for h in &hashes {
+            assert!(cache.find(h).await.unwrap().is_some());
+        }
+        let reloaded = cache.stats().misses() - before;
+        let same_stripe = hashes.iter().filter(|h| h.0[0] == revoked.0[0]).count() as u64;
+        assert_eq!(reloaded, same_stripe, "only the revoked key's stripe reloads");
+    }
+
+    #[tokio::test]
+    async fn directory_writes_through_the_cache_are_seen_at_once() {
+        let memory = Arc::new(MemoryStore::new());
+        memory.insert_org("org_1", "Acme");
+        memory.insert_org("org_2", "Other");
+        memory.insert_agent(AgentRecord::new("agent_1", "org_1", "Support"));
+        memory.insert_team(TeamRecord {
+            id: "team_1".into(),
+            org: "org_1".into(),
+            name: "Team".into(),
+            agent_ids: vec!["agent_1".into()],
+        });
+        let cache = CachedStore::new(memory, CacheSettings::default());
+        assert!(cache.agent("agent_1").await.unwrap().unwrap().active);
+        assert_eq!(cache.team("team_1").await.unwrap().unwrap().name, "Team");
+
+        let mut inactive = AgentRecord::new("agent_1", "org_1", "Support");
+        inactive.active = false;
+        cache.put_agent(inactive).await.unwrap();
+        assert!(!cache.agent("agent_1").await.unwrap().unwrap().active);
+        let renamed = TeamRecord {
+            id: "team_1".into(),
+            org: "org_1".into(),
+            name: "Renamed".into(),
+            agent_ids: vec!["agent_1".into()],
+        };
+        cache.put_team(renamed).await.unwrap();
+        assert_eq!(cache.team("team_1").await.unwrap().unwrap().name, "Renamed");
     }
 }

@@ -53,7 +53,8 @@ impl Backend {
         Ok(Backend {
             keys: cached.clone(),
             directory: cached.clone(),
-            admin: pg.clone(),
+            // Through the cache, so that this instance sees its own writes at once.
+            admin: cached.clone(),
             flusher: Some(UsageFlusher::spawn(PgStore::clone(&pg), usage.clone(), Duration::from_secs(5))),
             _listener: Some(listener::spawn(url.to_owned(), cached.clone())),
             usage,
