@@ -7,6 +7,15 @@
 //! backoff, and after every (re)connect it reports [`Revocation::All`]: it may
 //! have missed notifications while it was away, so every cached entry is
 //! suspect.
+//!
+//! A connection can also die without closing: a NAT or firewall drops its
+//! state, a host vanishes, and the socket waits for bytes that never come
+//! while the deletes it should announce go unheard. So the listener sends a
+//! `SELECT 1` every [`ListenerSettings::heartbeat`]; one that gets no answer
+//! within [`ListenerSettings::timeout`] ends the connection, which reports
+//! [`Revocation::All`] at once and again after the reconnect. A silent
+//! connection thus costs at most heartbeat + timeout of missed revocations,
+//! not the cache's whole TTL.
 
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -28,13 +37,33 @@ impl Drop for ListenerHandle {
     }
 }
 
-/// Starts listening; every revocation goes to `sink` (a cache), in order,
-/// from the listener's task.
+/// How the listener watches its connection.
+#[derive(Clone, Copy, Debug)]
+pub struct ListenerSettings {
+    /// How often an idle connection is asked to prove it is alive.
+    pub heartbeat: Duration,
+    /// How long a heartbeat, a connect or the `LISTEN` may take.
+    pub timeout: Duration,
+}
+
+impl Default for ListenerSettings {
+    fn default() -> Self {
+        ListenerSettings { heartbeat: Duration::from_secs(5), timeout: Duration::from_secs(2) }
+    }
+}
+
+/// Starts listening with the default settings; every revocation goes to
+/// `sink` (a cache), in order, from the listener's task.
 pub fn spawn(url: String, sink: Arc<dyn RevocationSink>) -> ListenerHandle {
+    spawn_with(url, sink, ListenerSettings::default())
+}
+
+/// Starts listening with `settings`.
+pub fn spawn_with(url: String, sink: Arc<dyn RevocationSink>, settings: ListenerSettings) -> ListenerHandle {
     ListenerHandle(tokio::spawn(async move {
         let mut backoff = Duration::from_millis(50);
         loop {
-            if listen_once(&url, sink.as_ref()).await {
+            if listen_once(&url, sink.as_ref(), settings).await {
                 // It was connected: the next failure starts the backoff afresh.
                 backoff = Duration::from_millis(50);
             }
@@ -45,8 +74,9 @@ pub fn spawn(url: String, sink: Arc<dyn RevocationSink>) -> ListenerHandle {
 }
 
 /// One connection's life. Returns whether it got as far as listening.
-async fn listen_once(url: &str, sink: &dyn RevocationSink) -> bool {
-    let Ok((client, mut connection)) = tokio_postgres::connect(url, NoTls).await else { return false };
+async fn listen_once(url: &str, sink: &dyn RevocationSink, settings: ListenerSettings) -> bool {
+    let connect = tokio::time::timeout(settings.timeout, tokio_postgres::connect(url, NoTls));
+    let Ok(Ok((client, mut connection))) = connect.await else { return false };
     let (tx, mut rx) = mpsc::unbounded_channel();
     // The connection is driven here; notifications go to the channel. When
     // the connection ends, so does the channel.
@@ -63,15 +93,33 @@ async fn listen_once(url: &str, sink: &dyn RevocationSink) -> bool {
             }
         }
     });
-    if client.batch_execute(&format!("LISTEN {REVOCATION_CHANNEL}")).await.is_err() {
+    let listen = format!("LISTEN {REVOCATION_CHANNEL}");
+    if !matches!(tokio::time::timeout(settings.timeout, client.batch_execute(&listen)).await, Ok(Ok(()))) {
         driver.abort();
         return false;
     }
     sink.revoke(Revocation::All).await;
-    while let Some(payload) = rx.recv().await {
-        // A payload we cannot read still means something changed.
-        sink.revoke(parse_hash(&payload).map_or(Revocation::All, Revocation::Key)).await;
+    let mut heartbeat = tokio::time::interval(settings.heartbeat);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.tick().await; // the first tick is immediate
+    loop {
+        tokio::select! {
+            payload = rx.recv() => match payload {
+                // A payload we cannot read still means something changed.
+                Some(payload) => sink.revoke(parse_hash(&payload).map_or(Revocation::All, Revocation::Key)).await,
+                None => break,
+            },
+            _ = heartbeat.tick() => {
+                let alive = tokio::time::timeout(settings.timeout, client.simple_query("SELECT 1")).await;
+                if !matches!(alive, Ok(Ok(_))) {
+                    break;
+                }
+            }
+        }
     }
+    // Whatever was announced since the connection went quiet is lost.
+    driver.abort();
+    sink.revoke(Revocation::All).await;
     drop(client);
     true
 }

@@ -242,6 +242,71 @@ async fn the_listener_survives_a_killed_connection() {
     println!("revocation latency after reconnect: {latency:?}");
 }
 
+/// Revocations a listener reported, and when.
+#[derive(Default)]
+struct Recorded(std::sync::Mutex<Vec<(Instant, Revocation)>>);
+
+impl RevocationSink for Recorded {
+    fn revoke(&self, r: Revocation) -> Lookup<'_, ()> {
+        self.0.lock().unwrap().push((Instant::now(), r));
+        Lookup::ready(())
+    }
+}
+
+impl Recorded {
+    fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    /// Waits until more than `n` revocations are recorded; returns the newest.
+    async fn after(&self, n: usize, limit: Duration) -> Option<(Instant, Revocation)> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Some(&newest) = self.0.lock().unwrap().get(n) {
+                return Some(newest);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        None
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_listener_connection_is_noticed_by_its_heartbeat() {
+    let Some(url) = fresh_database("a_silent_listener_connection_is_noticed").await else { return };
+    let pg = seeded(&url, PgSettings::default()).await;
+    let (authority_start, rest) = url.split_once('@').unwrap();
+    let (authority, db_path) = rest.split_once('/').unwrap();
+    let proxy = agx_testkit::Proxy::start(authority.to_owned()).await;
+    let proxied = format!("{authority_start}@127.0.0.1:{}/{db_path}", proxy.port);
+    let settings =
+        listener::ListenerSettings { heartbeat: Duration::from_millis(200), timeout: Duration::from_millis(200) };
+    let sink = Arc::new(Recorded::default());
+    let _listener = listener::spawn_with(proxied, sink.clone(), settings);
+    assert_eq!(sink.after(0, Duration::from_secs(5)).await.map(|(_, r)| r), Some(Revocation::All), "connected");
+
+    // The connection goes silent without closing: no FIN, no RST, no NOTIFY.
+    let heard = sink.len();
+    let stalled_at = Instant::now();
+    proxy.stall();
+    let (noticed_at, what) = sink.after(heard, Duration::from_secs(3)).await.expect("the silence was never noticed");
+    assert_eq!(what, Revocation::All, "a lost connection forgets everything");
+    let noticed = noticed_at - stalled_at;
+    println!("silent listener connection noticed after {noticed:?} (heartbeat 200 ms + timeout 200 ms)");
+    assert!(noticed <= Duration::from_millis(1000), "{noticed:?}");
+
+    // Back on a live connection, a delete is heard again.
+    proxy.resume();
+    let reconnected = sink.len();
+    sink.after(reconnected, Duration::from_secs(5)).await.expect("the listener did not reconnect");
+    let auth = auth_over(pg.clone());
+    let (_, record) = auth.issue_key(KeySpec::new("org_1", "heard")).await.unwrap();
+    let before = sink.len();
+    assert!(auth.delete_key("org_1", record.id).await.unwrap());
+    let (_, heard) = sink.after(before, Duration::from_secs(1)).await.expect("the delete was not heard");
+    assert_eq!(heard, Revocation::Key(record.hash));
+}
+
 async fn a_client(url: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);

@@ -6,12 +6,14 @@
 //!   `AGX_REQUIRE_SERVICES=1` is set (as CI sets it), where absence fails.
 //! - [`Proxy`]: a TCP proxy in front of a service, which a test cuts to
 //!   prove that a component fails closed (or falls back) and recovers on its
-//!   own.
+//!   own, or stalls to prove that a silent connection is noticed.
 
 use std::fmt::Display;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
@@ -45,6 +47,7 @@ pub fn service<T, E: Display>(service: &str, at: &str, label: &str, reached: Res
 pub struct Proxy {
     pub port: u16,
     up: Arc<AtomicBool>,
+    stalled: Arc<AtomicBool>,
     links: Arc<Mutex<Vec<JoinHandle<()>>>>,
     accept: JoinHandle<()>,
 }
@@ -58,22 +61,28 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a local port for the proxy");
         let port = listener.local_addr().expect("the proxy's port").port();
         let up = Arc::new(AtomicBool::new(true));
+        let stalled = Arc::new(AtomicBool::new(false));
         let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (up2, links2) = (up.clone(), links.clone());
+        let (up2, stalled2, links2) = (up.clone(), stalled.clone(), links.clone());
         let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
                 if !up2.load(Ordering::SeqCst) {
                     continue; // dropped at once: a refused connection, in effect
                 }
-                let upstream = upstream.clone();
+                let (upstream, stalled) = (upstream.clone(), stalled2.clone());
                 links2.lock().await.push(tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    if let Ok(outbound) = TcpStream::connect(upstream).await {
+                        let (from_client, to_client) = inbound.into_split();
+                        let (from_server, to_server) = outbound.into_split();
+                        tokio::select! {
+                            () = pump(from_client, to_server, &stalled) => {}
+                            () = pump(from_server, to_client, &stalled) => {}
+                        }
                     }
                 }));
             }
         });
-        Proxy { port, up, links, accept }
+        Proxy { port, up, stalled, links, accept }
     }
 
     /// `127.0.0.1:<port>`, for a URL.
@@ -91,6 +100,35 @@ impl Proxy {
 
     pub fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
+    }
+
+    /// Holds every byte, on open links and new ones, without closing
+    /// anything: a peer that has silently gone away (a dropped NAT entry, a
+    /// partition). Nothing tells either side until a timeout does.
+    pub fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+    }
+
+    /// Delivers what was held, and everything after it.
+    pub fn resume(&self) {
+        self.stalled.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Copies one direction, holding the bytes while the proxy is stalled.
+async fn pump(mut from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin, stalled: &AtomicBool) {
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        while stalled.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
     }
 }
 
