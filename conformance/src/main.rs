@@ -89,7 +89,8 @@ async fn run() -> Result<bool, String> {
 }
 
 async fn multi_instance(path: &str) -> Result<bool, String> {
-    let Some([(_a, a), (_b, b)]) = agx_conformance::multi_instance::start(path).await? else {
+    use agx_conformance::multi_instance;
+    let Some(([(_a, a), (_b, b)], database_url)) = multi_instance::start(path).await? else {
         println!("multi-instance: skipped (PostgreSQL or Redis is absent; see the notice above)");
         return Ok(true);
     };
@@ -97,7 +98,8 @@ async fn multi_instance(path: &str) -> Result<bool, String> {
         "multi-instance: two agx-server processes ({} and {}) on one PostgreSQL database and one Redis",
         a.base_url, b.base_url
     );
-    let proof = agx_conformance::multi_instance::prove(&a, &b.base_url).await?;
+    let mut proof = multi_instance::prove(&a, &b.base_url).await?;
+    proof.control = Some(multi_instance::control(path, &database_url).await?);
     print!("{}", proof.render());
     let failures = proof.failures();
     for f in &failures {

@@ -19,101 +19,174 @@ use crate::blackbox::{AdminApi, Backends, ServerProcess, launch};
 use crate::client::Client;
 use crate::fixtures::{Fixtures, KeyRequest};
 
-/// What the proof measured.
+/// One burst: concurrent chat requests with one fresh key, alternating
+/// between two instances.
 #[derive(Debug)]
-pub struct Proof {
+pub struct Burst {
     pub requests: usize,
     /// 200s per instance, A then B.
     pub admitted: [usize; 2],
     pub limited: usize,
     /// Any other status: each one is a failure.
     pub other: Vec<StatusCode>,
-    pub burst_elapsed: Duration,
-    pub created_to_served: Duration,
-    pub deleted_to_refused: Duration,
+    pub elapsed: Duration,
 }
 
-impl Proof {
+impl Burst {
     pub fn admitted(&self) -> usize {
         self.admitted[0] + self.admitted[1]
     }
 
+    /// Requests the limit may admit beyond the burst of `quota`: one per
+    /// interval (60 s / quota) that passed while the burst lasted.
+    fn refill(&self, quota: usize) -> usize {
+        (self.elapsed.as_secs_f64() * quota as f64 / 60.0).floor() as usize
+    }
+
+    /// Whether `quota` (plus the refill while the burst lasted) was admitted.
+    fn admits(&self, quota: usize) -> bool {
+        (quota..=quota + self.refill(quota)).contains(&self.admitted())
+    }
+
+    fn describe(&self, quota: usize) -> String {
+        let refill = self.refill(quota);
+        let allowance = if refill == 0 {
+            "exactly the burst".to_owned()
+        } else {
+            format!("the burst plus a refill of up to {refill}, as the burst took over one interval")
+        };
+        format!(
+            "{} × 200 (A {}, B {}), {} × 429, in {:.1} ms: {allowance}",
+            self.admitted(),
+            self.admitted[0],
+            self.admitted[1],
+            self.limited,
+            self.elapsed.as_secs_f64() * 1e3
+        )
+    }
+}
+
+/// What the proof measured.
+#[derive(Debug)]
+pub struct Proof {
+    pub burst: Burst,
+    pub created_to_served: Duration,
+    pub deleted_to_refused: Duration,
+    /// The same burst on two instances without Redis, each with its own
+    /// limit: it must admit twice the quota, or the burst check above could
+    /// not tell one limit from two.
+    pub control: Option<Burst>,
+}
+
+/// The chat quota of a key with default limits.
+const QUOTA: usize = 60;
+
+impl Proof {
     /// The acceptance rule. Exactly 60 is what GCRA promises while the burst
     /// lasts under one interval (1 s); if the machine was slower than that,
-    /// the refill during the burst is allowed and said.
+    /// the refill during the burst is allowed, and said.
     pub fn failures(&self) -> Vec<String> {
         let mut out = Vec::new();
-        let refill = (self.burst_elapsed.as_secs_f64()).floor() as usize;
-        if refill == 0 && self.admitted() != 60 {
-            out.push(format!("{} requests admitted, not 60", self.admitted()));
+        let burst = &self.burst;
+        if !burst.admits(QUOTA) {
+            out.push(format!(
+                "{} admitted in {:?}, not {QUOTA} (+ refill {})",
+                burst.admitted(),
+                burst.elapsed,
+                burst.refill(QUOTA)
+            ));
         }
-        if refill > 0 && !(60..=60 + refill).contains(&self.admitted()) {
-            out.push(format!("{} admitted in {:?}: outside 60..={}", self.admitted(), self.burst_elapsed, 60 + refill));
+        if burst.admitted() + burst.limited != burst.requests || !burst.other.is_empty() {
+            out.push(format!("statuses other than 200 and 429: {:?}", burst.other));
         }
-        if self.admitted() + self.limited != self.requests || !self.other.is_empty() {
-            out.push(format!("statuses other than 200 and 429: {:?}", self.other));
-        }
-        if self.admitted.contains(&0) {
-            out.push(format!("one instance admitted nothing ({:?}): the load was not spread", self.admitted));
+        if burst.admitted.contains(&0) {
+            out.push(format!("one instance admitted nothing ({:?}): the load was not spread", burst.admitted));
         }
         if self.deleted_to_refused > Duration::from_secs(1) {
             out.push(format!("the deletion took {:?} to reach instance B (bound: 1 s)", self.deleted_to_refused));
+        }
+        match &self.control {
+            None => out.push("the control run without Redis did not run".into()),
+            Some(control) if !(control.admitted[0] >= QUOTA && control.admitted[1] >= QUOTA) => out.push(format!(
+                "without Redis, each instance should admit its own {QUOTA}, but they admitted {:?}: \
+                 the burst check cannot tell one limit from two",
+                control.admitted
+            )),
+            Some(_) => {}
         }
         out
     }
 
     pub fn render(&self) -> String {
         let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
-        format!(
-            "  {} concurrent chat requests, one fresh key, alternating A/B: {} × 200 (A {}, B {}), {} × 429, in {}\n  \
+        let mut out = format!(
+            "  {} concurrent chat requests, one fresh key, alternating A/B: {}\n  \
              key created on A: served by B {} after creation\n  \
              key deleted on A: refused (401) by B {} after the delete returned (bound 1 s)\n",
-            self.requests,
-            self.admitted(),
-            self.admitted[0],
-            self.admitted[1],
-            self.limited,
-            ms(self.burst_elapsed),
+            self.burst.requests,
+            self.burst.describe(QUOTA),
             ms(self.created_to_served),
             ms(self.deleted_to_refused),
-        )
+        );
+        if let Some(control) = &self.control {
+            out.push_str(&format!(
+                "  control, two instances without Redis: {} (each its own limit, as expected)\n",
+                control.describe(2 * QUOTA)
+            ));
+        }
+        out
     }
 }
 
-/// Two servers on one database and one Redis; `None` when either service is
-/// absent and not required (the notice is printed).
-pub async fn start(path: &str) -> Result<Option<[(ServerProcess, AdminApi); 2]>, String> {
+/// Two servers on one database and one Redis, and the database's URL (for
+/// the control run); `None` when either service is absent and not required
+/// (the notice is printed).
+pub async fn start(path: &str) -> Result<Option<([(ServerProcess, AdminApi); 2], String)>, String> {
     let Some(database_url) = agx_auth_postgres::testing::fresh_database("multi-instance").await else {
         return Ok(None);
     };
     let Some(redis_url) = agx_auth_redis::testing::reachable("multi-instance").await else { return Ok(None) };
-    let backends = Backends { database_url: Some(database_url), redis_url: Some(redis_url) };
-    Ok(Some([launch(path, "instance A", &backends).await?, launch(path, "instance B", &backends).await?]))
+    let backends = Backends { database_url: Some(database_url.clone()), redis_url: Some(redis_url) };
+    let servers = [launch(path, "instance A", &backends).await?, launch(path, "instance B", &backends).await?];
+    Ok(Some((servers, database_url)))
 }
 
-/// Runs the three checks: keys are made and deleted through A's admin API.
-pub async fn prove(admin: &AdminApi, b_url: &str) -> Result<Proof, String> {
-    let a_url = admin.base_url.as_str();
-    let org = format!("org_mi_{}", crate::runner::run_namespace());
+/// The control: two servers on the same database without Redis, each
+/// limiting on its own; one burst through them.
+pub async fn control(path: &str, database_url: &str) -> Result<Burst, String> {
+    let backends = Backends { database_url: Some(database_url.to_owned()), redis_url: None };
+    let (_a, a) = launch(path, "control A", &backends).await?;
+    let (_b, b) = launch(path, "control B", &backends).await?;
+    let (agent, request) = fresh_agent_and_key(&a, "control").await?;
+    let key = a.key(&request).await?;
+    burst(&Client::new(), &a.base_url, &b.base_url, &agent, &key.key).await
+}
+
+/// An org and an agent made through `admin`, and a request for a chat key
+/// of that org: (agent id, key request).
+async fn fresh_agent_and_key(admin: &AdminApi, label: &str) -> Result<(String, KeyRequest), String> {
+    let org = format!("org_mi_{label}_{}", crate::runner::run_namespace());
     admin.org(&org, "Multi-instance").await?;
-    admin.agent(AgentRecord::new(format!("{org}_agent"), org.clone(), "Agent")).await?;
-    let request = |name: &str| KeyRequest {
-        org: org.clone(),
-        name: name.to_owned(),
+    let agent = format!("{org}_agent");
+    admin.agent(AgentRecord::new(agent.clone(), org.clone(), "Agent")).await?;
+    let request = KeyRequest {
+        org,
+        name: label.to_owned(),
         scopes: vec!["chat".into(), "config".into()],
         test_mode: false,
         expires_in: None,
         rate_limits: Default::default(),
     };
-    let client = Client::new();
-    let agent = format!("{org}_agent");
+    Ok((agent, request))
+}
 
-    // 1. One budget for both instances.
-    let burst_key = admin.key(&request("burst")).await?;
+/// 300 concurrent chat requests with `key`, alternating between the
+/// instances at `a_url` and `b_url`.
+async fn burst(client: &Client, a_url: &str, b_url: &str, agent: &str, key: &str) -> Result<Burst, String> {
     let requests = 300;
     let chat_path = format!("/api/public/agents/{agent}/chat");
     let body = Bytes::from_static(br#"{"message":"Hello","sessionId":"multi-instance"}"#);
-    let headers = vec![bearer(&burst_key.key)?, json_content()];
+    let headers = vec![bearer(key)?, json_content()];
     // Warm one connection per instance, so the burst measures the limiter rather than connection set-up.
     for base in [a_url, b_url] {
         client.send("GET", &format!("{base}/healthz"), &[], Bytes::new()).await?;
@@ -135,10 +208,23 @@ pub async fn prove(admin: &AdminApi, b_url: &str) -> Result<Proof, String> {
             status => other.push(status),
         }
     }
-    let burst_elapsed = started.elapsed();
+    Ok(Burst { requests, admitted, limited, other, elapsed: started.elapsed() })
+}
+
+/// Runs the three checks: keys are made and deleted through A's admin API.
+/// The control run is the caller's to add.
+pub async fn prove(admin: &AdminApi, b_url: &str) -> Result<Proof, String> {
+    let a_url = admin.base_url.as_str();
+    let client = Client::new();
+    let (agent, request) = fresh_agent_and_key(admin, "burst").await?;
+    let org = request.org.clone();
+
+    // 1. One budget for both instances.
+    let burst_key = admin.key(&request).await?;
+    let burst = burst(&client, a_url, b_url, &agent, &burst_key.key).await?;
 
     // 2. Created on A, served by B at once.
-    let fresh = admin.key(&request("created on A")).await?;
+    let fresh = admin.key(&KeyRequest { name: "created on A".into(), ..request }).await?;
     let created = Instant::now();
     let config = format!("{b_url}/api/public/agents/{agent}");
     let reply = client.send("GET", &config, &[bearer(&fresh.key)?], Bytes::new()).await?;
@@ -160,7 +246,7 @@ pub async fn prove(admin: &AdminApi, b_url: &str) -> Result<Proof, String> {
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
-    Ok(Proof { requests, admitted, limited, other, burst_elapsed, created_to_served, deleted_to_refused })
+    Ok(Proof { burst, created_to_served, deleted_to_refused, control: None })
 }
 
 fn bearer(key: &str) -> Result<(HeaderName, HeaderValue), String> {

@@ -14,6 +14,7 @@
 //! front of it: without a cache every request costs two queries.
 
 pub mod listener;
+#[cfg(feature = "testing")]
 pub mod testing;
 mod usage;
 

@@ -38,6 +38,7 @@
 //!   clocks disagree still share one timeline ([`TimeSource`]); tests that
 //!   hold a manual clock use the caller's.
 
+#[cfg(feature = "testing")]
 pub mod testing;
 
 /// docs/deployment.md, so that its wiring example is compiled.
@@ -47,7 +48,8 @@ pub struct DeploymentGuide;
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use agx_auth::{
@@ -139,7 +141,12 @@ impl std::error::Error for RedisLimiterError {}
 
 /// The keyed GCRA limiter, in Redis.
 pub struct RedisLimiter {
-    connection: ConnectionManager,
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    /// Replaced whole after a call timed out: see [`RedisLimiter::replace_connection`].
+    connection: RwLock<ConnectionManager>,
+    /// A call timed out, so the connection may be dead without knowing it.
+    suspect: AtomicBool,
     digest: String,
     settings: RedisSettings,
     slack_ms: u64,
@@ -174,7 +181,7 @@ impl RedisLimiter {
             .set_number_of_retries(1)
             .set_max_delay(settings.retry_interval);
         let start = async {
-            let mut connection = ConnectionManager::new_with_config(client, config).await?;
+            let mut connection = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
             let digest: String = redis::cmd("SCRIPT").arg("LOAD").arg(SCRIPT).query_async(&mut connection).await?;
             Ok::<_, RedisError>((connection, digest))
         };
@@ -184,7 +191,17 @@ impl RedisLimiter {
             .map_err(|e| unreachable(e.to_string()))?;
         let slack_ms = u64::try_from(settings.expiry_slack.as_millis()).unwrap_or(u64::MAX);
         let breaker = Breaker::new(settings.retry_interval);
-        Ok(RedisLimiter { connection, digest, settings, slack_ms, local: GcraLimiter::new(), breaker })
+        Ok(RedisLimiter {
+            client,
+            config,
+            connection: RwLock::new(connection),
+            suspect: AtomicBool::new(false),
+            digest,
+            settings,
+            slack_ms,
+            local: GcraLimiter::new(),
+            breaker,
+        })
     }
 
     /// Whether Redis answered the last call (readiness probes use this,
@@ -202,14 +219,49 @@ impl RedisLimiter {
         &self.settings
     }
 
-    /// One `PING` within the call timeout.
+    /// The shared connection (a handle: cloning it is cheap).
+    fn connection(&self) -> ConnectionManager {
+        self.connection.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A connection whose call timed out may be dead without knowing it: a
+    /// Redis host that vanished (failover to a new address, a partition)
+    /// never closes the socket, and the connection manager reconnects only
+    /// after errors that say the connection dropped, which a timeout does
+    /// not. So the probe after a timeout opens a new connection first.
+    async fn replace_connection(&self) -> Result<(), Failure> {
+        let fresh = ConnectionManager::new_with_config(self.client.clone(), self.config.clone());
+        match tokio::time::timeout(self.settings.call_timeout, fresh).await {
+            Ok(Ok(connection)) => {
+                *self.connection.write().unwrap_or_else(|e| e.into_inner()) = connection;
+                self.suspect.store(false, Ordering::Release);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(Failure::transport(format!("Redis: {e}"))),
+            Err(_) => Err(Failure::transport("Redis did not accept a new connection in time".into())),
+        }
+    }
+
+    /// One `PING` within the call timeout, on a new connection if the
+    /// current one timed out (so that a readiness probe heals too).
     pub async fn ping(&self) -> Result<(), LimitError> {
-        let mut connection = self.connection.clone();
+        if self.suspect.load(Ordering::Acquire) {
+            self.replace_connection().await.map_err(|f| f.error)?;
+        }
+        let mut connection = self.connection();
         let ping = redis::cmd("PING");
         match tokio::time::timeout(self.settings.call_timeout, ping.query_async::<String>(&mut connection)).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(LimitError(format!("Redis: {e}").into())),
-            Err(_) => Err(LimitError("Redis did not answer in time".into())),
+            Ok(Err(e)) => {
+                if e.is_timeout() {
+                    self.suspect.store(true, Ordering::Release);
+                }
+                Err(LimitError(format!("Redis: {e}").into()))
+            }
+            Err(_) => {
+                self.suspect.store(true, Ordering::Release);
+                Err(LimitError("Redis did not answer in time".into()))
+            }
         }
     }
 
@@ -237,7 +289,7 @@ impl RedisLimiter {
                 .arg(self.slack_ms);
             cmd
         };
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let call = async {
             match invoke("EVALSHA", &self.digest).query_async::<(i64, String, String)>(&mut connection).await {
                 Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
@@ -248,10 +300,19 @@ impl RedisLimiter {
         };
         let (admitted, tat, now) = match tokio::time::timeout(self.settings.call_timeout, call).await {
             Ok(Ok(reply)) => reply,
-            Ok(Err(e)) => return Err(LimitError(format!("Redis: {e}").into())),
-            Err(_) => return Err(LimitError("Redis did not answer in time".into())),
+            Ok(Err(e)) => {
+                // The connection manager's own response timeout, as an I/O error.
+                if e.is_timeout() {
+                    self.suspect.store(true, Ordering::Release);
+                }
+                return Err(Failure::from_redis(&e));
+            }
+            Err(_) => {
+                self.suspect.store(true, Ordering::Release);
+                return Err(Failure::transport("Redis did not answer in time".into()));
+            }
         };
-        let number = |s: &str| s.parse::<u64>().map_err(|_| LimitError("Redis returned a malformed time".into()));
+        let number = |s: &str| s.parse::<u64>().map_err(|_| Failure::cell("Redis returned a malformed time".into()));
         Ok((admitted == 1, number(&tat)?, number(&now)?))
     }
 
@@ -264,18 +325,24 @@ impl RedisLimiter {
         }
     }
 
-    fn record_failure(&self, error: &LimitError) {
-        if self.breaker.trip() {
+    fn record_failure(&self, failure: &Failure, pass: Pass) {
+        if !failure.transport {
+            // A reply about one cell (say a cell someone overwrote with
+            // junk): this call fails, the others go on.
+            tracing::warn!(error = %failure.error, "the Redis rate limiter could not use a cell");
+            return;
+        }
+        if self.breaker.trip(pass) {
             let then = match self.settings.on_outage {
                 OnOutage::FailClosed => "refusing rate-limited requests (503) until it answers",
                 OnOutage::FailOpenLocal => "limiting each instance on its own until it answers",
             };
-            tracing::warn!(%error, "the Redis rate limiter cannot reach Redis; {then}");
+            tracing::warn!(error = %failure.error, "the Redis rate limiter cannot reach Redis; {then}");
         }
     }
 
-    fn record_success(&self) {
-        if let Some(outage) = self.breaker.close() {
+    fn record_success(&self, pass: Pass) {
+        if let Some(outage) = self.breaker.close(pass) {
             tracing::info!(after = ?outage, "the Redis rate limiter reaches Redis again; one global limit applies");
         }
     }
@@ -285,28 +352,65 @@ impl RedisLimiter {
         &'a self,
         (key, class, quota, now): (KeyId, EndpointClass, Quota, Timestamp),
         spend: bool,
-        from_reply: impl FnOnce(bool, u64, u64) -> Result<T, LimitError> + Send + 'a,
+        from_reply: impl FnOnce(bool, u64, u64) -> Result<T, Failure> + Send + 'a,
         local: impl FnOnce(&GcraLimiter) -> T + Send + 'a,
     ) -> Lookup<'a, Result<T, LimitError>> {
-        if self.breaker.skip() {
+        let Some(pass) = self.breaker.pass() else {
             return Lookup::ready(self.fallback(LimitError("Redis is unreachable".into()), local));
-        }
+        };
         Lookup::pending(async move {
-            match self.run(key, class, quota, now, spend).await {
-                Ok((admitted, tat, now)) => {
-                    self.record_success();
-                    from_reply(admitted, tat, now)
+            let outcome = async {
+                if pass == Pass::Probe && self.suspect.load(Ordering::Acquire) {
+                    self.replace_connection().await?;
                 }
-                Err(error) => {
-                    self.record_failure(&error);
-                    self.fallback(error, local)
+                let (admitted, tat, now) = self.run(key, class, quota, now, spend).await?;
+                from_reply(admitted, tat, now)
+            };
+            match outcome.await {
+                Ok(answer) => {
+                    self.record_success(pass);
+                    Ok(answer)
+                }
+                Err(failure) => {
+                    self.record_failure(&failure, pass);
+                    self.fallback(failure.error, local)
                 }
             }
         })
     }
 }
 
-type Reply = Result<(bool, u64, u64), LimitError>;
+/// Why a call got no decision from Redis, and whether that says Redis is
+/// out of reach (the breaker opens) or only that one cell is unusable.
+struct Failure {
+    error: LimitError,
+    transport: bool,
+}
+
+impl Failure {
+    fn transport(why: String) -> Self {
+        Failure { error: LimitError(why.into()), transport: true }
+    }
+
+    fn cell(why: Cow<'static, str>) -> Self {
+        Failure { error: LimitError(why), transport: false }
+    }
+
+    /// Errors the server returned about the command itself (a script error
+    /// on a junk cell, `WRONGTYPE`) concern one cell; everything else (I/O,
+    /// timeouts, a loading, read-only or unauthenticated server) means
+    /// Redis cannot serve anyone.
+    fn from_redis(e: &RedisError) -> Self {
+        let about_the_cell = matches!(
+            e.kind(),
+            ErrorKind::Server(ServerErrorKind::ResponseError | ServerErrorKind::ExecAbort) | ErrorKind::Extension
+        ) || e.code() == Some("WRONGTYPE");
+        let error = format!("Redis: {e}");
+        if about_the_cell { Failure::cell(error.into()) } else { Failure::transport(error) }
+    }
+}
+
+type Reply = Result<(bool, u64, u64), Failure>;
 
 impl RateLimiter for RedisLimiter {
     fn check(
@@ -321,7 +425,7 @@ impl RateLimiter for RedisLimiter {
             if matches!(decision, RateDecision::Admit(_)) == admitted {
                 Ok(decision)
             } else {
-                Err(LimitError(Cow::Borrowed("the Redis script and the core disagree on a decision")))
+                Err(Failure::cell(Cow::Borrowed("the Redis script and the core disagree on a decision")))
             }
         };
         self.call((key, class, quota, now), true, from_reply, move |local| local.check_at(key, class, quota, now))
@@ -339,8 +443,22 @@ impl RateLimiter for RedisLimiter {
     }
 }
 
+/// How a call may reach Redis: as a plain call while the breaker is closed
+/// (remembering which outage count it saw), or as the one probe of an open
+/// breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    Closed { outages: u64 },
+    Probe,
+}
+
 /// The outage state: closed while Redis answers; open (calls skip Redis)
 /// after a failure, until `retry_interval` has passed and one call probes.
+///
+/// Only the probe closes an open breaker, and only a call that began in the
+/// current state opens a closed one: a call that was in flight when an
+/// outage began, and is answered late, neither ends that outage nor, failing
+/// late, begins a second one.
 struct Breaker {
     origin: Instant,
     retry_interval_ns: u64,
@@ -364,43 +482,70 @@ impl Breaker {
     }
 
     fn elapsed(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1)
     }
 
     fn is_open(&self) -> bool {
         self.probe_at.load(Ordering::Acquire) != 0
     }
 
-    /// Whether this call must not wait on Redis. Once the retry interval has
-    /// passed, exactly one caller wins the right to probe; the others keep
-    /// skipping until the probe reports.
-    fn skip(&self) -> bool {
+    /// How this call may reach Redis, or `None` when it must not wait on
+    /// Redis. Once the retry interval has passed, exactly one caller wins
+    /// the probe; the others keep skipping until the probe reports (or, if
+    /// it never does, until the next interval's probe).
+    fn pass(&self) -> Option<Pass> {
+        let outages = self.outages.load(Ordering::Acquire);
         let probe_at = self.probe_at.load(Ordering::Acquire);
         if probe_at == 0 {
-            return false;
+            return Some(Pass::Closed { outages });
         }
         let now = self.elapsed();
         if now < probe_at {
-            return true;
+            return None;
         }
         let next = now.saturating_add(self.retry_interval_ns);
-        self.probe_at.compare_exchange(probe_at, next, Ordering::AcqRel, Ordering::Acquire).is_err()
+        self.probe_at
+            .compare_exchange(probe_at, next, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+            .then_some(Pass::Probe)
     }
 
-    /// Opens the breaker; true when this begins an outage.
-    fn trip(&self) -> bool {
+    /// Opens the breaker after a failure; true when this begins an outage.
+    fn trip(&self, pass: Pass) -> bool {
         let now = self.elapsed();
-        let began = self.probe_at.swap(now.saturating_add(self.retry_interval_ns), Ordering::AcqRel) == 0;
-        if began {
-            self.since.store(now, Ordering::Release);
-            self.outages.fetch_add(1, Ordering::Relaxed);
+        match pass {
+            // The probe failed: wait another interval.
+            Pass::Probe => {
+                self.probe_at.store(now.saturating_add(self.retry_interval_ns), Ordering::Release);
+                false
+            }
+            Pass::Closed { outages } => {
+                if self.outages.load(Ordering::Acquire) != outages {
+                    // An outage began (and perhaps ended) since this call
+                    // started: its failure is old news.
+                    return false;
+                }
+                let began = self
+                    .probe_at
+                    .compare_exchange(
+                        0,
+                        now.saturating_add(self.retry_interval_ns),
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    )
+                    .is_ok();
+                if began {
+                    self.since.store(now, Ordering::Release);
+                    self.outages.fetch_add(1, Ordering::AcqRel);
+                }
+                began
+            }
         }
-        began
     }
 
-    /// Closes the breaker; the outage's length when one just ended.
-    fn close(&self) -> Option<Duration> {
-        if self.probe_at.load(Ordering::Acquire) == 0 {
+    /// Closes the breaker when the probe succeeded; the outage's length.
+    fn close(&self, pass: Pass) -> Option<Duration> {
+        if pass != Pass::Probe {
             return None;
         }
         (self.probe_at.swap(0, Ordering::AcqRel) != 0)
@@ -415,16 +560,50 @@ mod tests {
     #[test]
     fn the_breaker_lets_one_probe_through_per_interval() {
         let breaker = Breaker::new(Duration::from_millis(30));
-        assert!(!breaker.skip(), "closed: every call goes to Redis");
-        assert!(breaker.trip(), "the first failure begins an outage");
-        assert!(!breaker.trip(), "a second failure does not begin another");
-        assert!(breaker.skip() && breaker.skip(), "open: calls skip Redis");
+        let first = breaker.pass().expect("closed: every call goes to Redis");
+        let second = breaker.pass().unwrap();
+        assert!(breaker.trip(first), "the first failure begins an outage");
+        assert!(!breaker.trip(second), "a second failure does not begin another");
+        assert!(breaker.pass().is_none() && breaker.pass().is_none(), "open: calls skip Redis");
         std::thread::sleep(Duration::from_millis(40));
-        let probes = (0..10).filter(|_| !breaker.skip()).count();
-        assert_eq!(probes, 1, "after the interval exactly one call probes");
-        assert!(breaker.close().is_some(), "a successful probe ends the outage");
-        assert!(breaker.close().is_none());
-        assert!(!breaker.skip());
+        let passes: Vec<_> = (0..10).filter_map(|_| breaker.pass()).collect();
+        assert_eq!(passes, [Pass::Probe], "after the interval exactly one call probes");
+        assert!(breaker.close(Pass::Probe).is_some(), "a successful probe ends the outage");
+        assert!(breaker.close(Pass::Probe).is_none());
+        assert!(matches!(breaker.pass(), Some(Pass::Closed { .. })));
+        assert_eq!(breaker.outages.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn late_answers_neither_end_nor_begin_an_outage() {
+        let breaker = Breaker::new(Duration::from_millis(30));
+        let (early, late) = (breaker.pass().unwrap(), breaker.pass().unwrap());
+        assert!(breaker.trip(early));
+        // A call that started before the outage is answered now: Redis was
+        // reachable once, which says nothing about now.
+        assert!(breaker.close(late).is_none());
+        assert!(breaker.is_open());
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(breaker.pass(), Some(Pass::Probe));
+        assert!(breaker.close(Pass::Probe).is_some());
+        // Another call from before the outage fails only now: not a second outage.
+        assert!(!breaker.trip(late));
+        assert!(!breaker.is_open());
+        assert_eq!(breaker.outages.load(Ordering::Relaxed), 1);
+        // A call made after the recovery that fails begins the next one.
+        let fresh = breaker.pass().unwrap();
+        assert!(breaker.trip(fresh));
+        assert_eq!(breaker.outages.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_failed_probe_waits_another_interval() {
+        let breaker = Breaker::new(Duration::from_millis(30));
+        assert!(breaker.trip(breaker.pass().unwrap()));
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(breaker.pass(), Some(Pass::Probe));
+        assert!(!breaker.trip(Pass::Probe), "still the same outage");
+        assert!(breaker.pass().is_none(), "the next probe waits for the interval");
         assert_eq!(breaker.outages.load(Ordering::Relaxed), 1);
     }
 }

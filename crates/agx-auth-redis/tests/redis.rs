@@ -230,6 +230,24 @@ async fn fail_open_local_limits_in_process_while_redis_is_down_and_recovers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_answers_again_is_replaced() {
+    let Some((limiter, proxy)) = behind_proxy("stranded", OnOutage::FailClosed).await else { return };
+    let (key, q) = (fresh_key(), quota(60));
+    assert!(limiter.check(key, CHAT, q, Timestamp(now())).await.is_ok());
+    // The connection goes silent for good (no close, no reset), while new
+    // connections reach Redis: a failover to a new address, in effect.
+    proxy.strand().await;
+    let started = Instant::now();
+    assert!(limiter.check(key, CHAT, q, Timestamp(now())).await.is_err(), "a silent connection is a failure");
+    assert!(started.elapsed() < Duration::from_millis(600), "the call waited {:?}", started.elapsed());
+    assert!(limiter.in_outage());
+    let recovered = until_redis_answers(&limiter, key).await;
+    println!("stranded connection: replaced, limits global again {recovered:?} after the first failure");
+    assert!(recovered < Duration::from_secs(2), "one probe interval (200 ms) should do, took {recovered:?}");
+    assert_eq!(limiter.outages(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_the_authenticator_an_outage_is_a_503_with_retry_after() {
     let Some((limiter, proxy)) = behind_proxy("authenticator_503", OnOutage::FailClosed).await else { return };
     let store = Arc::new(MemoryStore::new());

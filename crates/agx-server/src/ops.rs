@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,9 @@ pub struct Metrics {
     buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_ns: AtomicU64,
+    /// Whether the last readiness probe found the store down, so that a
+    /// probe every few seconds logs an outage once, not once per probe.
+    store_down: AtomicBool,
 }
 
 impl VerdictObserver for Metrics {
@@ -119,28 +122,41 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         None => "in-process rate limits",
         Some(limiter) => match (limiter.ping().await, limiter.settings().on_outage) {
             (Ok(()), _) => "redis rate limits",
+            // The limiter itself warns once per outage; a probe every few
+            // seconds must not repeat it.
             (Err(why), OnOutage::FailOpenLocal) => {
-                tracing::warn!(%why, "Redis does not answer; rate limits are per instance");
+                tracing::debug!(%why, "Redis does not answer; rate limits are per instance");
                 "per-instance rate limits: Redis does not answer"
             }
             (Err(why), OnOutage::FailClosed) => {
-                tracing::warn!(%why, "not ready");
+                tracing::debug!(%why, "not ready: Redis does not answer");
                 return (StatusCode::SERVICE_UNAVAILABLE, "not ready: the rate limiter does not answer\n")
                     .into_response();
             }
         },
     };
+    let was_down = state.metrics.store_down.swap(!matches!(probe, Ok(Ok(()))), Ordering::Relaxed);
     match probe {
         Ok(Ok(())) => {
+            if was_down {
+                tracing::info!("ready: the store answers again");
+            }
             let kind = state.backend.kind;
             (StatusCode::OK, format!("ready ({kind} store, {limits}, {:?})\n", started.elapsed())).into_response()
         }
         Ok(Err(why)) => {
             // The detail (which may name the database) goes to the log, not to the caller.
-            tracing::warn!(%why, "not ready");
+            if !was_down {
+                tracing::warn!(%why, "not ready: the store does not answer");
+            }
             (StatusCode::SERVICE_UNAVAILABLE, "not ready: the store does not answer\n").into_response()
         }
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: the store did not answer within 2 s\n").into_response(),
+        Err(_) => {
+            if !was_down {
+                tracing::warn!("not ready: the store did not answer within 2 s");
+            }
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready: the store did not answer within 2 s\n").into_response()
+        }
     }
 }
 

@@ -48,8 +48,14 @@ pub struct Proxy {
     pub port: u16,
     up: Arc<AtomicBool>,
     stalled: Arc<AtomicBool>,
-    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    links: Arc<Mutex<Vec<Link>>>,
     accept: JoinHandle<()>,
+}
+
+/// One proxied connection, and whether it alone is stranded.
+struct Link {
+    task: JoinHandle<()>,
+    stranded: Arc<AtomicBool>,
 }
 
 impl Proxy {
@@ -62,24 +68,27 @@ impl Proxy {
         let port = listener.local_addr().expect("the proxy's port").port();
         let up = Arc::new(AtomicBool::new(true));
         let stalled = Arc::new(AtomicBool::new(false));
-        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let links: Arc<Mutex<Vec<Link>>> = Arc::default();
         let (up2, stalled2, links2) = (up.clone(), stalled.clone(), links.clone());
         let accept = tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
                 if !up2.load(Ordering::SeqCst) {
                     continue; // dropped at once: a refused connection, in effect
                 }
-                let (upstream, stalled) = (upstream.clone(), stalled2.clone());
-                links2.lock().await.push(tokio::spawn(async move {
+                let stranded = Arc::new(AtomicBool::new(false));
+                let held = [stalled2.clone(), stranded.clone()];
+                let upstream = upstream.clone();
+                let task = tokio::spawn(async move {
                     if let Ok(outbound) = TcpStream::connect(upstream).await {
                         let (from_client, to_client) = inbound.into_split();
                         let (from_server, to_server) = outbound.into_split();
                         tokio::select! {
-                            () = pump(from_client, to_server, &stalled) => {}
-                            () = pump(from_server, to_client, &stalled) => {}
+                            () = pump(from_client, to_server, &held) => {}
+                            () = pump(from_server, to_client, &held) => {}
                         }
                     }
-                }));
+                });
+                links2.lock().await.push(Link { task, stranded });
             }
         });
         Proxy { port, up, stalled, links, accept }
@@ -94,7 +103,7 @@ impl Proxy {
     pub async fn cut(&self) {
         self.up.store(false, Ordering::SeqCst);
         for link in self.links.lock().await.drain(..) {
-            link.abort();
+            link.task.abort();
         }
     }
 
@@ -113,17 +122,26 @@ impl Proxy {
     pub fn resume(&self) {
         self.stalled.store(false, Ordering::SeqCst);
     }
+
+    /// Holds every byte of the links open now, forever, without closing
+    /// them; new links work. The service is back (at a new address, after a
+    /// failover, say) but the old connections will never hear from it.
+    pub async fn strand(&self) {
+        for link in self.links.lock().await.iter() {
+            link.stranded.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
-/// Copies one direction, holding the bytes while the proxy is stalled.
-async fn pump(mut from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin, stalled: &AtomicBool) {
+/// Copies one direction, holding the bytes while any of `held` is set.
+async fn pump(mut from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin, held: &[Arc<AtomicBool>]) {
     let mut buffer = vec![0u8; 16 * 1024];
     loop {
         let n = match from.read(&mut buffer).await {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        while stalled.load(Ordering::SeqCst) {
+        while held.iter().any(|flag| flag.load(Ordering::SeqCst)) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         if to.write_all(&buffer[..n]).await.is_err() {
