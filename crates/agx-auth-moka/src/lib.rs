@@ -218,6 +218,10 @@ impl<S: DirectoryAdmin> DirectoryAdmin for CachedStore<S> {
         self.inner.put_org(id, name).await
     }
 
+    async fn org(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.inner.org(id).await
+    }
+
     async fn put_agent(&self, agent: AgentRecord) -> Result<(), StoreError> {
         let id = agent.id.clone();
         self.inner.put_agent(agent).await?;

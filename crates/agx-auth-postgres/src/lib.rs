@@ -383,30 +383,61 @@ impl DirectoryAdmin for PgStore {
         Ok(())
     }
 
+    async fn org(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let client = self.client().await?;
+        let row = client.query_opt("SELECT name FROM organizations WHERE id = $1", &[&id]).await.map_err(db)?;
+        row.map(|r| r.try_get(0).map_err(corrupt)).transpose()
+    }
+
     async fn put_agent(&self, a: AgentRecord) -> Result<(), StoreError> {
         let client = self.client().await?;
-        client
+        // The update applies only within the agent's own org; no row means
+        // the id is another org's.
+        let written = client
             .execute(
                 "INSERT INTO agents (id, org_id, name, allowed_domains, active, public) VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (id) DO UPDATE SET org_id = EXCLUDED.org_id, name = EXCLUDED.name, \
-                 allowed_domains = EXCLUDED.allowed_domains, active = EXCLUDED.active, public = EXCLUDED.public",
+                 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, \
+                 allowed_domains = EXCLUDED.allowed_domains, active = EXCLUDED.active, public = EXCLUDED.public \
+                 WHERE agents.org_id = EXCLUDED.org_id",
                 &[&a.id, &a.org, &a.name, &a.allowed_domains, &a.active, &a.public],
             )
             .await
             .map_err(db)?;
+        if written == 0 {
+            return Err(StoreError::of_another_org("agent"));
+        }
         Ok(())
     }
 
     async fn put_team(&self, t: TeamRecord) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
-        tx.execute(
-            "INSERT INTO teams (id, org_id, name) VALUES ($1, $2, $3) \
-             ON CONFLICT (id) DO UPDATE SET org_id = EXCLUDED.org_id, name = EXCLUDED.name",
-            &[&t.id, &t.org, &t.name],
-        )
-        .await
-        .map_err(db)?;
+        if tx.query_opt("SELECT 1 FROM organizations WHERE id = $1", &[&t.org]).await.map_err(db)?.is_none() {
+            return Err(StoreError::NotFound("organization".into()));
+        }
+        let outside = tx
+            .query_opt(
+                "SELECT a FROM UNNEST($1::text[]) AS a \
+                 WHERE NOT EXISTS (SELECT 1 FROM agents WHERE id = a AND org_id = $2) LIMIT 1",
+                &[&t.agent_ids, &t.org],
+            )
+            .await
+            .map_err(db)?;
+        if let Some(row) = outside {
+            let missing: String = row.try_get(0).map_err(corrupt)?;
+            return Err(StoreError::NotFound(format!("agent {missing} in this organization").into()));
+        }
+        let written = tx
+            .execute(
+                "INSERT INTO teams (id, org_id, name) VALUES ($1, $2, $3) \
+                 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name WHERE teams.org_id = EXCLUDED.org_id",
+                &[&t.id, &t.org, &t.name],
+            )
+            .await
+            .map_err(db)?;
+        if written == 0 {
+            return Err(StoreError::of_another_org("team"));
+        }
         tx.execute("DELETE FROM team_agents WHERE team_id = $1", &[&t.id]).await.map_err(db)?;
         tx.execute(
             "INSERT INTO team_agents (team_id, agent_id, position) \

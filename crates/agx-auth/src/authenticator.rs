@@ -555,6 +555,11 @@ impl Authenticator {
         grace: Duration,
     ) -> Result<Option<(ApiKey, Arc<KeyRecord>)>, StoreError> {
         let Some(old) = self.store.get(org, id).await? else { return Ok(None) };
+        // Rolling is for a key in use; an expired one is replaced by a new
+        // key, deliberately, not revived by a roll.
+        if old.is_expired(self.clock.now()) {
+            return Err(StoreError::Conflict("an expired key cannot be rolled; create a new key".into()));
+        }
         let spec = KeySpec {
             org: old.org.clone(),
             name: old.name.clone(),

@@ -159,6 +159,11 @@ async fn create_team(
     JsonBody(body): JsonBody<NewTeam>,
 ) -> Result<Response, ApiError> {
     require_name(&body.name)?;
+    if let Some(id) = &body.id
+        && !valid_id(id)
+    {
+        return Err(ApiError::invalid("A team id is 1 to 64 letters, digits, '-' or '_'"));
+    }
     let team = TeamRecord {
         id: match body.id {
             Some(id) => id,
@@ -232,6 +237,10 @@ async fn create_key(
 }
 
 async fn list_keys(State(state): State<Arc<AppState>>, Path(org): Path<String>) -> Result<Response, ApiError> {
+    // An empty list would say the org exists and has no keys.
+    if state.backend.admin.org(&org).await.map_err(store_error)?.is_none() {
+        return Err(store_error(StoreError::NotFound("organization".into())));
+    }
     let keys = state.backend.keys.list(&org).await.map_err(store_error)?;
     let ids: Vec<KeyId> = keys.iter().map(|r| r.id).collect();
     let last_used = state.backend.last_used(&org, &ids).await.map_err(store_error)?;

@@ -25,7 +25,8 @@ pub struct Backend {
     /// The memory store's usage: what the counter drained, kept for reports.
     ledger: Mutex<Ledger>,
     cache: Option<Arc<CachedStore<PgStore>>>,
-    flusher: Option<UsageFlusher>,
+    /// Taken at shutdown, by whoever holds the backend then.
+    flusher: Mutex<Option<UsageFlusher>>,
     _listener: Option<ListenerHandle>,
 }
 
@@ -41,7 +42,7 @@ impl Backend {
             ledger: Mutex::default(),
             pg: None,
             cache: None,
-            flusher: None,
+            flusher: Mutex::default(),
             _listener: None,
         }
     }
@@ -55,7 +56,7 @@ impl Backend {
             directory: cached.clone(),
             // Through the cache, so that this instance sees its own writes at once.
             admin: cached.clone(),
-            flusher: Some(UsageFlusher::spawn(PgStore::clone(&pg), usage.clone(), Duration::from_secs(5))),
+            flusher: Mutex::new(Some(UsageFlusher::spawn(PgStore::clone(&pg), usage.clone(), Duration::from_secs(5)))),
             _listener: Some(listener::spawn(url.to_owned(), cached.clone())),
             usage,
             kind: "postgres",
@@ -112,10 +113,16 @@ impl Backend {
         }
     }
 
-    /// Flushes the usage counts that are still in memory.
-    pub async fn shutdown(mut self) {
-        if let Some(flusher) = self.flusher.take() {
-            flusher.shutdown().await;
+    /// Flushes the usage counts that are still in memory, waiting at most
+    /// `limit` for the database: a shutdown must end even when PostgreSQL
+    /// does not answer. `&self`, so that no other holder of the state (a
+    /// connection that outlived the graceful shutdown) can prevent it.
+    pub async fn shutdown(&self, limit: Duration) {
+        let flusher = self.flusher.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(flusher) = flusher
+            && tokio::time::timeout(limit, flusher.shutdown()).await.is_err()
+        {
+            tracing::warn!(?limit, "usage not flushed: the database did not answer in time");
         }
     }
 }

@@ -2,8 +2,9 @@
 //! `{"error":{"code":…,"message":…}}`. No internal detail reaches a body.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
@@ -56,6 +57,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "The body is too large"))
             }
             Err(_) => Err(ApiError::new(StatusCode::BAD_REQUEST, "INVALID_JSON", "The body is not valid JSON")),
+        }
+    }
+}
+
+/// `Query<T>` whose rejection is the API's 400 `INVALID_REQUEST_DATA` in the
+/// JSON envelope, not axum's plain-text one (`?limit=abc`, `?offset=-1`).
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(QueryParams(value)),
+            Err(e) => Err(ApiError::invalid(e.body_text())),
         }
     }
 }

@@ -12,7 +12,7 @@ mod public;
 mod state;
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use agx_auth::{AgentRecord, Authenticator, KeyHasher, KeyId, KeyMode, KeySpec, Scope, TeamRecord};
 use agx_auth_redis::{OnOutage, RedisLimiter, RedisSettings};
@@ -23,6 +23,9 @@ use agx_auth::rfc3339 as time;
 
 use crate::backend::Backend;
 use crate::state::AppState;
+
+/// How long a stopping server waits to flush usage counts to PostgreSQL.
+const SHUTDOWN_FLUSH_LIMIT: Duration = Duration::from_secs(10);
 
 #[derive(Parser)]
 #[command(name = "agx-server", version, about = "The Agentix Public API behind agx-auth")]
@@ -220,10 +223,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .merge(ops::router(state.clone()));
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.map_err(|e| e.to_string())?;
     tracing::info!("shutting down: flushing usage");
-    match Arc::try_unwrap(state) {
-        Ok(state) => state.backend.shutdown().await,
-        Err(_) => tracing::warn!("state still shared at shutdown; usage not flushed"),
-    }
+    state.backend.shutdown(SHUTDOWN_FLUSH_LIMIT).await;
     Ok(())
 }
 
@@ -319,6 +319,6 @@ async fn keys(command: KeysCommand, database_url: Option<String>, pepper: Option
             );
         }
     }
-    backend.shutdown().await;
+    backend.shutdown(SHUTDOWN_FLUSH_LIMIT).await;
     Ok(())
 }

@@ -21,7 +21,7 @@ fn op(summary: &str, security: &str, ok: (&str, &str)) -> Value {
 }
 
 pub fn document() -> Value {
-    let summaries: [(&str, &str, &str, (&str, &str)); 13] = [
+    let summaries: [(&str, &str, &str, (&str, &str)); 14] = [
         (
             "/api/public/agents/{agentId}/chat",
             "post",
@@ -60,6 +60,12 @@ pub fn document() -> Value {
             "Roll a key: a new key now, the old one after a grace period",
             ("201", "The new key"),
         ),
+        (
+            "/api/admin/orgs/{orgId}/keys/{keyId}/usage",
+            "get",
+            "A key's usage: requests per day and endpoint class, and its last use",
+            ("200", "The usage"),
+        ),
     ];
     let mut paths = serde_json::Map::new();
     for (path, method, summary, ok) in summaries {
@@ -91,7 +97,7 @@ mod tests {
     use super::*;
 
     /// Every path the server routes, with its methods.
-    const PATHS: [(&str, &[&str]); 11] = [
+    const PATHS: [(&str, &[&str]); 12] = [
         ("/api/public/agents/{agentId}/chat", &["post"]),
         ("/api/public/teams/{teamId}/chat", &["post"]),
         ("/api/public/agents/{agentId}", &["get"]),
@@ -103,6 +109,7 @@ mod tests {
         ("/api/admin/orgs/{orgId}/keys", &["post", "get"]),
         ("/api/admin/orgs/{orgId}/keys/{keyId}", &["delete"]),
         ("/api/admin/orgs/{orgId}/keys/{keyId}/roll", &["post"]),
+        ("/api/admin/orgs/{orgId}/keys/{keyId}/usage", &["get"]),
     ];
 
     #[test]

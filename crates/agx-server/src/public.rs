@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use agx_auth::{AgentRecord, Principal};
 use agx_auth_axum::{AuthLayer, Authenticated};
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::conversations::{Conversation, Conversations, Message, Turn};
-use crate::errors::{ApiError, JsonBody};
+use crate::errors::{ApiError, JsonBody, QueryParams};
 use crate::state::AppState;
 use agx_auth::rfc3339 as time;
 
@@ -208,7 +208,9 @@ async fn team_chat(
 ) -> Result<Response, ApiError> {
     req.validate()?;
     let record = api.state.backend.directory.team(&team).await.ok().flatten().ok_or_else(ApiError::unavailable)?;
-    chat(&api, team, record.name.clone(), req).await
+    // Agents and teams are separate namespaces: a team named like an agent
+    // must not write into that agent's conversations. Ids never hold ':'.
+    chat(&api, format!("team:{team}"), record.name.clone(), req).await
 }
 
 fn config_json(agent: &AgentRecord, principal: &Principal, rate_limit: u32) -> Value {
@@ -284,7 +286,7 @@ fn not_found() -> ApiError {
 async fn conversation(
     State(api): State<Arc<Api>>,
     Path((agent, session)): Path<(String, String)>,
-    Query(page): Query<Page>,
+    QueryParams(page): QueryParams<Page>,
     Authenticated(_): Authenticated,
 ) -> Result<Response, ApiError> {
     let limit = page.limit.unwrap_or(50);

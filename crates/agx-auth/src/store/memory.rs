@@ -174,27 +174,38 @@ impl DirectoryAdmin for MemoryStore {
         Ok(())
     }
 
+    async fn org(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.check()?;
+        Ok(self.org_name(id))
+    }
+
     async fn put_agent(&self, agent: AgentRecord) -> Result<(), StoreError> {
         self.check()?;
-        if self.org_name(&agent.org).is_none() {
+        let mut inner = self.write();
+        if !inner.orgs.contains_key(&agent.org) {
             return Err(StoreError::NotFound("organization".into()));
         }
-        self.insert_agent(agent);
+        if inner.agents.get(&agent.id).is_some_and(|a| a.org != agent.org) {
+            return Err(StoreError::of_another_org("agent"));
+        }
+        inner.agents.insert(agent.id.clone(), Arc::new(agent));
         Ok(())
     }
 
     async fn put_team(&self, team: TeamRecord) -> Result<(), StoreError> {
         self.check()?;
-        {
-            let inner = self.read();
-            if !inner.orgs.contains_key(&team.org) {
-                return Err(StoreError::NotFound("organization".into()));
-            }
-            if let Some(missing) = team.agent_ids.iter().find(|a| !inner.agents.contains_key(a.as_str())) {
-                return Err(StoreError::NotFound(format!("agent {missing}").into()));
-            }
+        let mut inner = self.write();
+        if !inner.orgs.contains_key(&team.org) {
+            return Err(StoreError::NotFound("organization".into()));
         }
-        self.insert_team(team);
+        if inner.teams.get(&team.id).is_some_and(|t| t.org != team.org) {
+            return Err(StoreError::of_another_org("team"));
+        }
+        let outside = |a: &&String| inner.agents.get(a.as_str()).is_none_or(|agent| agent.org != team.org);
+        if let Some(missing) = team.agent_ids.iter().find(outside) {
+            return Err(StoreError::NotFound(format!("agent {missing} in this organization").into()));
+        }
+        inner.teams.insert(team.id.clone(), Arc::new(team));
         Ok(())
     }
 }

@@ -157,6 +157,14 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+impl StoreError {
+    /// A write named an agent or team id that another organization owns
+    /// (the [`DirectoryAdmin`] rule), in the same words from every store.
+    pub fn of_another_org(kind: &'static str) -> Self {
+        StoreError::Conflict(format!("the {kind} id belongs to another organization").into())
+    }
+}
+
 /// Keys by hash, and their lifecycle.
 #[async_trait]
 pub trait KeyStore: Send + Sync + 'static {
@@ -188,9 +196,17 @@ pub trait KeyStore: Send + Sync + 'static {
 pub trait DirectoryAdmin: Send + Sync + 'static {
     /// Creates or renames an organization.
     async fn put_org(&self, id: &str, name: &str) -> Result<(), StoreError>;
-    /// Creates or replaces an agent; its org must exist.
+    /// The organization's name, if it exists.
+    async fn org(&self, id: &str) -> Result<Option<String>, StoreError>;
+    /// Creates or replaces an agent. Its org must exist (else `NotFound`),
+    /// and an agent id of another org is not taken over (`Conflict`): a
+    /// write to one org must never move another org's agent, and with it
+    /// the right to use that agent's keys, into the writer's.
     async fn put_agent(&self, agent: AgentRecord) -> Result<(), StoreError>;
-    /// Creates or replaces a team; its org and agents must exist.
+    /// Creates or replaces a team. Its org must exist, every agent must
+    /// exist in that org (`NotFound` otherwise: another org's agent is not
+    /// even acknowledged), and a team id of another org is not taken over
+    /// (`Conflict`).
     async fn put_team(&self, team: TeamRecord) -> Result<(), StoreError>;
 }
 
