@@ -66,6 +66,12 @@ struct ServeArgs {
     /// instance on its own (N × the quota in all) and warns once per outage.
     #[arg(long, env = "AGX_REDIS_OUTAGE", value_enum, default_value = "closed")]
     redis_outage: RedisOutage,
+    /// Prefix of the Redis cells' names: environments that share one Redis need their own.
+    #[arg(long, env = "AGX_REDIS_PREFIX", default_value = "agx:rl")]
+    redis_prefix: String,
+    /// The longest a verdict waits for Redis, in milliseconds, before the outage rule applies.
+    #[arg(long, env = "AGX_REDIS_TIMEOUT_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    redis_timeout_ms: u64,
     /// Bearer token of the admin API; without it, a random one, printed at start.
     #[arg(long, env = "AGX_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
@@ -172,7 +178,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     };
     let limiter = match &args.redis_url {
         Some(url) => {
-            let settings = RedisSettings { on_outage: args.redis_outage.into(), ..RedisSettings::default() };
+            let settings = RedisSettings {
+                on_outage: args.redis_outage.into(),
+                prefix: args.redis_prefix.clone(),
+                call_timeout: Duration::from_millis(args.redis_timeout_ms),
+                ..RedisSettings::default()
+            };
             Some(Arc::new(RedisLimiter::connect(url, settings).await.map_err(|e| e.to_string())?))
         }
         None => None,

@@ -25,6 +25,23 @@ async fn behind_proxy(label: &str, outage: &str) -> Option<(common::Server, Stri
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cells_live_under_the_configured_prefix() {
+    let Some(url) = agx_auth_redis::testing::reachable("server redis prefix").await else { return };
+    let prefix = agx_auth_redis::testing::unique_prefix("server-prefix");
+    let port = free_port();
+    let env = [("AGX_REDIS_URL", url.as_str()), ("AGX_REDIS_PREFIX", prefix.as_str()), ("AGX_REDIS_TIMEOUT_MS", "500")];
+    let (_server, key) = tokio::task::block_in_place(|| start_with(port, None, &env));
+    let (status, _) =
+        call("GET", &format!("http://127.0.0.1:{port}{CONFIG}"), &[("x-api-key", &key.unwrap())], "").await;
+    assert_eq!(status, 200);
+    let client = redis::Client::open(url).unwrap();
+    let mut direct = client.get_multiplexed_async_connection().await.unwrap();
+    let cells: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut direct).await.unwrap();
+    assert_eq!(cells.len(), 1, "{cells:?}");
+    assert!(cells[0].ends_with(":config"), "{cells:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_fails_closed_by_default_and_recovers() {
     let Some((_server, base, key, proxy)) = behind_proxy("server fail closed", "closed").await else { return };
     let auth = ("x-api-key", key.as_str());
