@@ -265,91 +265,73 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use agx_auth::{Authenticator, KeySpec, MemoryStore};
+    use agx_testkit::AfterFind;
     use tokio::sync::Semaphore;
+    use tokio::task::JoinHandle;
 
     use super::*;
 
-    /// A store whose `find` reads the row at once and answers only when the
-    /// test lets it: a query whose snapshot predates a concurrent delete.
-    struct Slow {
-        inner: Arc<MemoryStore>,
-        gate: Semaphore,
-        finds: AtomicUsize,
+    /// A cache over a store whose `find` reads the row at once and answers
+    /// only when the test opens the gate: a query whose snapshot predates a
+    /// concurrent delete.
+    struct Race {
+        memory: Arc<MemoryStore>,
+        record: KeyRecord,
+        gate: Arc<Semaphore>,
+        reads: Arc<AtomicUsize>,
+        cache: Arc<CachedStore<AfterFind<MemoryStore>>>,
     }
 
-    #[async_trait]
-    impl KeyStore for Slow {
-        fn find<'a>(&'a self, hash: &'a KeyHash) -> Lookup<'a, Result<Option<Arc<KeyRecord>>, StoreError>> {
-            Lookup::pending(async move {
-                let read = self.inner.find(hash).await;
-                self.finds.fetch_add(1, Ordering::SeqCst);
-                self.gate.acquire().await.expect("the gate stays open").forget();
-                read
-            })
+    impl Race {
+        async fn new() -> Self {
+            let memory = Arc::new(MemoryStore::new());
+            memory.insert_org("org_1", "Acme");
+            let auth = Authenticator::builder(memory.clone(), memory.clone()).build();
+            let (_, record) = auth.issue_key(KeySpec::new("org_1", "raced")).await.unwrap();
+            let (gate, reads) = (Arc::new(Semaphore::new(0)), Arc::new(AtomicUsize::new(0)));
+            let (g, r) = (gate.clone(), reads.clone());
+            let slow = AfterFind::new(memory.clone(), move || {
+                r.fetch_add(1, Ordering::SeqCst);
+                let g = g.clone();
+                async move { g.acquire().await.expect("the gate stays open").forget() }
+            });
+            let cache = Arc::new(CachedStore::new(Arc::new(slow), CacheSettings::default()));
+            Race { memory, record: KeyRecord::clone(&record), gate, reads, cache }
         }
-        async fn get(&self, org: &str, id: KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-            self.inner.get(org, id).await
-        }
-        async fn create(&self, record: KeyRecord) -> Result<Arc<KeyRecord>, StoreError> {
-            self.inner.create(record).await
-        }
-        async fn list(&self, org: &str) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
-            self.inner.list(org).await
-        }
-        async fn delete(&self, org: &str, id: KeyId, at: SystemTime) -> Result<bool, StoreError> {
-            self.inner.delete(org, id, at).await
-        }
-        async fn roll(
-            &self,
-            org: &str,
-            id: KeyId,
-            replacement: KeyRecord,
-            old_expires_at: SystemTime,
-        ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-            self.inner.roll(org, id, replacement, old_expires_at).await
-        }
-    }
 
-    async fn issued(memory: &Arc<MemoryStore>) -> KeyRecord {
-        memory.insert_org("org_1", "Acme");
-        let auth = Authenticator::builder(memory.clone(), memory.clone()).build();
-        let (_, record) = auth.issue_key(KeySpec::new("org_1", "raced")).await.unwrap();
-        KeyRecord::clone(&record)
+        fn find(&self) -> JoinHandle<Result<Found, StoreError>> {
+            let (cache, hash) = (self.cache.clone(), self.record.hash);
+            tokio::spawn(async move { cache.find(&hash).await })
+        }
+
+        async fn until_reads(&self, n: usize) {
+            while self.reads.load(Ordering::SeqCst) < n {
+                tokio::task::yield_now().await;
+            }
+        }
+
+        /// Another instance deletes the key, and its NOTIFY arrives.
+        async fn delete_elsewhere(&self, revocation: Revocation) {
+            self.memory.delete("org_1", self.record.id, SystemTime::now()).await.unwrap();
+            self.cache.revoke(revocation).await;
+        }
     }
 
     fn is_live(found: &Found) -> bool {
         found.as_ref().is_some_and(|r| r.deleted_at.is_none())
     }
 
-    async fn until_reads(slow: &Slow, n: usize) {
-        while slow.finds.load(Ordering::SeqCst) < n {
-            tokio::task::yield_now().await;
-        }
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_revocation_during_a_load_is_not_undone_by_the_load() {
-        let memory = Arc::new(MemoryStore::new());
-        let record = issued(&memory).await;
-        let slow = Arc::new(Slow { inner: memory.clone(), gate: Semaphore::new(0), finds: AtomicUsize::new(0) });
-        let cache = Arc::new(CachedStore::new(slow.clone(), CacheSettings::default()));
-
+        let race = Race::new().await;
         // A first request misses and reads the live row...
-        let first = tokio::spawn({
-            let cache = cache.clone();
-            async move { cache.find(&record.hash).await }
-        });
-        until_reads(&slow, 1).await;
+        let first = race.find();
+        race.until_reads(1).await;
         // ...and a second joins that load.
-        let joined = tokio::spawn({
-            let cache = cache.clone();
-            async move { cache.find(&record.hash).await }
-        });
+        let joined = race.find();
         tokio::time::sleep(Duration::from_millis(20)).await;
-        // Meanwhile another instance deletes the key, and its NOTIFY arrives.
-        memory.delete("org_1", record.id, SystemTime::now()).await.unwrap();
-        cache.revoke(Revocation::Key(record.hash)).await;
-        slow.gate.add_permits(100);
+        race.delete_elsewhere(Revocation::Key(race.record.hash)).await;
+        race.gate.add_permits(100);
 
         // Both requests were still waiting when the revocation arrived: the
         // row their load read is refused, and the store, asked again, has
@@ -357,29 +339,23 @@ mod tests {
         assert!(!is_live(&first.await.unwrap().unwrap()), "the load returned the row from before the delete");
         assert!(!is_live(&joined.await.unwrap().unwrap()), "a joined load returned the row from before the delete");
         // The cache does not keep the row from before the delete.
-        assert!(!is_live(&cache.find(&record.hash).await.unwrap()), "the deleted key verifies from the cache");
-        assert!(!is_live(&cache.find(&record.hash).await.unwrap()));
-        let finds = slow.finds.load(Ordering::SeqCst);
-        assert!(!is_live(&cache.find(&record.hash).await.unwrap()));
-        assert_eq!(slow.finds.load(Ordering::SeqCst), finds, "the fresh entry is served from the cache");
+        let hash = race.record.hash;
+        assert!(!is_live(&race.cache.find(&hash).await.unwrap()), "the deleted key verifies from the cache");
+        assert!(!is_live(&race.cache.find(&hash).await.unwrap()));
+        let reads = race.reads.load(Ordering::SeqCst);
+        assert!(!is_live(&race.cache.find(&hash).await.unwrap()));
+        assert_eq!(race.reads.load(Ordering::SeqCst), reads, "the fresh entry is served from the cache");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn revoking_everything_also_beats_a_load_in_flight() {
-        let memory = Arc::new(MemoryStore::new());
-        let record = issued(&memory).await;
-        let slow = Arc::new(Slow { inner: memory.clone(), gate: Semaphore::new(0), finds: AtomicUsize::new(0) });
-        let cache = Arc::new(CachedStore::new(slow.clone(), CacheSettings::default()));
-        let first = tokio::spawn({
-            let cache = cache.clone();
-            async move { cache.find(&record.hash).await }
-        });
-        until_reads(&slow, 1).await;
-        memory.delete("org_1", record.id, SystemTime::now()).await.unwrap();
-        cache.revoke(Revocation::All).await;
-        slow.gate.add_permits(100);
+        let race = Race::new().await;
+        let first = race.find();
+        race.until_reads(1).await;
+        race.delete_elsewhere(Revocation::All).await;
+        race.gate.add_permits(100);
         assert!(!is_live(&first.await.unwrap().unwrap()));
-        assert!(!is_live(&cache.find(&record.hash).await.unwrap()));
+        assert!(!is_live(&race.cache.find(&race.record.hash).await.unwrap()));
     }
 
     #[tokio::test]

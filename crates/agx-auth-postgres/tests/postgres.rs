@@ -3,17 +3,15 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use agx_auth::{
-    AgentRecord, Authenticator, DirectoryAdmin, KeyHash, KeyId, KeyRecord, KeySpec, KeyStore, Lookup, Outcome,
-    Revocation, RevocationSink, StoreError,
+    AgentRecord, Authenticator, DirectoryAdmin, KeySpec, KeyStore, Lookup, Outcome, Revocation, RevocationSink,
 };
 use agx_auth_moka::{CacheSettings, CachedStore};
 use agx_auth_postgres::listener;
 use agx_auth_postgres::testing::fresh_database;
 use agx_auth_postgres::{PgError, PgSettings, PgStore};
-use async_trait::async_trait;
 use http::{HeaderMap, HeaderValue, Method};
 
 const CONFIG: &str = "/api/public/agents/agent_1";
@@ -82,48 +80,18 @@ async fn deleted_keys_are_kept_and_never_verify() {
     assert!(store.list("org_1").await.unwrap().is_empty());
 }
 
-/// Counts the lookups that reach the store.
-struct Counting<S> {
-    inner: Arc<S>,
-    finds: AtomicUsize,
-}
-
-#[async_trait]
-impl<S: KeyStore> KeyStore for Counting<S> {
-    fn find<'a>(&'a self, hash: &'a KeyHash) -> Lookup<'a, Result<Option<Arc<KeyRecord>>, StoreError>> {
-        self.finds.fetch_add(1, Ordering::SeqCst);
-        self.inner.find(hash)
-    }
-    async fn get(&self, org: &str, id: KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        self.inner.get(org, id).await
-    }
-    async fn create(&self, r: KeyRecord) -> Result<Arc<KeyRecord>, StoreError> {
-        self.inner.create(r).await
-    }
-    async fn list(&self, org: &str) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
-        self.inner.list(org).await
-    }
-    async fn delete(&self, org: &str, id: KeyId, at: SystemTime) -> Result<bool, StoreError> {
-        self.inner.delete(org, id, at).await
-    }
-    async fn roll(
-        &self,
-        org: &str,
-        id: KeyId,
-        r: KeyRecord,
-        at: SystemTime,
-    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        self.inner.roll(org, id, r, at).await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_first_requests_make_one_query() {
     let Some(url) = fresh_database("a_thousand_first_requests_make_one_query").await else { return };
     let pg = seeded(&url, PgSettings::default()).await;
     let (_, record) = auth_over(pg.clone()).issue_key(KeySpec::new("org_1", "hot")).await.unwrap();
-    let counting = Arc::new(Counting { inner: pg, finds: AtomicUsize::new(0) });
-    let cached = Arc::new(CachedStore::new(counting.clone(), CacheSettings::default()));
+    let finds = Arc::new(AtomicUsize::new(0));
+    let counted = finds.clone();
+    let counting = agx_testkit::AfterFind::new(pg, move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async {}
+    });
+    let cached = Arc::new(CachedStore::new(Arc::new(counting), CacheSettings::default()));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..1000 {
         let cached = cached.clone();
@@ -133,7 +101,7 @@ async fn a_thousand_first_requests_make_one_query() {
     while let Some(found) = tasks.join_next().await {
         assert_eq!(found.unwrap().unwrap(), Some(record.id));
     }
-    let queries = counting.finds.load(Ordering::SeqCst);
+    let queries = finds.load(Ordering::SeqCst);
     println!("1000 simultaneous first lookups of one key: {queries} store query");
     assert_eq!(queries, 1);
     assert_eq!(cached.stats().hits() + cached.stats().misses(), 1000);

@@ -7,9 +7,17 @@
 //! - [`Proxy`]: a TCP proxy in front of a service, which a test cuts to
 //!   prove that a component fails closed (or falls back) and recovers on its
 //!   own, or stalls to prove that a silent connection is noticed.
+//! - [`AfterFind`]: a key store that runs a test's hook after each lookup
+//!   by hash (to count lookups, or to hold one while the test races it).
 
 use std::fmt::Display;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::SystemTime;
+
+use agx_auth::{KeyHash, KeyId, KeyRecord, KeyStore, Lookup, StoreError};
+use async_trait::async_trait;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -153,5 +161,56 @@ async fn pump(mut from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin,
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.accept.abort();
+    }
+}
+
+type Hook = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// A key store that hands every call to `inner`, and awaits `hook` after
+/// each `find` has read its answer and before it returns it.
+pub struct AfterFind<S> {
+    inner: Arc<S>,
+    hook: Hook,
+}
+
+impl<S> AfterFind<S> {
+    pub fn new<F, Fut>(inner: Arc<S>, hook: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        AfterFind { inner, hook: Arc::new(move || Box::pin(hook())) }
+    }
+}
+
+#[async_trait]
+impl<S: KeyStore> KeyStore for AfterFind<S> {
+    fn find<'a>(&'a self, hash: &'a KeyHash) -> Lookup<'a, Result<Option<Arc<KeyRecord>>, StoreError>> {
+        Lookup::pending(async move {
+            let read = self.inner.find(hash).await;
+            (self.hook)().await;
+            read
+        })
+    }
+    async fn get(&self, org: &str, id: KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        self.inner.get(org, id).await
+    }
+    async fn create(&self, record: KeyRecord) -> Result<Arc<KeyRecord>, StoreError> {
+        self.inner.create(record).await
+    }
+    async fn list(&self, org: &str) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
+        self.inner.list(org).await
+    }
+    async fn delete(&self, org: &str, id: KeyId, at: SystemTime) -> Result<bool, StoreError> {
+        self.inner.delete(org, id, at).await
+    }
+    async fn roll(
+        &self,
+        org: &str,
+        id: KeyId,
+        replacement: KeyRecord,
+        old_expires_at: SystemTime,
+    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        self.inner.roll(org, id, replacement, old_expires_at).await
     }
 }
