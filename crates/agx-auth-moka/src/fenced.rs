@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 use agx_auth::{KeyHash, StoreError};
 use moka::future::Cache;
+use moka::ops::compute::Op;
 
 use crate::CacheStats;
 
@@ -96,23 +97,54 @@ where
                 self.stats.hit();
                 return Ok(entry.value);
             }
-            self.cache.invalidate(key).await;
+            self.forget_stale(key).await;
         }
         self.stats.miss();
-        let entry = self
-            .cache
+        // A load this call joined may have begun before a revocation of its
+        // stripe: then its entry goes, and one more load (shared by every
+        // caller in the same position, and cached) begins after it. Only if
+        // revocations keep landing during loads does the store answer this
+        // call directly, uncached.
+        for _ in 0..2 {
+            let entry = self.load_shared(key, &load).await?;
+            if self.is_current(key, &entry) {
+                return Ok(entry.value);
+            }
+            self.forget_stale(key).await;
+        }
+        load().await
+    }
+
+    async fn load_shared<Q, F, Fut>(&self, key: &Q, load: &F) -> Result<Entry<V>, StoreError>
+    where
+        K: Borrow<Q>,
+        Q: ToOwned<Owned = K> + Hash + Eq + Sync + ?Sized,
+        F: Fn() -> Fut + Sync,
+        Fut: Future<Output = Result<V, StoreError>> + Send,
+    {
+        self.cache
             .try_get_with_by_ref(key, async {
                 let loaded_at = self.revocations.load(SeqCst);
                 load().await.map(|value| Entry { value, loaded_at })
             })
             .await
-            .map_err(|e: Arc<StoreError>| StoreError::clone(&e))?;
-        if self.is_current(key, &entry) {
-            return Ok(entry.value);
-        }
-        // This call joined a load that began before a revocation of its
-        // stripe: the store itself answers, after the revocation.
-        load().await
+            .map_err(|e: Arc<StoreError>| StoreError::clone(&e))
+    }
+
+    /// Removes the entry if it is still one that a revocation outdated: a
+    /// fresh one that another caller loaded meanwhile stays.
+    async fn forget_stale<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: ToOwned<Owned = K> + Hash + Eq + Striped + ?Sized,
+    {
+        self.cache
+            .entry_by_ref(key)
+            .and_compute_with(|current| {
+                let stale = current.is_some_and(|e| !self.is_current(key, e.value()));
+                std::future::ready(if stale { Op::Remove } else { Op::Nop })
+            })
+            .await;
     }
 
     /// Forgets one entry, including one whose load is in flight.

@@ -330,6 +330,7 @@ mod tests {
         // ...and a second joins that load.
         let joined = race.find();
         tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(race.reads.load(Ordering::SeqCst), 1, "the second request waits on the first one's load");
         race.delete_elsewhere(Revocation::Key(race.record.hash)).await;
         race.gate.add_permits(100);
 
@@ -338,6 +339,7 @@ mod tests {
         // the delete.
         assert!(!is_live(&first.await.unwrap().unwrap()), "the load returned the row from before the delete");
         assert!(!is_live(&joined.await.unwrap().unwrap()), "a joined load returned the row from before the delete");
+        assert_eq!(race.reads.load(Ordering::SeqCst), 2, "one load before the delete, one shared reload after it");
         // The cache does not keep the row from before the delete.
         let hash = race.record.hash;
         assert!(!is_live(&race.cache.find(&hash).await.unwrap()), "the deleted key verifies from the cache");

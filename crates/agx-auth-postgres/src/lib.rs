@@ -205,9 +205,7 @@ const KEY_COLUMNS: &str = "id, org_id, name, hash, prefix, scopes, mode, created
 pub(crate) fn db(e: tokio_postgres::Error) -> StoreError {
     match e.code() {
         Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Conflict("already exists".into()),
-        Some(c) if *c == SqlState::FOREIGN_KEY_VIOLATION => {
-            StoreError::NotFound("the organization or agent it refers to".into())
-        }
+        Some(c) if *c == SqlState::FOREIGN_KEY_VIOLATION => StoreError::NotFound("organization or agent".into()),
         _ => StoreError::Unavailable(format!("database error: {e}").into()),
     }
 }
@@ -414,6 +412,9 @@ impl DirectoryAdmin for PgStore {
         let tx = client.transaction().await.map_err(db)?;
         if tx.query_opt("SELECT 1 FROM organizations WHERE id = $1", &[&t.org]).await.map_err(db)?.is_none() {
             return Err(StoreError::NotFound("organization".into()));
+        }
+        if let Some(agent) = t.repeated_agent() {
+            return Err(StoreError::repeated_agent(agent));
         }
         let outside = tx
             .query_opt(

@@ -328,8 +328,11 @@ impl RedisLimiter {
     fn record_failure(&self, failure: &Failure, pass: Pass) {
         if !failure.transport {
             // A reply about one cell (say a cell someone overwrote with
-            // junk): this call fails, the others go on.
-            tracing::warn!(error = %failure.error, "the Redis rate limiter could not use a cell");
+            // junk): this call fails, the others go on. Warned at most once
+            // per retry interval, however busy the key.
+            if self.breaker.may_warn_about_a_cell() {
+                tracing::warn!(error = %failure.error, "the Redis rate limiter could not use a cell");
+            }
             return;
         }
         if self.breaker.trip(pass) {
@@ -396,17 +399,20 @@ impl Failure {
         Failure { error: LimitError(why), transport: false }
     }
 
-    /// Errors the server returned about the command itself (a script error
-    /// on a junk cell, `WRONGTYPE`) concern one cell; everything else (I/O,
-    /// timeouts, a loading, read-only or unauthenticated server) means
-    /// Redis cannot serve anyone.
+    /// Only two replies concern one cell: `WRONGTYPE` (the cell's name holds
+    /// another type) and a runtime error of our script (`… user_script:…`,
+    /// a cell holding junk). Everything else (I/O, timeouts, and a server
+    /// that is loading, read-only, out of memory, busy or refusing our
+    /// credentials) means Redis cannot serve anyone.
     fn from_redis(e: &RedisError) -> Self {
-        let about_the_cell = matches!(
-            e.kind(),
-            ErrorKind::Server(ServerErrorKind::ResponseError | ServerErrorKind::ExecAbort) | ErrorKind::Extension
-        ) || e.code() == Some("WRONGTYPE");
+        let script_error = e.kind() == ErrorKind::Server(ServerErrorKind::ResponseError)
+            && e.detail().is_some_and(|d| d.contains("user_script"));
         let error = format!("Redis: {e}");
-        if about_the_cell { Failure::cell(error.into()) } else { Failure::transport(error) }
+        if script_error || e.code() == Some("WRONGTYPE") {
+            Failure::cell(error.into())
+        } else {
+            Failure::transport(error)
+        }
     }
 }
 
@@ -468,6 +474,8 @@ struct Breaker {
     /// When the current outage began (ns since `origin`), for the log.
     since: AtomicU64,
     outages: AtomicU64,
+    /// When a cell's failure may next be logged (ns since `origin`).
+    cell_warning_at: AtomicU64,
 }
 
 impl Breaker {
@@ -478,7 +486,19 @@ impl Breaker {
             probe_at: AtomicU64::new(0),
             since: AtomicU64::new(0),
             outages: AtomicU64::new(0),
+            cell_warning_at: AtomicU64::new(0),
         }
+    }
+
+    /// True at most once per retry interval.
+    fn may_warn_about_a_cell(&self) -> bool {
+        let now = self.elapsed();
+        let at = self.cell_warning_at.load(Ordering::Acquire);
+        now >= at
+            && self
+                .cell_warning_at
+                .compare_exchange(at, now.saturating_add(self.retry_interval_ns), Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
     }
 
     fn elapsed(&self) -> u64 {
@@ -514,9 +534,12 @@ impl Breaker {
     fn trip(&self, pass: Pass) -> bool {
         let now = self.elapsed();
         match pass {
-            // The probe failed: wait another interval.
+            // The probe failed: wait another interval, unless another probe
+            // (let through while this one was slow) has closed the breaker
+            // since: its success is newer news.
             Pass::Probe => {
-                self.probe_at.store(now.saturating_add(self.retry_interval_ns), Ordering::Release);
+                let next = now.saturating_add(self.retry_interval_ns);
+                let _ = self.probe_at.fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| (p != 0).then_some(next));
                 false
             }
             Pass::Closed { outages } => {
@@ -594,6 +617,29 @@ mod tests {
         let fresh = breaker.pass().unwrap();
         assert!(breaker.trip(fresh));
         assert_eq!(breaker.outages.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_slow_probe_that_fails_after_another_succeeded_does_not_reopen() {
+        let breaker = Breaker::new(Duration::from_millis(20));
+        assert!(breaker.trip(breaker.pass().unwrap()));
+        std::thread::sleep(Duration::from_millis(25));
+        let slow = breaker.pass().expect("the first probe");
+        std::thread::sleep(Duration::from_millis(25));
+        let quick = breaker.pass().expect("the slow probe outlived the interval: another probe");
+        assert!(breaker.close(quick).is_some());
+        assert!(!breaker.trip(slow));
+        assert!(!breaker.is_open(), "the newer success stands");
+        assert_eq!(breaker.outages.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_bad_cell_is_warned_about_once_per_interval() {
+        let breaker = Breaker::new(Duration::from_millis(30));
+        assert!(breaker.may_warn_about_a_cell());
+        assert!(!breaker.may_warn_about_a_cell());
+        std::thread::sleep(Duration::from_millis(35));
+        assert!(breaker.may_warn_about_a_cell());
     }
 
     #[test]

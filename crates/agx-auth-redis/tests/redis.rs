@@ -155,6 +155,29 @@ async fn redis_time_gives_every_instance_one_clock() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_cell_fails_its_key_only() {
+    let s = settings("broken-cell");
+    let prefix = s.prefix.clone();
+    let Some(redis) = testing::limiter("broken_cell", s).await else { return };
+    let client = redis::Client::open(testing::url()).unwrap();
+    let mut direct = client.get_multiplexed_async_connection().await.unwrap();
+    let (junk, t) = (fresh_key(), Timestamp(now()));
+    let (listed, healthy) = (KeyId(junk.0 ^ 1), KeyId(junk.0 ^ 2));
+    // One cell holds a string the script cannot read, one holds a list.
+    let _: () =
+        redis::cmd("SET").arg(format!("{prefix}:{junk}:chat")).arg("junk").query_async(&mut direct).await.unwrap();
+    let _: () =
+        redis::cmd("RPUSH").arg(format!("{prefix}:{listed}:chat")).arg("x").query_async(&mut direct).await.unwrap();
+    for key in [junk, listed] {
+        let reply = redis.check(key, CHAT, quota(60), t).await;
+        assert!(reply.is_err(), "a cell that cannot be read admits nothing: {reply:?}");
+    }
+    assert!(!redis.in_outage(), "one key's cell is not an outage");
+    assert!(matches!(redis.check(healthy, CHAT, quota(60), t).await.unwrap(), RateDecision::Admit(_)));
+    assert_eq!(redis.outages(), 0);
+}
+
 /// A limiter that reaches Redis through a proxy the test can cut.
 async fn behind_proxy(label: &str, on_outage: OnOutage) -> Option<(RedisLimiter, Proxy)> {
     let url = testing::url();

@@ -173,6 +173,9 @@ async fn create_team(
         name: body.name,
         agent_ids: body.agent_ids,
     };
+    if let Some(agent) = team.repeated_agent() {
+        return Err(ApiError::invalid(format!("agentIds lists {agent} twice")));
+    }
     state.backend.admin.put_team(team.clone()).await.map_err(store_error)?;
     let body = json!({"id": team.id, "orgId": team.org, "name": team.name, "agentIds": team.agent_ids});
     Ok((StatusCode::CREATED, Json(body)).into_response())

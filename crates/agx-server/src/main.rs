@@ -81,6 +81,9 @@ struct ServeArgs {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "AGX_LOG_JSON")]
     log_json: bool,
+    /// After SIGTERM, how long open connections may finish before they are closed (`10s`, `1m`).
+    #[arg(long, env = "AGX_DRAIN_LIMIT", default_value = "10s", value_parser = duration::parse)]
+    drain_limit: Duration,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -232,7 +235,21 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .merge(public::router(state.clone(), conversations))
         .layer(axum::middleware::from_fn_with_state(state.clone(), ops::count_requests))
         .merge(ops::router(state.clone()));
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.map_err(|e| e.to_string())?;
+    // Open connections get the drain limit to finish after the signal; one
+    // that never does must not keep the process (and the usage flush) waiting.
+    let drain_limit = args.drain_limit;
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = stopping.send(());
+    });
+    tokio::select! {
+        served = serve => served.map_err(|e| e.to_string())?,
+        () = async move {
+            let _ = stopped.await;
+            tokio::time::sleep(drain_limit).await;
+        } => tracing::warn!(?drain_limit, "connections still open after the drain limit; closing them"),
+    }
     tracing::info!("shutting down: flushing usage");
     state.backend.shutdown(SHUTDOWN_FLUSH_LIMIT).await;
     Ok(())

@@ -27,9 +27,10 @@ pub struct Metrics {
     buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_ns: AtomicU64,
-    /// Whether the last readiness probe found the store down, so that a
-    /// probe every few seconds logs an outage once, not once per probe.
+    /// Whether the last readiness probe found the store (or Redis) down, so
+    /// that a probe every few seconds logs an outage once, not once per probe.
     store_down: AtomicBool,
+    redis_down: AtomicBool,
 }
 
 impl VerdictObserver for Metrics {
@@ -120,20 +121,31 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let probe = tokio::time::timeout(Duration::from_secs(2), state.backend.ready()).await;
     let limits = match &state.limiter {
         None => "in-process rate limits",
-        Some(limiter) => match (limiter.ping().await, limiter.settings().on_outage) {
-            (Ok(()), _) => "redis rate limits",
-            // The limiter itself warns once per outage; a probe every few
-            // seconds must not repeat it.
-            (Err(why), OnOutage::FailOpenLocal) => {
-                tracing::debug!(%why, "Redis does not answer; rate limits are per instance");
-                "per-instance rate limits: Redis does not answer"
+        Some(limiter) => {
+            let ping = limiter.ping().await;
+            let was_down = state.metrics.redis_down.swap(ping.is_err(), Ordering::Relaxed);
+            match (ping, limiter.settings().on_outage) {
+                (Ok(()), _) => {
+                    if was_down {
+                        tracing::info!("ready: Redis answers again");
+                    }
+                    "redis rate limits"
+                }
+                (Err(why), OnOutage::FailOpenLocal) => {
+                    if !was_down {
+                        tracing::warn!(%why, "Redis does not answer; rate limits are per instance");
+                    }
+                    "per-instance rate limits: Redis does not answer"
+                }
+                (Err(why), OnOutage::FailClosed) => {
+                    if !was_down {
+                        tracing::warn!(%why, "not ready: Redis does not answer");
+                    }
+                    return (StatusCode::SERVICE_UNAVAILABLE, "not ready: the rate limiter does not answer\n")
+                        .into_response();
+                }
             }
-            (Err(why), OnOutage::FailClosed) => {
-                tracing::debug!(%why, "not ready: Redis does not answer");
-                return (StatusCode::SERVICE_UNAVAILABLE, "not ready: the rate limiter does not answer\n")
-                    .into_response();
-            }
-        },
+        }
     };
     let was_down = state.metrics.store_down.swap(!matches!(probe, Ok(Ok(()))), Ordering::Relaxed);
     match probe {

@@ -67,6 +67,11 @@ async fn the_admin_rules_hold(base: String) {
     assert_eq!(admin.post("/orgs/acme/teams", r#"{"id":"desk","name":"Desk","agentIds":["support"]}"#).await.0, 201);
     let (status, _) = admin.post("/orgs/rival/teams", r#"{"id":"desk","name":"Desk","agentIds":["sales"]}"#).await;
     assert_eq!(status, 409);
+    let twice = r#"{"id":"pair","name":"Pair","agentIds":["support","support"]}"#;
+    let (status, body) = admin.post("/orgs/acme/teams", twice).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("INVALID_REQUEST_DATA")), "{body}");
+    let (status, body) = admin.post("/orgs/nobody/agents", r#"{"id":"stray","name":"Stray"}"#).await;
+    assert_eq!(status, 404, "{body}");
 
     // A team named like an agent does not write into that agent's conversations.
     assert_eq!(admin.post("/orgs/acme/teams", r#"{"id":"support","name":"Team","agentIds":["support"]}"#).await.0, 201);

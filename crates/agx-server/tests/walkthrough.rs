@@ -124,3 +124,22 @@ async fn a_restart_on_postgres_keeps_keys_conversations_and_usage() {
         .sum();
     assert_eq!(chats, 3, "{usage}");
 }
+
+#[tokio::test]
+async fn a_connection_that_never_finishes_does_not_hold_the_shutdown() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+
+    let port = free_port();
+    let (server, _) = start_with(port, None, &[("AGX_DRAIN_LIMIT", "1s")]);
+    // Half a request: the server waits for the rest of its headers.
+    let mut stuck = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stuck.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    stop(server);
+    let took = started.elapsed();
+    println!("stopped {took:?} after SIGTERM with a stuck connection (drain limit 1 s)");
+    assert!(took < Duration::from_secs(5), "the stuck connection held the shutdown for {took:?}");
+    drop(stuck);
+}

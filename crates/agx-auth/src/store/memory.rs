@@ -198,14 +198,65 @@ impl DirectoryAdmin for MemoryStore {
         if !inner.orgs.contains_key(&team.org) {
             return Err(StoreError::NotFound("organization".into()));
         }
-        if inner.teams.get(&team.id).is_some_and(|t| t.org != team.org) {
-            return Err(StoreError::of_another_org("team"));
+        if let Some(agent) = team.repeated_agent() {
+            return Err(StoreError::repeated_agent(agent));
         }
         let outside = |a: &&String| inner.agents.get(a.as_str()).is_none_or(|agent| agent.org != team.org);
         if let Some(missing) = team.agent_ids.iter().find(outside) {
             return Err(StoreError::NotFound(format!("agent {missing} in this organization").into()));
         }
+        if inner.teams.get(&team.id).is_some_and(|t| t.org != team.org) {
+            return Err(StoreError::of_another_org("team"));
+        }
         inner.teams.insert(team.id.clone(), Arc::new(team));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn team(id: &str, org: &str, agents: &[&str]) -> TeamRecord {
+        TeamRecord {
+            id: id.into(),
+            org: org.into(),
+            name: "T".into(),
+            agent_ids: agents.iter().map(|&a| a.into()).collect(),
+        }
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        // The memory store never waits: one poll completes every call.
+        let mut f = std::pin::pin!(f);
+        match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => unreachable!("the memory store never waits"),
+        }
+    }
+
+    #[test]
+    fn directory_writes_keep_ids_in_their_org() {
+        let store = MemoryStore::new();
+        store.insert_org("acme", "Acme");
+        store.insert_org("rival", "Rival");
+        block_on(store.put_agent(AgentRecord::new("support", "acme", "Support"))).unwrap();
+        block_on(store.put_agent(AgentRecord::new("sales", "rival", "Sales"))).unwrap();
+        let taken = block_on(store.put_agent(AgentRecord::new("support", "rival", "Mine")));
+        assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
+        assert_eq!(store.read().agents["support"].org, "acme");
+        block_on(store.put_agent(AgentRecord::new("support", "acme", "Help desk"))).unwrap();
+
+        let missing_org = block_on(store.put_team(team("t", "nobody", &[])));
+        assert!(matches!(missing_org, Err(StoreError::NotFound(_))), "{missing_org:?}");
+        let twice = block_on(store.put_team(team("t", "acme", &["support", "support"])));
+        assert!(matches!(twice, Err(StoreError::Conflict(ref why)) if why.contains("twice")), "{twice:?}");
+        let foreign = block_on(store.put_team(team("t", "acme", &["sales"])));
+        assert!(matches!(foreign, Err(StoreError::NotFound(_))), "{foreign:?}");
+        block_on(store.put_team(team("desk", "acme", &["support"]))).unwrap();
+        let taken = block_on(store.put_team(team("desk", "rival", &["sales"])));
+        assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
+        assert_eq!(TeamRecord::repeated_agent(&team("t", "acme", &["a", "b", "a"])), Some("a"));
+        assert_eq!(TeamRecord::repeated_agent(&team("t", "acme", &["a", "b"])), None);
     }
 }

@@ -134,6 +134,14 @@ pub struct TeamRecord {
     pub agent_ids: Vec<String>,
 }
 
+impl TeamRecord {
+    /// An agent listed more than once, which every store refuses.
+    pub fn repeated_agent(&self) -> Option<&str> {
+        let ids = &self.agent_ids;
+        ids.iter().enumerate().find(|(i, a)| ids[..*i].contains(a)).map(|(_, a)| a.as_str())
+    }
+}
+
 /// A store that cannot answer. The authenticator turns `Unavailable` into
 /// 503 `AUTH_UNAVAILABLE`: fail closed, never a 200 for an unverified key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,6 +170,11 @@ impl StoreError {
     /// (the [`DirectoryAdmin`] rule), in the same words from every store.
     pub fn of_another_org(kind: &'static str) -> Self {
         StoreError::Conflict(format!("the {kind} id belongs to another organization").into())
+    }
+
+    /// A team listed `agent` twice.
+    pub fn repeated_agent(agent: &str) -> Self {
+        StoreError::Conflict(format!("agent {agent} is listed twice").into())
     }
 }
 
@@ -203,9 +216,10 @@ pub trait DirectoryAdmin: Send + Sync + 'static {
     /// write to one org must never move another org's agent, and with it
     /// the right to use that agent's keys, into the writer's.
     async fn put_agent(&self, agent: AgentRecord) -> Result<(), StoreError>;
-    /// Creates or replaces a team. Its org must exist, every agent must
+    /// Creates or replaces a team. Checked in this order: its org must
+    /// exist; no agent may be listed twice (`Conflict`); every agent must
     /// exist in that org (`NotFound` otherwise: another org's agent is not
-    /// even acknowledged), and a team id of another org is not taken over
+    /// even acknowledged); a team id of another org is not taken over
     /// (`Conflict`).
     async fn put_team(&self, team: TeamRecord) -> Result<(), StoreError>;
 }
