@@ -6,6 +6,8 @@
 //! 2. A key created through instance A works on instance B at once.
 //! 3. A key deleted through A is refused by B within 1 s (B had it cached;
 //!    `LISTEN/NOTIFY` carries the revocation).
+//! 4. An agent deactivated through A is refused by B within 1 s (B had it
+//!    cached too).
 //!
 //! Every figure is measured in this run and printed.
 
@@ -72,6 +74,7 @@ pub struct Proof {
     pub burst: Burst,
     pub created_to_served: Duration,
     pub deleted_to_refused: Duration,
+    pub deactivated_to_refused: Duration,
     /// The same burst on two instances without Redis, each with its own
     /// limit: it must admit twice the quota, or the burst check above could
     /// not tell one limit from two.
@@ -105,6 +108,10 @@ impl Proof {
         if self.deleted_to_refused > Duration::from_secs(1) {
             out.push(format!("the deletion took {:?} to reach instance B (bound: 1 s)", self.deleted_to_refused));
         }
+        if self.deactivated_to_refused > Duration::from_secs(1) {
+            let took = self.deactivated_to_refused;
+            out.push(format!("the agent's deactivation took {took:?} to reach instance B (bound: 1 s)"));
+        }
         match &self.control {
             None => out.push("the control run without Redis did not run".into()),
             Some(control) if !(control.admitted[0] >= QUOTA && control.admitted[1] >= QUOTA) => out.push(format!(
@@ -122,11 +129,13 @@ impl Proof {
         let mut out = format!(
             "  {} concurrent chat requests, one fresh key, alternating A/B: {}\n  \
              key created on A: served by B {} after creation\n  \
-             key deleted on A: refused (401) by B {} after the delete returned (bound 1 s)\n",
+             key deleted on A: refused (401) by B {} after the delete returned (bound 1 s)\n  \
+             agent deactivated on A: refused (403 AGENT_INACTIVE) by B {} after the write returned (bound 1 s)\n",
             self.burst.requests,
             self.burst.describe(QUOTA),
             ms(self.created_to_served),
             ms(self.deleted_to_refused),
+            ms(self.deactivated_to_refused),
         );
         if let Some(control) = &self.control {
             out.push_str(&format!(
@@ -235,18 +244,42 @@ pub async fn prove(admin: &AdminApi, b_url: &str) -> Result<Proof, String> {
 
     // 3. Deleted on A (B has it cached now), refused by B within 1 s.
     admin.delete_key(&org, &fresh.id).await?;
-    let deleted = Instant::now();
-    let deleted_to_refused = loop {
-        let reply = client.send("GET", &config, &[bearer(&fresh.key)?], Bytes::new()).await?;
-        if reply.status == StatusCode::UNAUTHORIZED {
-            break deleted.elapsed();
+    let refused = (StatusCode::UNAUTHORIZED, "INVALID_API_KEY");
+    let deleted_to_refused = until(&client, &config, &fresh.key, refused, "a deleted key").await?;
+
+    // 4. The agent deactivated on A (B has it cached: the burst and step 2
+    //    read it there), refused by B within 1 s.
+    let reply = client.send("GET", &config, &[bearer(&burst_key.key)?], Bytes::new()).await?;
+    if reply.status != StatusCode::OK {
+        return Err(format!("the burst's key got {} on B's config route", reply.status));
+    }
+    admin.agent(AgentRecord { active: false, ..AgentRecord::new(agent.clone(), org.clone(), "Agent") }).await?;
+    let refused = (StatusCode::FORBIDDEN, "AGENT_INACTIVE");
+    let deactivated_to_refused = until(&client, &config, &burst_key.key, refused, "a deactivated agent").await?;
+    Ok(Proof { burst, created_to_served, deleted_to_refused, deactivated_to_refused, control: None })
+}
+
+/// Polls `url` with `key` until it answers `expected` (a status and an
+/// error code); how long that took from now. An error after 5 s: `what` was
+/// still served.
+async fn until(
+    client: &Client,
+    url: &str,
+    key: &str,
+    (status, code): (StatusCode, &str),
+    what: &str,
+) -> Result<Duration, String> {
+    let since = Instant::now();
+    loop {
+        let reply = client.send("GET", url, &[bearer(key)?], Bytes::new()).await?;
+        if reply.status == status && String::from_utf8_lossy(&reply.body).contains(code) {
+            return Ok(since.elapsed());
         }
-        if deleted.elapsed() > Duration::from_secs(5) {
-            return Err("a key deleted on A was still served by B after 5 s".into());
+        if since.elapsed() > Duration::from_secs(5) {
+            return Err(format!("{what} on A was still served by B after 5 s"));
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
-    };
-    Ok(Proof { burst, created_to_served, deleted_to_refused, control: None })
+    }
 }
 
 fn bearer(key: &str) -> Result<(HeaderName, HeaderValue), String> {

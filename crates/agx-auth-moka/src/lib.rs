@@ -20,8 +20,9 @@
 //!
 //! Agents and teams are cached the same way (positive TTL only). Writes
 //! through this store's [`DirectoryAdmin`] forget the entry they change, so
-//! the instance that wrote sees its write at once; other instances see it
-//! within the directory TTL (their owner, flags and domains change rarely).
+//! the instance that wrote sees its write at once; other instances learn of
+//! it from the revocation channel ([`Revocation::Agent`], [`Revocation::Team`]),
+//! and the TTL bounds what a lost notification could cost.
 
 mod fenced;
 
@@ -209,8 +210,7 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
 }
 
 /// Writes go to the store, then forget what they changed, so this instance
-/// sees its own writes at once; other instances see them within the
-/// directory TTL.
+/// sees its own writes at once, before the revocation channel reports them.
 #[async_trait]
 impl<S: DirectoryAdmin> DirectoryAdmin for CachedStore<S> {
     async fn put_org(&self, id: &str, name: &str) -> Result<(), StoreError> {
@@ -246,6 +246,8 @@ impl<S: Send + Sync + 'static> RevocationSink for CachedStore<S> {
                 Lookup::ready(())
             }
             Revocation::Key(hash) => Lookup::pending(async move { self.invalidate(&hash).await }),
+            Revocation::Agent(id) => Lookup::pending(async move { self.agents.revoke(&*id).await }),
+            Revocation::Team(id) => Lookup::pending(async move { self.teams.revoke(&*id).await }),
         }
     }
 }

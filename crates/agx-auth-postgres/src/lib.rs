@@ -5,7 +5,8 @@
 //! - A key is found by its hash in one query on a unique index. Only hashes
 //!   are stored; deleted keys are kept, marked, and never verify again.
 //! - Deleting or rolling a key sends `NOTIFY agx_key_revoked` with the hash in
-//!   the same transaction; [`listener::spawn`] turns those into cache
+//!   the same transaction, and writing an agent or team sends it with
+//!   `agent:<id>` or `team:<id>`; [`listener::spawn`] turns those into cache
 //!   invalidations on every instance.
 //! - Every failure to reach the database is [`StoreError::Unavailable`], which
 //!   the authenticator answers with 503: fail closed.
@@ -33,7 +34,10 @@ use tokio_postgres::{NoTls, Row};
 
 pub use usage::{UsageFlusher, UsageReport};
 
-/// The `NOTIFY` channel of revocations; the payload is the key hash in hex.
+/// The `NOTIFY` channel of revocations. The payload is a key's hash in hex,
+/// `agent:<id>` or `team:<id>` (ids never hold `:`). The name predates the
+/// directory payloads; it stays, so that instances of both versions hear
+/// each other during a rolling deploy.
 pub const REVOCATION_CHANNEL: &str = "agx_key_revoked";
 
 mod embedded {
@@ -390,17 +394,21 @@ impl DirectoryAdmin for PgStore {
     async fn put_agent(&self, a: AgentRecord) -> Result<(), StoreError> {
         let client = self.client().await?;
         // The update applies only within the agent's own org; no row means
-        // the id is another org's.
+        // the id is another org's. A written row is announced to every
+        // instance, in the same statement, so only if it commits.
         let written = client
-            .execute(
-                "INSERT INTO agents (id, org_id, name, allowed_domains, active, public) VALUES ($1, $2, $3, $4, $5, $6) \
+            .query(
+                "WITH written AS ( \
+                 INSERT INTO agents (id, org_id, name, allowed_domains, active, public) VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, \
                  allowed_domains = EXCLUDED.allowed_domains, active = EXCLUDED.active, public = EXCLUDED.public \
-                 WHERE agents.org_id = EXCLUDED.org_id",
-                &[&a.id, &a.org, &a.name, &a.allowed_domains, &a.active, &a.public],
+                 WHERE agents.org_id = EXCLUDED.org_id RETURNING id) \
+                 SELECT pg_notify($7, 'agent:' || id) FROM written",
+                &[&a.id, &a.org, &a.name, &a.allowed_domains, &a.active, &a.public, &REVOCATION_CHANNEL],
             )
             .await
-            .map_err(db)?;
+            .map_err(db)?
+            .len();
         if written == 0 {
             return Err(StoreError::of_another_org("agent"));
         }
@@ -439,6 +447,8 @@ impl DirectoryAdmin for PgStore {
         if written == 0 {
             return Err(StoreError::of_another_org("team"));
         }
+        let payload = format!("team:{}", t.id);
+        tx.execute("SELECT pg_notify($1, $2)", &[&REVOCATION_CHANNEL, &payload]).await.map_err(db)?;
         tx.execute("DELETE FROM team_agents WHERE team_id = $1", &[&t.id]).await.map_err(db)?;
         tx.execute(
             "INSERT INTO team_agents (team_id, agent_id, position) \

@@ -105,8 +105,7 @@ async fn listen_once(url: &str, sink: &dyn RevocationSink, settings: ListenerSet
     loop {
         tokio::select! {
             payload = rx.recv() => match payload {
-                // A payload we cannot read still means something changed.
-                Some(payload) => sink.revoke(parse_hash(&payload).map_or(Revocation::All, Revocation::Key)).await,
+                Some(payload) => sink.revoke(parse(&payload)).await,
                 None => break,
             },
             _ = heartbeat.tick() => {
@@ -122,6 +121,17 @@ async fn listen_once(url: &str, sink: &dyn RevocationSink, settings: ListenerSet
     sink.revoke(Revocation::All).await;
     drop(client);
     true
+}
+
+/// What a payload names. One we cannot read still means something changed.
+fn parse(payload: &str) -> Revocation {
+    if let Some(id) = payload.strip_prefix("agent:") {
+        return Revocation::Agent(id.into());
+    }
+    if let Some(id) = payload.strip_prefix("team:") {
+        return Revocation::Team(id.into());
+    }
+    parse_hash(payload).map_or(Revocation::All, Revocation::Key)
 }
 
 fn parse_hash(hex: &str) -> Option<KeyHash> {
@@ -147,5 +157,9 @@ mod tests {
         assert_eq!(parse_hash(&hash.to_hex()), Some(hash));
         assert_eq!(parse_hash("zz"), None);
         assert_eq!(parse_hash(&"g".repeat(64)), None);
+        assert_eq!(parse(&hash.to_hex()), Revocation::Key(hash));
+        assert_eq!(parse("agent:support"), Revocation::Agent("support".into()));
+        assert_eq!(parse("team:desk"), Revocation::Team("desk".into()));
+        assert_eq!(parse("garbage"), Revocation::All);
     }
 }

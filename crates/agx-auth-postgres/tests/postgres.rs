@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use agx_auth::{
-    AgentRecord, Authenticator, DirectoryAdmin, KeySpec, KeyStore, Lookup, Outcome, Revocation, RevocationSink,
+    AgentRecord, Authenticator, Directory, DirectoryAdmin, KeySpec, KeyStore, Lookup, Outcome, Revocation,
+    RevocationSink,
 };
 use agx_auth_moka::{CacheSettings, CachedStore};
 use agx_auth_postgres::listener;
@@ -109,6 +110,7 @@ async fn a_thousand_first_requests_make_one_query() {
 
 struct Instance {
     auth: Authenticator,
+    cache: Arc<CachedStore<PgStore>>,
     _listener: listener::ListenerHandle,
     revocations: Arc<AtomicUsize>,
 }
@@ -131,14 +133,20 @@ fn instance(url: &str, pg: Arc<PgStore>) -> Instance {
     let revocations = Arc::new(AtomicUsize::new(0));
     let sink = Arc::new(Counted { cache: cached.clone(), count: revocations.clone() });
     let handle = listener::spawn(url.to_owned(), sink);
-    Instance { auth: Authenticator::builder(cached.clone(), cached).build(), _listener: handle, revocations }
+    let auth = Authenticator::builder(cached.clone(), cached.clone()).build();
+    Instance { auth, cache: cached, _listener: handle, revocations }
 }
 
 /// Waits until `key` is refused on `on`, returning how long that took.
 async fn time_until_refused(on: &Authenticator, key: &str, limit: Duration) -> Option<Duration> {
+    time_until(on, key, 401, limit).await
+}
+
+/// Waits until `key` gets `expected` on `on`, returning how long that took.
+async fn time_until(on: &Authenticator, key: &str, expected: u16, limit: Duration) -> Option<Duration> {
     let started = Instant::now();
     while started.elapsed() < limit {
-        if status(on, key).await == 401 {
+        if status(on, key).await == expected {
             return Some(started.elapsed());
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -172,6 +180,43 @@ async fn a_delete_on_one_instance_reaches_the_other_within_a_second() {
         .await
         .expect("B still accepts the deleted key after 1 s");
     println!("revocation latency A -> B: {:?} (delete call included: {:?})", latency, deleted_at.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_or_team_written_on_one_instance_reaches_the_other_within_a_second() {
+    let Some(url) = fresh_database("an_agent_written_on_one_instance").await else { return };
+    let pg_a = seeded(&url, PgSettings::default()).await;
+    let a = instance(&url, pg_a.clone());
+    let b = instance(&url, Arc::new(PgStore::connect(&url, PgSettings::default()).await.unwrap()));
+    wait_listening(&b).await;
+    let (key, _) = a.auth.issue_key(KeySpec::new("org_1", "shared")).await.unwrap();
+    assert_eq!(status(&b.auth, key.expose_secret()).await, 200, "B has the agent cached now");
+
+    let written = Instant::now();
+    pg_a.put_agent(AgentRecord { active: false, ..AgentRecord::new("agent_1", "org_1", "Support") }).await.unwrap();
+    let latency = time_until(&b.auth, key.expose_secret(), 403, Duration::from_secs(1))
+        .await
+        .expect("B still serves the deactivated agent after 1 s (its cache TTL is 30 s)");
+    println!("agent change A -> B: {latency:?} (write included: {:?})", written.elapsed());
+
+    // A team: B caches it, then A moves it to another agent list.
+    pg_a.put_agent(AgentRecord::new("agent_2", "org_1", "Sales")).await.unwrap();
+    let team = |agents: &[&str]| agx_auth::TeamRecord {
+        id: "team_1".into(),
+        org: "org_1".into(),
+        name: "Team".into(),
+        agent_ids: agents.iter().map(|&s| s.into()).collect(),
+    };
+    pg_a.put_team(team(&["agent_2"])).await.unwrap();
+    let cached = b.cache.team("team_1").await.unwrap().unwrap();
+    assert_eq!(cached.agent_ids, ["agent_2"]);
+    pg_a.put_team(team(&["agent_1", "agent_2"])).await.unwrap();
+    let started = Instant::now();
+    while b.cache.team("team_1").await.unwrap().unwrap().agent_ids.len() != 2 {
+        assert!(started.elapsed() < Duration::from_secs(1), "B still has the old team after 1 s");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    println!("team change A -> B: {:?}", started.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,7 +275,7 @@ impl Recorded {
     async fn after(&self, n: usize, limit: Duration) -> Option<(Instant, Revocation)> {
         let started = Instant::now();
         while started.elapsed() < limit {
-            if let Some(&newest) = self.0.lock().unwrap().get(n) {
+            if let Some(newest) = self.0.lock().unwrap().get(n).cloned() {
                 return Some(newest);
             }
             tokio::time::sleep(Duration::from_millis(5)).await;

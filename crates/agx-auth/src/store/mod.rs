@@ -230,11 +230,16 @@ pub trait Directory: Send + Sync + 'static {
     fn team<'a>(&'a self, id: &'a str) -> Lookup<'a, Result<Option<Arc<TeamRecord>>, StoreError>>;
 }
 
-/// A change every cache must learn of: one key deleted or rolled, or
-/// anything at all (after a revocation channel was down).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A change every cache must learn of: one key deleted or rolled, one
+/// agent's or team's record written, or anything at all (after a revocation
+/// channel was down).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Revocation {
     Key(KeyHash),
+    /// The agent's owner, flags or domains may have changed.
+    Agent(Arc<str>),
+    /// The team's owner or agents may have changed.
+    Team(Arc<str>),
     All,
 }
 
