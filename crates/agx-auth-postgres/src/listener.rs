@@ -12,10 +12,15 @@
 //! state, a host vanishes, and the socket waits for bytes that never come
 //! while the deletes it should announce go unheard. So the listener sends a
 //! `SELECT 1` every [`ListenerSettings::heartbeat`]; one that gets no answer
-//! within [`ListenerSettings::timeout`] ends the connection, which reports
-//! [`Revocation::All`] at once and again after the reconnect. A silent
-//! connection thus costs at most heartbeat + timeout of missed revocations,
-//! not the cache's whole TTL.
+//! within [`ListenerSettings::timeout`] ends the connection, and the
+//! reconnect reports [`Revocation::All`]. Where PostgreSQL is reachable (the
+//! usual case: only this connection died) that happens within heartbeat +
+//! timeout + backoff, instead of the cache's whole TTL.
+//!
+//! Losing the connection does not by itself drop the caches: if PostgreSQL
+//! is down, cached keys are what keeps the service up, and no key can be
+//! deleted meanwhile; whatever was deleted before the loss is covered by the
+//! `All` after the reconnect.
 
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -116,9 +121,9 @@ async fn listen_once(url: &str, sink: &dyn RevocationSink, settings: ListenerSet
             }
         }
     }
-    // Whatever was announced since the connection went quiet is lost.
+    // Whatever was announced since the connection went quiet is lost; the
+    // reconnect's `All` makes up for it.
     driver.abort();
-    sink.revoke(Revocation::All).await;
     drop(client);
     true
 }
