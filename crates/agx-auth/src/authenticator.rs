@@ -557,21 +557,24 @@ impl Authenticator {
         let Some(old) = self.store.get(org, id).await? else { return Ok(None) };
         // Rolling is for a key in use; an expired one is replaced by a new
         // key, deliberately, not revived by a roll.
-        if old.is_expired(self.clock.now()) {
+        let now = self.clock.now();
+        if old.is_expired(now) {
             return Err(StoreError::Conflict("an expired key cannot be rolled; create a new key".into()));
         }
+        // The new key lives as long as the old one was set to: a policy of
+        // 90-day keys survives rotation, and a roll never mints a key that
+        // never expires from one that would.
+        let lifetime = old.expires_at.and_then(|at| at.duration_since(old.created_at).ok());
         let spec = KeySpec {
             org: old.org.clone(),
             name: old.name.clone(),
             scopes: old.scopes.clone(),
             mode: old.mode,
-            expires_at: None,
+            expires_at: lifetime.and_then(|l| now.checked_add(l)),
             rate_limits: old.rate_limits.clone(),
         };
         let (key, record) = self.new_record(spec)?;
-        let until = self
-            .clock
-            .now()
+        let until = now
             .checked_add(grace)
             .ok_or(StoreError::Conflict("the grace period is longer than time can represent".into()))?;
         Ok(self.store.roll(org, id, record, until).await?.map(|r| (key, r)))
