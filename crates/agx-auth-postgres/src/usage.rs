@@ -1,43 +1,150 @@
 //! Usage counts from memory to PostgreSQL, a batch at a time: one statement
 //! per flush, whatever the number of keys, and no write per request.
+//!
+//! Exactly once: every batch has an id, and the statement that adds it
+//! first records the id, so a batch whose flush may have committed (the
+//! reply was lost, or the call timed out) is retried with the same id and
+//! adds nothing the second time. A batch that certainly was not added (no
+//! connection, or PostgreSQL refused the statement) goes back into the
+//! counter.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use agx_auth::{StoreError, UsageBatch, UsageCounter};
-use tokio::sync::oneshot;
+use ring::rand::{SecureRandom, SystemRandom};
+use tokio::sync::{Mutex, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::{PgStore, db};
 
+/// How long a flush statement may take, by default, before its outcome
+/// counts as unknown.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Adds a batch (`$1`…`$6`) unless its id (`$7`) was added before.
+const FLUSH: &str = "WITH claimed AS ( \
+               INSERT INTO usage_batches (id) VALUES ($7) ON CONFLICT (id) DO NOTHING RETURNING id), \
+             pruned AS ( \
+               DELETE FROM usage_batches WHERE flushed_at < now() - interval '7 days'), \
+             counted AS ( \
+               INSERT INTO key_usage (key_id, day, class, requests) \
+               SELECT k, DATE '1970-01-01' + d, c, n FROM UNNEST($1::text[], $2::int4[], $3::text[], $4::int8[]) AS u(k, d, c, n) \
+               WHERE EXISTS (SELECT 1 FROM claimed) \
+               ON CONFLICT (key_id, day, class) DO UPDATE SET requests = key_usage.requests + EXCLUDED.requests \
+               RETURNING 1), \
+             touched AS ( \
+               UPDATE api_keys SET last_used_at = GREATEST(api_keys.last_used_at, u.at) \
+               FROM UNNEST($5::text[], $6::timestamptz[]) AS u(id, at) \
+               WHERE api_keys.id = u.id AND EXISTS (SELECT 1 FROM claimed) \
+               RETURNING 1) \
+             SELECT (SELECT count(*) FROM claimed) > 0";
+
+/// Why a batch was not confirmed.
+enum FlushError {
+    /// Certainly not added: it may be merged back into the counter.
+    NotAdded(StoreError),
+    /// Perhaps added: only a retry with the same id is safe.
+    Unknown(StoreError),
+}
+
 impl PgStore {
     /// Adds a batch's counts to `key_usage` and moves `last_used_at` forward,
-    /// in one statement (a data-modifying CTE and the update it feeds).
-    pub async fn flush_usage(&self, batch: &UsageBatch) -> Result<(), StoreError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
+    /// in one statement, unless a batch with this `id` was added before.
+    /// Returns whether it was added now.
+    pub async fn flush_usage_once(&self, id: &str, batch: &UsageBatch) -> Result<bool, StoreError> {
+        self.add_batch(id, batch, FLUSH_TIMEOUT).await.map_err(|(FlushError::NotAdded(e) | FlushError::Unknown(e))| e)
+    }
+
+    async fn add_batch(&self, id: &str, batch: &UsageBatch, timeout: Duration) -> Result<bool, FlushError> {
         let keys: Vec<String> = batch.rows.iter().map(|r| r.key.to_string()).collect();
         let days: Vec<i32> = batch.rows.iter().map(|r| i32::try_from(r.day).unwrap_or(i32::MAX)).collect();
         let classes: Vec<&str> = batch.rows.iter().map(|r| r.class).collect();
         let counts: Vec<i64> = batch.rows.iter().map(|r| i64::try_from(r.requests).unwrap_or(i64::MAX)).collect();
         let used_keys: Vec<String> = batch.last_used.iter().map(|(k, _)| k.to_string()).collect();
         let used_at: Vec<SystemTime> = batch.last_used.iter().map(|(_, at)| *at).collect();
-        let client = self.client().await?;
-        client
-            .execute(
-                "WITH counted AS ( \
-                   INSERT INTO key_usage (key_id, day, class, requests) \
-                   SELECT k, DATE '1970-01-01' + d, c, n FROM UNNEST($1::text[], $2::int4[], $3::text[], $4::int8[]) AS u(k, d, c, n) \
-                   ON CONFLICT (key_id, day, class) DO UPDATE SET requests = key_usage.requests + EXCLUDED.requests \
-                   RETURNING 1) \
-                 UPDATE api_keys SET last_used_at = GREATEST(api_keys.last_used_at, u.at) \
-                 FROM UNNEST($5::text[], $6::timestamptz[]) AS u(id, at) WHERE api_keys.id = u.id",
-                &[&keys, &days, &classes, &counts, &used_keys, &used_at],
-            )
-            .await
-            .map_err(db)?;
-        Ok(())
+        let client = self.client().await.map_err(FlushError::NotAdded)?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
+            [&keys, &days, &classes, &counts, &used_keys, &used_at, &id];
+        // Data-modifying CTEs all run, once, whether or not the final SELECT
+        // reads them; `claimed` is empty when the id was added before.
+        let statement = async {
+            let statement = client.prepare_cached(FLUSH).await?;
+            client.query_one(&statement, &params).await
+        };
+        match tokio::time::timeout(timeout, statement).await {
+            Ok(Ok(row)) => row.try_get(0).map_err(|e| FlushError::Unknown(db(e))),
+            // PostgreSQL answered with an error: the statement rolled back.
+            Ok(Err(e)) if e.as_db_error().is_some() => Err(FlushError::NotAdded(db(e))),
+            Ok(Err(e)) => Err(FlushError::Unknown(db(e))),
+            Err(_) => {
+                Err(FlushError::Unknown(StoreError::Unavailable("the usage flush did not answer in time".into())))
+            }
+        }
+    }
+}
+
+/// Moves a [`UsageCounter`]'s counts into PostgreSQL, exactly once. The
+/// periodic [`UsageFlusher`] and any caller that needs the counts stored now
+/// (a usage report) share one writer, so flushes never overlap.
+pub struct UsageWriter {
+    store: PgStore,
+    counter: Arc<UsageCounter>,
+    rng: SystemRandom,
+    /// Batches whose flush may have committed: retried with their id, in
+    /// order, and never merged back into the counter.
+    unsure: Mutex<Vec<(String, UsageBatch)>>,
+    timeout: Duration,
+}
+
+impl UsageWriter {
+    pub fn new(store: PgStore, counter: Arc<UsageCounter>) -> Self {
+        Self::with_timeout(store, counter, FLUSH_TIMEOUT)
+    }
+
+    /// With `timeout` as the longest a flush statement may take before its
+    /// outcome counts as unknown (10 s by default).
+    pub fn with_timeout(store: PgStore, counter: Arc<UsageCounter>, timeout: Duration) -> Self {
+        UsageWriter { store, counter, rng: SystemRandom::new(), unsure: Mutex::default(), timeout }
+    }
+
+    /// Stores every count taken so far. On an error some counts are still
+    /// waiting (in the counter, or as an unsure batch); none is lost, and
+    /// none will be added twice.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let mut unsure = self.unsure.lock().await;
+        let mut outcome = Ok(());
+        let mut still = Vec::new();
+        for (id, batch) in unsure.drain(..) {
+            if let Err(FlushError::NotAdded(e) | FlushError::Unknown(e)) =
+                self.store.add_batch(&id, &batch, self.timeout).await
+            {
+                outcome = Err(e);
+                still.push((id, batch));
+            }
+        }
+        *unsure = still;
+        let batch = self.counter.drain();
+        if batch.is_empty() {
+            return outcome;
+        }
+        let mut bytes = [0u8; 16];
+        if self.rng.fill(&mut bytes).is_err() {
+            self.counter.restore(batch);
+            return Err(StoreError::Unavailable("the system random generator failed".into()));
+        }
+        let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        match self.store.add_batch(&id, &batch, self.timeout).await {
+            Ok(_) => outcome,
+            Err(FlushError::NotAdded(e)) => {
+                self.counter.restore(batch);
+                Err(e)
+            }
+            Err(FlushError::Unknown(e)) => {
+                unsure.push((id, batch));
+                Err(e)
+            }
+        }
     }
 }
 
@@ -79,15 +186,16 @@ impl PgStore {
     }
 }
 
-/// Drains a [`UsageCounter`] into PostgreSQL every `every`, and once more at
-/// [`UsageFlusher::shutdown`]. A failed flush puts its batch back.
+/// Runs a [`UsageWriter`] every `every`, and once more at
+/// [`UsageFlusher::shutdown`]. Counts a flush could not store wait for the
+/// next one.
 pub struct UsageFlusher {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
 
 impl UsageFlusher {
-    pub fn spawn(store: PgStore, counter: Arc<UsageCounter>, every: Duration) -> Self {
+    pub fn spawn(writer: Arc<UsageWriter>, every: Duration) -> Self {
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
             loop {
@@ -95,10 +203,7 @@ impl UsageFlusher {
                     _ = tokio::time::sleep(every) => false,
                     _ = &mut stopped => true,
                 };
-                let batch = counter.drain();
-                if let Err(_e) = store.flush_usage(&batch).await {
-                    counter.restore(batch);
-                }
+                let _ = writer.flush().await;
                 if last {
                     break;
                 }

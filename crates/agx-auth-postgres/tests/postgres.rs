@@ -12,7 +12,7 @@ use agx_auth::{
 use agx_auth_moka::{CacheSettings, CachedStore};
 use agx_auth_postgres::listener;
 use agx_auth_postgres::testing::fresh_database;
-use agx_auth_postgres::{PgError, PgSettings, PgStore};
+use agx_auth_postgres::{PgError, PgSettings, PgStore, UsageWriter};
 use http::{HeaderMap, HeaderValue, Method};
 
 const CONFIG: &str = "/api/public/agents/agent_1";
@@ -399,7 +399,8 @@ async fn usage_is_counted_in_memory_and_flushed_in_batches() {
     let counter = Arc::new(agx_auth::UsageCounter::new());
     let auth = Authenticator::builder(pg.clone(), pg.clone()).usage(counter.clone()).build();
     let (key, record) = auth.issue_key(KeySpec::new("org_1", "busy")).await.unwrap();
-    let flusher = agx_auth_postgres::UsageFlusher::spawn(PgStore::clone(&pg), counter, Duration::from_secs(3600));
+    let writer = Arc::new(UsageWriter::new(PgStore::clone(&pg), counter));
+    let flusher = agx_auth_postgres::UsageFlusher::spawn(writer, Duration::from_secs(3600));
     for _ in 0..7 {
         assert_eq!(status(&auth, key.expose_secret()).await, 200);
     }
@@ -418,4 +419,85 @@ async fn usage_is_counted_in_memory_and_flushed_in_batches() {
     assert_eq!(row.get::<_, String>(0), "config");
     assert_eq!(row.get::<_, i64>(1), 7);
     assert!(row.get::<_, bool>(2), "last_used_at set");
+}
+
+async fn chat_count(client: &tokio_postgres::Client, key: agx_auth::KeyId) -> i64 {
+    let row = client
+        .query_opt("SELECT requests FROM key_usage WHERE key_id = $1 AND class = 'config'", &[&key.to_string()])
+        .await
+        .unwrap();
+    row.map_or(0, |r| r.get(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_added_once_whatever_the_retries() {
+    let Some(url) = fresh_database("a_batch_is_added_once").await else { return };
+    let pg = seeded(&url, PgSettings::default()).await;
+    let counter = Arc::new(agx_auth::UsageCounter::new());
+    let auth = Authenticator::builder(pg.clone(), pg.clone()).usage(counter.clone()).build();
+    let (key, record) = auth.issue_key(KeySpec::new("org_1", "counted")).await.unwrap();
+    for _ in 0..4 {
+        assert_eq!(status(&auth, key.expose_secret()).await, 200);
+    }
+    let batch = counter.drain();
+    assert!(pg.flush_usage_once("batch-1", &batch).await.unwrap(), "added the first time");
+    assert!(!pg.flush_usage_once("batch-1", &batch).await.unwrap(), "the same id again adds nothing");
+    assert_eq!(chat_count(&a_client(&url).await, record.id).await, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_whose_reply_is_lost_is_not_counted_twice() {
+    let Some(url) = fresh_database("a_flush_whose_reply_is_lost").await else { return };
+    let seeded_pg = seeded(&url, PgSettings::default()).await;
+    let (authority_start, rest) = url.split_once('@').unwrap();
+    let (authority, db_path) = rest.split_once('/').unwrap();
+    let proxy = agx_testkit::Proxy::start(authority.to_owned()).await;
+    let proxied = format!("{authority_start}@127.0.0.1:{}/{db_path}", proxy.port);
+    let quick = PgSettings {
+        wait_timeout: Duration::from_millis(500),
+        create_timeout: Duration::from_millis(500),
+        recycle_timeout: Duration::from_millis(500),
+        max_size: 1,
+    };
+    let pg = Arc::new(PgStore::connect(&proxied, quick).await.unwrap());
+    let counter = Arc::new(agx_auth::UsageCounter::new());
+    let auth = Authenticator::builder(seeded_pg.clone(), seeded_pg.clone()).usage(counter.clone()).build();
+    let (key, record) = auth.issue_key(KeySpec::new("org_1", "counted")).await.unwrap();
+    let writer = UsageWriter::with_timeout(PgStore::clone(&pg), counter.clone(), Duration::from_millis(300));
+    let direct = a_client(&url).await;
+    let requests = |n: usize| {
+        let (auth, key) = (&auth, key.expose_secret());
+        async move {
+            for _ in 0..n {
+                assert_eq!(status(auth, key).await, 200);
+            }
+        }
+    };
+    // A first flush prepares the statement on the pool's one connection, so
+    // that the next one is a single message PostgreSQL runs on arrival.
+    requests(3).await;
+    writer.flush().await.unwrap();
+    assert_eq!(chat_count(&direct, record.id).await, 3);
+
+    // The statement reaches PostgreSQL and commits; its reply never comes.
+    requests(5).await;
+    proxy.hold_replies();
+    assert!(writer.flush().await.is_err(), "a flush without a reply is not confirmed");
+    let started = Instant::now();
+    while chat_count(&direct, record.id).await != 8 {
+        assert!(started.elapsed() < Duration::from_secs(5), "the held flush never committed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Two more requests; then the connection is back, and the writer
+    // retries the unsure batch under its id before adding the new one.
+    requests(2).await;
+    proxy.cut().await;
+    proxy.restore();
+    proxy.resume();
+    let started = Instant::now();
+    while writer.flush().await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(10), "the writer did not recover");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(chat_count(&direct, record.id).await, 10, "3, then the lost reply's 5 once, then 2");
 }

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use agx_auth::{Directory, DirectoryAdmin, KeyId, KeyStore, MemoryStore, StoreError, UsageBatch, UsageCounter};
 use agx_auth_moka::{CacheSettings, CachedStore};
 use agx_auth_postgres::listener::{self, ListenerHandle};
-use agx_auth_postgres::{PgError, PgSettings, PgStore, UsageFlusher};
+use agx_auth_postgres::{PgError, PgSettings, PgStore, UsageFlusher, UsageWriter};
 
 pub struct Backend {
     /// What the authenticator and the admin API read keys through.
@@ -25,6 +25,8 @@ pub struct Backend {
     /// The memory store's usage: what the counter drained, kept for reports.
     ledger: Mutex<Ledger>,
     cache: Option<Arc<CachedStore<PgStore>>>,
+    /// PostgreSQL's usage writer, shared by the flusher and usage reports.
+    writer: Option<Arc<UsageWriter>>,
     /// Taken at shutdown, by whoever holds the backend then.
     flusher: Mutex<Option<UsageFlusher>>,
     _listener: Option<ListenerHandle>,
@@ -43,6 +45,7 @@ impl Backend {
             pg: None,
             cache: None,
             flusher: Mutex::default(),
+            writer: None,
             _listener: None,
         }
     }
@@ -51,12 +54,14 @@ impl Backend {
         let pg = Arc::new(PgStore::connect(url, PgSettings::default()).await?);
         let cached = Arc::new(CachedStore::new(pg.clone(), CacheSettings::default()));
         let usage = Arc::new(UsageCounter::new());
+        let writer = Arc::new(UsageWriter::new(PgStore::clone(&pg), usage.clone()));
         Ok(Backend {
             keys: cached.clone(),
             directory: cached.clone(),
             // Through the cache, so that this instance sees its own writes at once.
             admin: cached.clone(),
-            flusher: Mutex::new(Some(UsageFlusher::spawn(PgStore::clone(&pg), usage.clone(), Duration::from_secs(5)))),
+            flusher: Mutex::new(Some(UsageFlusher::spawn(writer.clone(), Duration::from_secs(5)))),
+            writer: Some(writer),
             _listener: Some(listener::spawn(url.to_owned(), cached.clone())),
             usage,
             kind: "postgres",
@@ -82,18 +87,14 @@ impl Backend {
     /// One key's usage: per day and class, and its last use. Counts still in
     /// memory are flushed first, so the report is exact.
     pub async fn usage_of(&self, key: KeyId) -> Result<agx_auth_postgres::UsageReport, StoreError> {
-        let batch = self.usage.drain();
-        match &self.pg {
-            Some(pg) => {
-                if let Err(e) = pg.flush_usage(&batch).await {
-                    self.usage.restore(batch);
-                    return Err(e);
-                }
+        match (&self.pg, &self.writer) {
+            (Some(pg), Some(writer)) => {
+                writer.flush().await?;
                 pg.usage_of(key).await
             }
-            None => {
+            _ => {
                 let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
-                ledger.absorb(batch);
+                ledger.absorb(self.usage.drain());
                 Ok(ledger.report(key))
             }
         }

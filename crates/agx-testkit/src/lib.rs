@@ -56,6 +56,7 @@ pub struct Proxy {
     pub port: u16,
     up: Arc<AtomicBool>,
     stalled: Arc<AtomicBool>,
+    replies_held: Arc<AtomicBool>,
     links: Arc<Mutex<Vec<Link>>>,
     accept: JoinHandle<()>,
 }
@@ -76,30 +77,33 @@ impl Proxy {
         let port = listener.local_addr().expect("the proxy's port").port();
         let up = Arc::new(AtomicBool::new(true));
         let stalled = Arc::new(AtomicBool::new(false));
+        let replies_held = Arc::new(AtomicBool::new(false));
         let links: Arc<Mutex<Vec<Link>>> = Arc::default();
         let (up2, stalled2, links2) = (up.clone(), stalled.clone(), links.clone());
+        let replies2 = replies_held.clone();
         let accept = tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
                 if !up2.load(Ordering::SeqCst) {
                     continue; // dropped at once: a refused connection, in effect
                 }
                 let stranded = Arc::new(AtomicBool::new(false));
-                let held = [stalled2.clone(), stranded.clone()];
+                let requests_held = [stalled2.clone(), stranded.clone()];
+                let replies_held = [stalled2.clone(), stranded.clone(), replies2.clone()];
                 let upstream = upstream.clone();
                 let task = tokio::spawn(async move {
                     if let Ok(outbound) = TcpStream::connect(upstream).await {
                         let (from_client, to_client) = inbound.into_split();
                         let (from_server, to_server) = outbound.into_split();
                         tokio::select! {
-                            () = pump(from_client, to_server, &held) => {}
-                            () = pump(from_server, to_client, &held) => {}
+                            () = pump(from_client, to_server, &requests_held) => {}
+                            () = pump(from_server, to_client, &replies_held) => {}
                         }
                     }
                 });
                 links2.lock().await.push(Link { task, stranded });
             }
         });
-        Proxy { port, up, stalled, links, accept }
+        Proxy { port, up, stalled, replies_held, links, accept }
     }
 
     /// `127.0.0.1:<port>`, for a URL.
@@ -129,6 +133,13 @@ impl Proxy {
     /// Delivers what was held, and everything after it.
     pub fn resume(&self) {
         self.stalled.store(false, Ordering::SeqCst);
+        self.replies_held.store(false, Ordering::SeqCst);
+    }
+
+    /// Lets requests through but holds the service's replies: a statement
+    /// that runs, and commits, while its caller never hears so.
+    pub fn hold_replies(&self) {
+        self.replies_held.store(true, Ordering::SeqCst);
     }
 
     /// Holds every byte of the links open now, forever, without closing
