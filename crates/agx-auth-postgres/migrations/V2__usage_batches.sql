@@ -5,3 +5,5 @@ CREATE TABLE usage_batches (
     id          TEXT PRIMARY KEY,
     flushed_at  TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+
+CREATE INDEX usage_batches_by_age ON usage_batches (flushed_at);

@@ -202,7 +202,7 @@ impl PgStore {
 }
 
 const KEY_COLUMNS: &str = "id, org_id, name, hash, prefix, scopes, mode, created_at, expires_at, deleted_at, \
-                           rate_limit_classes, rate_limit_quotas";
+                           rate_limit_classes, rate_limit_quotas, lifetime_ms";
 
 /// A database error as the store's: constraint violations are the caller's
 /// mistake, anything else means the database cannot answer.
@@ -226,6 +226,8 @@ fn key_from_row(r: &Row) -> Result<KeyRecord, StoreError> {
     let scopes: Vec<String> = r.try_get("scopes").map_err(corrupt)?;
     let classes: Vec<String> = r.try_get("rate_limit_classes").map_err(corrupt)?;
     let quotas: Vec<i32> = r.try_get("rate_limit_quotas").map_err(corrupt)?;
+    let lifetime_ms: Option<i64> = r.try_get("lifetime_ms").map_err(corrupt)?;
+    let lifetime = lifetime_ms.map(|ms| u64::try_from(ms).map(Duration::from_millis).map_err(|_| bad("lifetime")));
     let rate_limits = classes
         .into_iter()
         .zip(quotas)
@@ -242,6 +244,7 @@ fn key_from_row(r: &Row) -> Result<KeyRecord, StoreError> {
         created_at: r.try_get("created_at").map_err(corrupt)?,
         expires_at: r.try_get("expires_at").map_err(corrupt)?,
         deleted_at: r.try_get("deleted_at").map_err(corrupt)?,
+        lifetime: lifetime.transpose()?,
         rate_limits,
     })
 }
@@ -337,10 +340,12 @@ async fn insert_key<C: tokio_postgres::GenericClient>(client: &C, r: &KeyRecord)
     let scopes: Vec<&str> = r.scopes.iter().map(Scope::as_str).collect();
     let classes: Vec<&str> = r.rate_limits.iter().map(|(c, _)| c.as_str()).collect();
     let quotas: Vec<i32> = r.rate_limits.iter().map(|(_, q)| i32::try_from(q.get()).unwrap_or(i32::MAX)).collect();
+    let lifetime_ms: Option<i64> = r.lifetime.map(|l| i64::try_from(l.as_millis()).unwrap_or(i64::MAX));
     client
         .execute(
             "INSERT INTO api_keys (id, org_id, name, hash, prefix, scopes, mode, created_at, expires_at, deleted_at, \
-             rate_limit_classes, rate_limit_quotas) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             rate_limit_classes, rate_limit_quotas, lifetime_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             &[
                 &r.id.to_string(),
                 &r.org,
@@ -354,6 +359,7 @@ async fn insert_key<C: tokio_postgres::GenericClient>(client: &C, r: &KeyRecord)
                 &r.deleted_at,
                 &classes,
                 &quotas,
+                &lifetime_ms,
             ],
         )
         .await

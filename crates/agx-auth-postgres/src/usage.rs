@@ -57,6 +57,11 @@ impl PgStore {
     }
 
     async fn add_batch(&self, id: &str, batch: &UsageBatch, timeout: Duration) -> Result<bool, FlushError> {
+        // In key order, so that two instances flushing the same keys lock
+        // their rows in the same order and never deadlock each other.
+        let mut batch = batch.clone();
+        batch.rows.sort_unstable_by(|a, b| (a.key, a.day, a.class).cmp(&(b.key, b.day, b.class)));
+        batch.last_used.sort_unstable_by_key(|(key, _)| *key);
         let keys: Vec<String> = batch.rows.iter().map(|r| r.key.to_string()).collect();
         let days: Vec<i32> = batch.rows.iter().map(|r| i32::try_from(r.day).unwrap_or(i32::MAX)).collect();
         let classes: Vec<&str> = batch.rows.iter().map(|r| r.class).collect();
@@ -74,8 +79,9 @@ impl PgStore {
         };
         match tokio::time::timeout(timeout, statement).await {
             Ok(Ok(row)) => row.try_get(0).map_err(|e| FlushError::Unknown(db(e))),
-            // PostgreSQL answered with an error: the statement rolled back.
-            Ok(Err(e)) if e.as_db_error().is_some() => Err(FlushError::NotAdded(db(e))),
+            // PostgreSQL answered with an ERROR: the statement rolled back.
+            // (A FATAL or PANIC could come after a commit: unknown.)
+            Ok(Err(e)) if e.as_db_error().is_some_and(|d| d.severity() == "ERROR") => Err(FlushError::NotAdded(db(e))),
             Ok(Err(e)) => Err(FlushError::Unknown(db(e))),
             Err(_) => {
                 Err(FlushError::Unknown(StoreError::Unavailable("the usage flush did not answer in time".into())))
@@ -91,9 +97,9 @@ pub struct UsageWriter {
     store: PgStore,
     counter: Arc<UsageCounter>,
     rng: SystemRandom,
-    /// Batches whose flush may have committed: retried with their id, in
-    /// order, and never merged back into the counter.
-    unsure: Mutex<Vec<(String, UsageBatch)>>,
+    /// The batch whose flush may have committed: retried with its id, and
+    /// never merged back into the counter.
+    unsure: Mutex<Option<(String, UsageBatch)>>,
     timeout: Duration,
 }
 
@@ -109,24 +115,23 @@ impl UsageWriter {
     }
 
     /// Stores every count taken so far. On an error some counts are still
-    /// waiting (in the counter, or as an unsure batch); none is lost, and
+    /// waiting (in the counter, or as the unsure batch); none is lost, and
     /// none will be added twice.
+    ///
+    /// While a batch is unsure, it is retried first and nothing new is
+    /// drained: the counter aggregates in bounded memory meanwhile, and a
+    /// flush waits on at most one statement's timeout.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let mut unsure = self.unsure.lock().await;
-        let mut outcome = Ok(());
-        let mut still = Vec::new();
-        for (id, batch) in unsure.drain(..) {
-            if let Err(FlushError::NotAdded(e) | FlushError::Unknown(e)) =
-                self.store.add_batch(&id, &batch, self.timeout).await
-            {
-                outcome = Err(e);
-                still.push((id, batch));
+        if let Some((id, batch)) = unsure.as_ref() {
+            match self.store.add_batch(id, batch, self.timeout).await {
+                Ok(_) => *unsure = None,
+                Err(FlushError::NotAdded(e) | FlushError::Unknown(e)) => return Err(e),
             }
         }
-        *unsure = still;
         let batch = self.counter.drain();
         if batch.is_empty() {
-            return outcome;
+            return Ok(());
         }
         let mut bytes = [0u8; 16];
         if self.rng.fill(&mut bytes).is_err() {
@@ -135,13 +140,13 @@ impl UsageWriter {
         }
         let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         match self.store.add_batch(&id, &batch, self.timeout).await {
-            Ok(_) => outcome,
+            Ok(_) => Ok(()),
             Err(FlushError::NotAdded(e)) => {
                 self.counter.restore(batch);
                 Err(e)
             }
             Err(FlushError::Unknown(e)) => {
-                unsure.push((id, batch));
+                *unsure = Some((id, batch));
                 Err(e)
             }
         }
@@ -203,8 +208,12 @@ impl UsageFlusher {
                     _ = tokio::time::sleep(every) => false,
                     _ = &mut stopped => true,
                 };
-                let _ = writer.flush().await;
+                let flushed = writer.flush().await;
                 if last {
+                    if let Err(e) = flushed {
+                        // Nothing is left to retry it: say what is lost.
+                        tracing::warn!(error = %e, "usage counts not stored at shutdown");
+                    }
                     break;
                 }
             }

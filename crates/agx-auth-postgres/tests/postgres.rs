@@ -421,7 +421,7 @@ async fn usage_is_counted_in_memory_and_flushed_in_batches() {
     assert!(row.get::<_, bool>(2), "last_used_at set");
 }
 
-async fn chat_count(client: &tokio_postgres::Client, key: agx_auth::KeyId) -> i64 {
+async fn config_count(client: &tokio_postgres::Client, key: agx_auth::KeyId) -> i64 {
     let row = client
         .query_opt("SELECT requests FROM key_usage WHERE key_id = $1 AND class = 'config'", &[&key.to_string()])
         .await
@@ -442,7 +442,7 @@ async fn a_batch_is_added_once_whatever_the_retries() {
     let batch = counter.drain();
     assert!(pg.flush_usage_once("batch-1", &batch).await.unwrap(), "added the first time");
     assert!(!pg.flush_usage_once("batch-1", &batch).await.unwrap(), "the same id again adds nothing");
-    assert_eq!(chat_count(&a_client(&url).await, record.id).await, 4);
+    assert_eq!(config_count(&a_client(&url).await, record.id).await, 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -477,14 +477,14 @@ async fn a_flush_whose_reply_is_lost_is_not_counted_twice() {
     // that the next one is a single message PostgreSQL runs on arrival.
     requests(3).await;
     writer.flush().await.unwrap();
-    assert_eq!(chat_count(&direct, record.id).await, 3);
+    assert_eq!(config_count(&direct, record.id).await, 3);
 
     // The statement reaches PostgreSQL and commits; its reply never comes.
     requests(5).await;
     proxy.hold_replies();
     assert!(writer.flush().await.is_err(), "a flush without a reply is not confirmed");
     let started = Instant::now();
-    while chat_count(&direct, record.id).await != 8 {
+    while config_count(&direct, record.id).await != 8 {
         assert!(started.elapsed() < Duration::from_secs(5), "the held flush never committed");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -499,5 +499,5 @@ async fn a_flush_whose_reply_is_lost_is_not_counted_twice() {
         assert!(started.elapsed() < Duration::from_secs(10), "the writer did not recover");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(chat_count(&direct, record.id).await, 10, "3, then the lost reply's 5 once, then 2");
+    assert_eq!(config_count(&direct, record.id).await, 10, "3, then the lost reply's 5 once, then 2");
 }

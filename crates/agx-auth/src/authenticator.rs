@@ -545,9 +545,9 @@ impl Authenticator {
         Ok((key, record))
     }
 
-    /// "Roll": a new key now, with the old one's name, scopes, mode and
-    /// limits; the old one keeps working for `grace` and then expires. The
-    /// new key has no expiry of its own.
+    /// "Roll": a new key now, with the old one's name, scopes, mode, limits
+    /// and lifetime (counted from now; none if the old key had none); the
+    /// old one keeps working for `grace` and then expires.
     pub async fn roll_key(
         &self,
         org: &str,
@@ -563,14 +563,14 @@ impl Authenticator {
         }
         // The new key lives as long as the old one was set to: a policy of
         // 90-day keys survives rotation, and a roll never mints a key that
-        // never expires from one that would.
-        let lifetime = old.expires_at.and_then(|at| at.duration_since(old.created_at).ok());
+        // never expires from one that would (where now + lifetime cannot be
+        // represented, the old expiry stands).
         let spec = KeySpec {
             org: old.org.clone(),
             name: old.name.clone(),
             scopes: old.scopes.clone(),
             mode: old.mode,
-            expires_at: lifetime.and_then(|l| now.checked_add(l)),
+            expires_at: old.lifetime.map(|l| now.checked_add(l).or(old.expires_at).unwrap_or(now)),
             rate_limits: old.rate_limits.clone(),
         };
         let (key, record) = self.new_record(spec)?;
@@ -588,6 +588,7 @@ impl Authenticator {
         let no_entropy = |_| StoreError::Unavailable("the system random generator failed".into());
         let key = ApiKey::generate(&self.rng, spec.mode).map_err(no_entropy)?;
         let id = KeyId::generate(&self.rng).map_err(no_entropy)?;
+        let now = self.clock.now();
         let record = KeyRecord {
             id,
             org: spec.org,
@@ -596,8 +597,10 @@ impl Authenticator {
             prefix: key.display_prefix(),
             scopes: spec.scopes,
             mode: spec.mode,
-            created_at: self.clock.now(),
+            created_at: now,
             expires_at: spec.expires_at,
+            // An expiry already past is a lifetime of zero.
+            lifetime: spec.expires_at.map(|at| at.duration_since(now).unwrap_or_default()),
             deleted_at: None,
             rate_limits: spec.rate_limits,
         };

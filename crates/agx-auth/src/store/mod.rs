@@ -8,7 +8,7 @@ mod memory;
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
@@ -33,6 +33,10 @@ pub struct KeyRecord {
     pub mode: KeyMode,
     pub created_at: SystemTime,
     pub expires_at: Option<SystemTime>,
+    /// How long the key was set to live when it was issued. A roll passes it
+    /// on to the new key; the roll's grace period shortens the old key's
+    /// `expires_at`, never this, so rolling a key twice stays right.
+    pub lifetime: Option<Duration>,
     /// Deleted keys are kept for audit and never verify again.
     pub deleted_at: Option<SystemTime>,
     /// Per-class overrides of the default quotas, by class name.
