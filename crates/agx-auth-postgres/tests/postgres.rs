@@ -323,6 +323,27 @@ async fn a_silent_listener_connection_is_noticed_by_its_heartbeat() {
     assert_eq!(heard, Revocation::Key(record.hash));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_listener_connection_keeps_the_caches_until_it_is_back() {
+    let Some(url) = fresh_database("a_lost_listener_connection_keeps").await else { return };
+    let (authority_start, rest) = url.split_once('@').unwrap();
+    let (authority, db_path) = rest.split_once('/').unwrap();
+    let proxy = agx_testkit::Proxy::start(authority.to_owned()).await;
+    let proxied = format!("{authority_start}@127.0.0.1:{}/{db_path}", proxy.port);
+    let settings =
+        listener::ListenerSettings { heartbeat: Duration::from_millis(100), timeout: Duration::from_millis(100) };
+    let sink = Arc::new(Recorded::default());
+    let _listener = listener::spawn_with(proxied, sink.clone(), settings);
+    assert_eq!(sink.after(0, Duration::from_secs(5)).await.map(|(_, r)| r), Some(Revocation::All), "connected");
+    // PostgreSQL out of reach: the caches are what serves now, so nothing
+    // is dropped while the listener cannot reconnect.
+    proxy.cut().await;
+    assert!(sink.after(1, Duration::from_millis(800)).await.is_none(), "the caches were dropped during the outage");
+    proxy.restore();
+    let (_, what) = sink.after(1, Duration::from_secs(6)).await.expect("the listener did not reconnect");
+    assert_eq!(what, Revocation::All, "the reconnect makes up for what was missed");
+}
+
 async fn a_client(url: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);
