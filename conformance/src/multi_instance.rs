@@ -50,12 +50,16 @@ impl Burst {
         (quota..=quota + self.refill(quota)).contains(&self.admitted())
     }
 
-    fn describe(&self, quota: usize) -> String {
-        let refill = self.refill(quota);
+    /// The counts, and the allowance they were judged by: `limits`
+    /// independent limits of `quota` each (one shared limit, or one per
+    /// instance without Redis).
+    fn describe(&self, quota: usize, limits: usize) -> String {
+        let refill = limits * self.refill(quota);
+        let burst = if limits == 1 { "exactly the burst".to_owned() } else { format!("{limits} bursts of {quota}") };
         let allowance = if refill == 0 {
-            "exactly the burst".to_owned()
+            burst
         } else {
-            format!("the burst plus a refill of up to {refill}, as the burst took over one interval")
+            format!("{burst} plus a refill of up to {refill}, as the burst took over one interval")
         };
         format!(
             "{} × 200 (A {}, B {}), {} × 429, in {:.1} ms: {allowance}",
@@ -132,7 +136,7 @@ impl Proof {
              key deleted on A: refused (401) by B {} after the delete returned (bound 1 s)\n  \
              agent deactivated on A: refused (403 AGENT_INACTIVE) by B {} after the write returned (bound 1 s)\n",
             self.burst.requests,
-            self.burst.describe(QUOTA),
+            self.burst.describe(QUOTA, 1),
             ms(self.created_to_served),
             ms(self.deleted_to_refused),
             ms(self.deactivated_to_refused),
@@ -140,7 +144,7 @@ impl Proof {
         if let Some(control) = &self.control {
             out.push_str(&format!(
                 "  control, two instances without Redis: {} (each its own limit, as expected)\n",
-                control.describe(2 * QUOTA)
+                control.describe(QUOTA, 2)
             ));
         }
         out
