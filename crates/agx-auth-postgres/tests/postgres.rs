@@ -288,10 +288,7 @@ impl Recorded {
 async fn a_silent_listener_connection_is_noticed_by_its_heartbeat() {
     let Some(url) = fresh_database("a_silent_listener_connection_is_noticed").await else { return };
     let pg = seeded(&url, PgSettings::default()).await;
-    let (authority_start, rest) = url.split_once('@').unwrap();
-    let (authority, db_path) = rest.split_once('/').unwrap();
-    let proxy = agx_testkit::Proxy::start(authority.to_owned()).await;
-    let proxied = format!("{authority_start}@127.0.0.1:{}/{db_path}", proxy.port);
+    let (proxy, proxied) = behind_proxy(&url).await;
     let settings =
         listener::ListenerSettings { heartbeat: Duration::from_millis(200), timeout: Duration::from_millis(200) };
     let sink = Arc::new(Recorded::default());
@@ -326,10 +323,7 @@ async fn a_silent_listener_connection_is_noticed_by_its_heartbeat() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_listener_connection_keeps_the_caches_until_it_is_back() {
     let Some(url) = fresh_database("a_lost_listener_connection_keeps").await else { return };
-    let (authority_start, rest) = url.split_once('@').unwrap();
-    let (authority, db_path) = rest.split_once('/').unwrap();
-    let proxy = agx_testkit::Proxy::start(authority.to_owned()).await;
-    let proxied = format!("{authority_start}@127.0.0.1:{}/{db_path}", proxy.port);
+    let (proxy, proxied) = behind_proxy(&url).await;
     let settings =
         listener::ListenerSettings { heartbeat: Duration::from_millis(100), timeout: Duration::from_millis(100) };
     let sink = Arc::new(Recorded::default());
@@ -342,6 +336,16 @@ async fn a_lost_listener_connection_keeps_the_caches_until_it_is_back() {
     proxy.restore();
     let (_, what) = sink.after(1, Duration::from_secs(6)).await.expect("the listener did not reconnect");
     assert_eq!(what, Revocation::All, "the reconnect makes up for what was missed");
+}
+
+/// A proxy in front of the database at `url`, and the URL that reaches it
+/// through the proxy.
+async fn behind_proxy(url: &str) -> (agx_testkit::Proxy, String) {
+    let (authority_start, rest) = url.split_once('@').unwrap();
+    let (authority, db_path) = rest.split_once('/').unwrap();
+    let proxy = agx_testkit::Proxy::start(authority.to_owned()).await;
+    let proxied = format!("{authority_start}@127.0.0.1:{}/{db_path}", proxy.port);
+    (proxy, proxied)
 }
 
 async fn a_client(url: &str) -> tokio_postgres::Client {
@@ -369,10 +373,7 @@ async fn fails_closed_while_the_database_is_down_and_recovers_on_its_own() {
     let Some(url) = fresh_database("fails_closed_while_the_database_is_down").await else { return };
     seeded(&url, PgSettings::default()).await;
     // The store reaches PostgreSQL only through a proxy the test can cut.
-    let (authority_start, rest) = url.split_once('@').unwrap();
-    let (authority, db_path) = rest.split_once('/').unwrap();
-    let proxy = agx_testkit::Proxy::start(authority.to_owned()).await;
-    let proxied = format!("{authority_start}@127.0.0.1:{}/{db_path}", proxy.port);
+    let (proxy, proxied) = behind_proxy(&url).await;
     let quick = PgSettings {
         wait_timeout: Duration::from_millis(300),
         create_timeout: Duration::from_millis(300),
@@ -470,10 +471,7 @@ async fn a_batch_is_added_once_whatever_the_retries() {
 async fn a_flush_whose_reply_is_lost_is_not_counted_twice() {
     let Some(url) = fresh_database("a_flush_whose_reply_is_lost").await else { return };
     let seeded_pg = seeded(&url, PgSettings::default()).await;
-    let (authority_start, rest) = url.split_once('@').unwrap();
-    let (authority, db_path) = rest.split_once('/').unwrap();
-    let proxy = agx_testkit::Proxy::start(authority.to_owned()).await;
-    let proxied = format!("{authority_start}@127.0.0.1:{}/{db_path}", proxy.port);
+    let (proxy, proxied) = behind_proxy(&url).await;
     let quick = PgSettings {
         wait_timeout: Duration::from_millis(500),
         create_timeout: Duration::from_millis(500),
