@@ -338,6 +338,11 @@ async fn a_lost_listener_connection_keeps_the_caches_until_it_is_back() {
     assert_eq!(what, Revocation::All, "the reconnect makes up for what was missed");
 }
 
+/// Pool settings that give up on a database out of reach after `timeout`.
+fn quick_settings(timeout: Duration, max_size: usize) -> PgSettings {
+    PgSettings { wait_timeout: timeout, create_timeout: timeout, recycle_timeout: timeout, max_size }
+}
+
 /// A proxy in front of the database at `url`, and the URL that reaches it
 /// through the proxy.
 async fn behind_proxy(url: &str) -> (agx_testkit::Proxy, String) {
@@ -374,12 +379,7 @@ async fn fails_closed_while_the_database_is_down_and_recovers_on_its_own() {
     seeded(&url, PgSettings::default()).await;
     // The store reaches PostgreSQL only through a proxy the test can cut.
     let (proxy, proxied) = behind_proxy(&url).await;
-    let quick = PgSettings {
-        wait_timeout: Duration::from_millis(300),
-        create_timeout: Duration::from_millis(300),
-        recycle_timeout: Duration::from_millis(300),
-        max_size: 4,
-    };
+    let quick = quick_settings(Duration::from_millis(300), 4);
     let pg = Arc::new(PgStore::connect(&proxied, quick).await.unwrap());
     let cached = Arc::new(CachedStore::new(pg, CacheSettings::default()));
     let auth = Authenticator::builder(cached.clone(), cached).build();
@@ -472,12 +472,7 @@ async fn a_flush_whose_reply_is_lost_is_not_counted_twice() {
     let Some(url) = fresh_database("a_flush_whose_reply_is_lost").await else { return };
     let seeded_pg = seeded(&url, PgSettings::default()).await;
     let (proxy, proxied) = behind_proxy(&url).await;
-    let quick = PgSettings {
-        wait_timeout: Duration::from_millis(500),
-        create_timeout: Duration::from_millis(500),
-        recycle_timeout: Duration::from_millis(500),
-        max_size: 1,
-    };
+    let quick = quick_settings(Duration::from_millis(500), 1);
     let pg = Arc::new(PgStore::connect(&proxied, quick).await.unwrap());
     let counter = Arc::new(agx_auth::UsageCounter::new());
     let auth = Authenticator::builder(seeded_pg.clone(), seeded_pg.clone()).usage(counter.clone()).build();
