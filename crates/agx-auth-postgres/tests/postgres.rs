@@ -418,9 +418,7 @@ async fn fails_closed_while_the_database_is_down_and_recovers_on_its_own() {
 async fn usage_is_counted_in_memory_and_flushed_in_batches() {
     let Some(url) = fresh_database("usage_is_counted_in_memory_and_flushed_in_batches").await else { return };
     let pg = seeded(&url, PgSettings::default()).await;
-    let counter = Arc::new(agx_auth::UsageCounter::new());
-    let auth = Authenticator::builder(pg.clone(), pg.clone()).usage(counter.clone()).build();
-    let (key, record) = auth.issue_key(KeySpec::new("org_1", "busy")).await.unwrap();
+    let (counter, auth, key, record) = counted_key(&pg, "busy").await;
     let writer = Arc::new(UsageWriter::new(PgStore::clone(&pg), counter));
     let flusher = agx_auth_postgres::UsageFlusher::spawn(writer, Duration::from_secs(3600));
     for _ in 0..7 {
@@ -443,6 +441,17 @@ async fn usage_is_counted_in_memory_and_flushed_in_batches() {
     assert!(row.get::<_, bool>(2), "last_used_at set");
 }
 
+/// An authenticator over `pg` that counts usage, and a key of org_1.
+async fn counted_key(
+    pg: &Arc<PgStore>,
+    name: &str,
+) -> (Arc<agx_auth::UsageCounter>, Authenticator, agx_auth::ApiKey, Arc<agx_auth::KeyRecord>) {
+    let counter = Arc::new(agx_auth::UsageCounter::new());
+    let auth = Authenticator::builder(pg.clone(), pg.clone()).usage(counter.clone()).build();
+    let (key, record) = auth.issue_key(KeySpec::new("org_1", name)).await.unwrap();
+    (counter, auth, key, record)
+}
+
 async fn config_count(client: &tokio_postgres::Client, key: agx_auth::KeyId) -> i64 {
     let row = client
         .query_opt("SELECT requests FROM key_usage WHERE key_id = $1 AND class = 'config'", &[&key.to_string()])
@@ -455,9 +464,7 @@ async fn config_count(client: &tokio_postgres::Client, key: agx_auth::KeyId) -> 
 async fn a_batch_is_added_once_whatever_the_retries() {
     let Some(url) = fresh_database("a_batch_is_added_once").await else { return };
     let pg = seeded(&url, PgSettings::default()).await;
-    let counter = Arc::new(agx_auth::UsageCounter::new());
-    let auth = Authenticator::builder(pg.clone(), pg.clone()).usage(counter.clone()).build();
-    let (key, record) = auth.issue_key(KeySpec::new("org_1", "counted")).await.unwrap();
+    let (counter, auth, key, record) = counted_key(&pg, "counted").await;
     for _ in 0..4 {
         assert_eq!(status(&auth, key.expose_secret()).await, 200);
     }
@@ -474,9 +481,7 @@ async fn a_flush_whose_reply_is_lost_is_not_counted_twice() {
     let (proxy, proxied) = behind_proxy(&url).await;
     let quick = quick_settings(Duration::from_millis(500), 1);
     let pg = Arc::new(PgStore::connect(&proxied, quick).await.unwrap());
-    let counter = Arc::new(agx_auth::UsageCounter::new());
-    let auth = Authenticator::builder(seeded_pg.clone(), seeded_pg.clone()).usage(counter.clone()).build();
-    let (key, record) = auth.issue_key(KeySpec::new("org_1", "counted")).await.unwrap();
+    let (counter, auth, key, record) = counted_key(&seeded_pg, "counted").await;
     let writer = UsageWriter::with_timeout(PgStore::clone(&pg), counter.clone(), Duration::from_millis(300));
     let direct = a_client(&url).await;
     let requests = |n: usize| {

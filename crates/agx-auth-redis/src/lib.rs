@@ -48,6 +48,7 @@ pub struct DeploymentGuide;
 
 use std::borrow::Cow;
 use std::fmt;
+use std::future::Future;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -250,17 +251,24 @@ impl RedisLimiter {
         }
         let mut connection = self.connection();
         let ping = redis::cmd("PING");
-        match tokio::time::timeout(self.settings.call_timeout, ping.query_async::<String>(&mut connection)).await {
-            Ok(Ok(_)) => Ok(()),
+        self.within_deadline(ping.query_async::<String>(&mut connection)).await.map(drop).map_err(|f| f.error)
+    }
+
+    /// Awaits one Redis call for at most the call timeout. A timeout, this
+    /// deadline's or the connection manager's own (an I/O error), marks the
+    /// connection suspect, so that the next probe replaces it.
+    async fn within_deadline<T>(&self, call: impl Future<Output = Result<T, RedisError>>) -> Result<T, Failure> {
+        match tokio::time::timeout(self.settings.call_timeout, call).await {
+            Ok(Ok(reply)) => Ok(reply),
             Ok(Err(e)) => {
                 if e.is_timeout() {
                     self.suspect.store(true, Ordering::Release);
                 }
-                Err(LimitError(format!("Redis: {e}").into()))
+                Err(Failure::from_redis(&e))
             }
             Err(_) => {
                 self.suspect.store(true, Ordering::Release);
-                Err(LimitError("Redis did not answer in time".into()))
+                Err(Failure::transport("Redis did not answer in time".into()))
             }
         }
     }
@@ -298,20 +306,7 @@ impl RedisLimiter {
                 reply => reply,
             }
         };
-        let (admitted, tat, now) = match tokio::time::timeout(self.settings.call_timeout, call).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(e)) => {
-                // The connection manager's own response timeout, as an I/O error.
-                if e.is_timeout() {
-                    self.suspect.store(true, Ordering::Release);
-                }
-                return Err(Failure::from_redis(&e));
-            }
-            Err(_) => {
-                self.suspect.store(true, Ordering::Release);
-                return Err(Failure::transport("Redis did not answer in time".into()));
-            }
-        };
+        let (admitted, tat, now) = self.within_deadline(call).await?;
         let number = |s: &str| s.parse::<u64>().map_err(|_| Failure::cell("Redis returned a malformed time".into()));
         Ok((admitted == 1, number(&tat)?, number(&now)?))
     }
