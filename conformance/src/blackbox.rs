@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use agx_auth::{AgentRecord, TeamRecord, rfc3339};
+use agx_auth::{AgentRecord, TeamRecord};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
@@ -34,6 +34,19 @@ impl AdminApi {
             namespace: run_namespace(),
             fixtures: std::sync::Arc::new(self),
         }
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Creates an org of its own and, in it, a key from `body` (the admin
+    /// API's key body); returns the plaintext key.
+    pub async fn create_key_with(&self, body: Value) -> Result<String, String> {
+        let org = format!("o-{}", run_namespace());
+        self.call("POST", "/orgs", Some(json!({"id": org, "name": "tools"}))).await?;
+        let (_, created) = self.call("POST", &format!("/orgs/{org}/keys"), Some(body)).await?;
+        created["key"].as_str().map(str::to_owned).ok_or_else(|| format!("no key in {created}"))
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<(u16, Value), String> {
@@ -96,7 +109,7 @@ impl Fixtures for AdminApi {
             "rateLimits": r.rate_limits,
         });
         if let Some(d) = r.expires_in {
-            body["expiresAt"] = Value::String(rfc3339::format(SystemTime::now() + d));
+            body["expiresAt"] = Value::String(humantime::format_rfc3339_millis(SystemTime::now() + d).to_string());
         }
         let (_, v) = self.call("POST", &format!("/orgs/{}/keys", r.org), Some(body)).await?;
         Self::issued(&v)

@@ -15,6 +15,7 @@ pub mod fixtures;
 pub mod matrix;
 pub mod multi_instance;
 pub mod runner;
+pub mod schemathesis;
 pub mod suite;
 pub mod targets;
 

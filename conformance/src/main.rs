@@ -39,6 +39,10 @@ async fn run() -> Result<bool, String> {
     if args.first().is_some_and(|a| a == "multi-instance") {
         return multi_instance(&flag(&args, "--server").ok_or("multi-instance needs --server PATH")?).await;
     }
+    if args.first().is_some_and(|a| a == "schemathesis") {
+        let server = flag(&args, "--server").ok_or("schemathesis needs --server PATH")?;
+        return agx_conformance::schemathesis::run(&server).await.map(|()| true);
+    }
     let suite = Suite::load()?;
     let black_box = match flag(&args, "--url") {
         Some(url) => {

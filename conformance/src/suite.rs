@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::case::{Case, CaseFile, ErrorSpec};
 
-const CASE_FILES: [(&str, &str); 9] = [
+const CASE_FILES: [(&str, &str); 10] = [
     ("credential.json", include_str!("../cases/credential.json")),
     ("key_format.json", include_str!("../cases/key_format.json")),
     ("lifecycle.json", include_str!("../cases/lifecycle.json")),
@@ -14,6 +14,7 @@ const CASE_FILES: [(&str, &str); 9] = [
     ("rate_limit.json", include_str!("../cases/rate_limit.json")),
     ("unavailable.json", include_str!("../cases/unavailable.json")),
     ("routes.json", include_str!("../cases/routes.json")),
+    ("paths.json", include_str!("../cases/paths.json")),
 ];
 
 const ERRORS: &str = include_str!("../cases/errors.json");

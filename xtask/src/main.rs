@@ -5,6 +5,8 @@
 //! - `conformance`: the suite against every adapter × store, as a matrix.
 //! - `multi-instance`: two reference servers sharing PostgreSQL and Redis
 //!   behave as one (one rate limit, keys and deletions visible across both).
+//! - `schemathesis`: schemathesis with every check against the server's
+//!   OpenAPI document, on memory and PostgreSQL.
 //! - `bench`: the criterion benchmarks of the hot path.
 //! - `bench-http`: hello-world apps on each framework, bare, with agx-auth and
 //!   with a governor peer, loaded with wrk side by side.
@@ -22,7 +24,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let Some(task) = args.first() else {
         eprintln!(
-            "usage: cargo xtask <ci|test|conformance|multi-instance|bench|bench-http|bench-redis|bench-pg> [args…]"
+            "usage: cargo xtask <ci|test|conformance|multi-instance|schemathesis|bench-server|bench|bench-http|bench-redis|bench-pg> [args…]"
         );
         return ExitCode::FAILURE;
     };
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
         "test" => test(),
         "conformance" => conformance(rest),
         "multi-instance" => multi_instance(),
+        "schemathesis" => schemathesis(),
         "bench" => bench(rest),
         "bench-http" => bench_http::run(rest, bench_http::OVERHEAD),
         "bench-redis" => bench_http::run(rest, bench_http::REDIS),
@@ -67,7 +70,8 @@ fn ci() -> Result<(), String> {
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     test()?;
     conformance(&[])?;
-    multi_instance()
+    multi_instance()?;
+    schemathesis()
 }
 
 /// The test command README.md gives.
@@ -94,6 +98,15 @@ fn multi_instance() -> Result<(), String> {
     let server = server.to_string_lossy();
     let args = ["run", "--quiet", "--package", "agx-conformance", "--", "multi-instance", "--server", &server];
     cargo_with(&args, &[("AGX_REQUIRE_SERVICES", "1")])
+}
+
+/// schemathesis, with every check, against the server's generated OpenAPI
+/// document, on memory and PostgreSQL.
+fn schemathesis() -> Result<(), String> {
+    cargo(&["build", "--quiet", "--package", "agx-server"])?;
+    let server = workspace_root().join("target/debug/agx-server");
+    let server = server.to_string_lossy();
+    cargo(&["run", "--quiet", "--package", "agx-conformance", "--", "schemathesis", "--server", &server])
 }
 
 /// Runs the criterion benchmarks and the paired limiter comparison, then

@@ -7,14 +7,14 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use agx_auth::Authenticator;
 use agx_auth_actix::{AgxAuth, Authenticated};
 
-use super::{AGENT, CHAT, CONVERSATION, PING, STATUS, TEAM_CHAT, WIDGET, echo};
+use super::{PING, echo, paths};
 
 async fn echo_handler(Authenticated(principal): Authenticated) -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(echo(&principal))
 }
 
 async fn preflight() -> HttpResponse {
-    HttpResponse::NoContent().finish()
+    HttpResponse::Ok().finish()
 }
 
 /// Serves the app on an ephemeral loopback port; returns its base URL.
@@ -24,26 +24,22 @@ pub fn serve(auth: Arc<Authenticator>) -> Result<String, String> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
+            let table = paths(auth.routes());
             let server = HttpServer::new(move || {
-                let options = || web::method(Method::OPTIONS).to(preflight);
-                App::new()
-                    .wrap(AgxAuth::new(auth.clone()))
-                    .route(CHAT, web::post().to(echo_handler))
-                    .route(CHAT, options())
-                    .route(TEAM_CHAT, web::post().to(echo_handler))
-                    .route(TEAM_CHAT, options())
-                    .route(AGENT, web::get().to(echo_handler))
-                    .route(AGENT, web::head().to(echo_handler))
-                    .route(AGENT, options())
-                    .route(WIDGET, web::get().to(echo_handler))
-                    .route(WIDGET, web::head().to(echo_handler))
-                    .route(WIDGET, options())
-                    .route(CONVERSATION, web::get().to(echo_handler))
-                    .route(CONVERSATION, web::head().to(echo_handler))
-                    .route(CONVERSATION, web::patch().to(echo_handler))
-                    .route(CONVERSATION, options())
-                    .route(PING, web::get().to(echo_handler))
-                    .route(STATUS, web::get().to(echo_handler))
+                let mut app = App::new().wrap(AgxAuth::new(auth.clone()));
+                // The table's routes (actix reads `{name}` patterns as they
+                // are); actix does not answer HEAD with GET on its own.
+                for (pattern, methods) in &table {
+                    for method in methods {
+                        let method = Method::from_bytes(method.as_str().as_bytes()).expect("a standard method");
+                        if method == Method::GET {
+                            app = app.route(pattern, web::head().to(echo_handler));
+                        }
+                        app = app.route(pattern, web::method(method).to(echo_handler));
+                    }
+                    app = app.route(pattern, web::method(Method::OPTIONS).to(preflight));
+                }
+                app.route(PING, web::get().to(echo_handler))
             })
             .workers(2)
             .disable_signals()

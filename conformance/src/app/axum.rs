@@ -6,9 +6,9 @@ use agx_auth::Authenticator;
 use agx_auth_axum::{AuthLayer, Authenticated};
 use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, MethodRouter, get, on};
 
-use super::{AGENT, CHAT, CONVERSATION, PING, STATUS, TEAM_CHAT, WIDGET, echo};
+use super::{PING, echo, paths};
 
 async fn echo_handler(Authenticated(principal): Authenticated) -> ([(http::HeaderName, &'static str); 1], String) {
     ([(http::header::CONTENT_TYPE, "application/json")], echo(&principal))
@@ -16,19 +16,22 @@ async fn echo_handler(Authenticated(principal): Authenticated) -> ([(http::Heade
 
 /// CORS preflights reach the app without a key; it answers them itself.
 async fn preflight() -> StatusCode {
-    StatusCode::NO_CONTENT
+    StatusCode::OK
 }
 
+/// Every route of the authenticator's table (axum 0.8 routes the table's
+/// `{name}` patterns as they are), plus the undeclared [`PING`].
 pub fn app(auth: Arc<Authenticator>) -> Router {
-    Router::new()
-        .route(CHAT, post(echo_handler).options(preflight))
-        .route(TEAM_CHAT, post(echo_handler).options(preflight))
-        .route(AGENT, get(echo_handler).options(preflight))
-        .route(WIDGET, get(echo_handler).options(preflight))
-        .route(CONVERSATION, get(echo_handler).patch(echo_handler).options(preflight))
-        .route(PING, get(echo_handler))
-        .route(STATUS, get(echo_handler))
-        .layer(AuthLayer::new(auth))
+    let mut router = Router::new();
+    for (pattern, methods) in paths(auth.routes()) {
+        let mut route: MethodRouter = MethodRouter::new().options(preflight);
+        for method in methods {
+            let filter = MethodFilter::try_from(method).expect("the table declares standard methods");
+            route = route.merge(on(filter, echo_handler));
+        }
+        router = router.route(&pattern, route);
+    }
+    router.route(PING, get(echo_handler)).layer(AuthLayer::new(auth))
 }
 
 /// Serves `app` on an ephemeral loopback port; returns its base URL.

@@ -1,6 +1,6 @@
 //! The app every adapter serves under test: the Agentix routes and one host
 //! route, each answering with the principal it was given (as
-//! `application/json`), and CORS preflights answered with 204. The echo is
+//! `application/json`), and CORS preflights answered with 200. The echo is
 //! framework-free so every adapter's body is the same bytes; each submodule
 //! builds the same app in its framework and serves it on an ephemeral
 //! loopback port.
@@ -9,14 +9,23 @@ pub mod actix;
 pub mod axum;
 pub mod poem;
 
-use agx_auth::Principal;
+use agx_auth::{Principal, Routes};
+use http::Method;
 
-/// Paths the stub app serves, in the framework-neutral `{param}` syntax.
-pub const CHAT: &str = "/api/public/agents/{agent_id}/chat";
-pub const TEAM_CHAT: &str = "/api/public/teams/{team_id}/chat";
-pub const AGENT: &str = "/api/public/agents/{agent_id}";
-pub const WIDGET: &str = "/api/public/agents/{agent_id}/widget";
-pub const CONVERSATION: &str = "/api/public/agents/{agent_id}/conversations/{session_id}";
+/// The declared routes grouped by pattern, in table order, with their
+/// methods: every app routes from the authenticator's table, so an app and
+/// the classifier cannot disagree about which paths exist.
+pub fn paths(routes: &Routes) -> Vec<(String, Vec<Method>)> {
+    let mut out: Vec<(String, Vec<Method>)> = Vec::new();
+    for route in routes.iter() {
+        match out.iter_mut().find(|(p, _)| p == route.pattern()) {
+            Some((_, methods)) => methods.push(route.method().clone()),
+            None => out.push((route.pattern().to_owned(), vec![route.method().clone()])),
+        }
+    }
+    out
+}
+
 /// A route of the host application's that the route table does not declare.
 pub const PING: &str = "/api/public/ping";
 /// A host route that the stub route table declares (scope and class

@@ -6,9 +6,9 @@ use agx_auth::Authenticator;
 use agx_auth_poem::{AgxAuth, Authenticated};
 use poem::http::StatusCode;
 use poem::listener::{Acceptor, Listener, TcpListener};
-use poem::{EndpointExt, Response, Route, Server, get, handler, post};
+use poem::{EndpointExt, Response, Route, RouteMethod, Server, get, handler};
 
-use super::{AGENT, CHAT, CONVERSATION, PING, STATUS, TEAM_CHAT, WIDGET, echo};
+use super::{PING, echo, paths};
 
 #[handler]
 fn echo_handler(Authenticated(principal): Authenticated) -> Response {
@@ -17,7 +17,7 @@ fn echo_handler(Authenticated(principal): Authenticated) -> Response {
 
 #[handler]
 fn preflight() -> StatusCode {
-    StatusCode::NO_CONTENT
+    StatusCode::OK
 }
 
 /// `{name}` segments in poem's `:name` syntax.
@@ -27,15 +27,24 @@ fn poem_path(path: &str) -> String {
 
 /// Serves the app on an ephemeral loopback port; returns its base URL.
 pub async fn serve(auth: Arc<Authenticator>) -> Result<String, String> {
-    let app = Route::new()
-        .at(poem_path(CHAT), post(echo_handler).options(preflight))
-        .at(poem_path(TEAM_CHAT), post(echo_handler).options(preflight))
-        .at(poem_path(AGENT), get(echo_handler).head(echo_handler).options(preflight))
-        .at(poem_path(WIDGET), get(echo_handler).head(echo_handler).options(preflight))
-        .at(poem_path(CONVERSATION), get(echo_handler).head(echo_handler).patch(echo_handler).options(preflight))
+    let mut app = Route::new();
+    for (pattern, methods) in paths(auth.routes()) {
+        let mut route = RouteMethod::new().options(preflight);
+        for method in methods {
+            let method = poem::http::Method::from_bytes(method.as_str().as_bytes()).map_err(|e| e.to_string())?;
+            if method == poem::http::Method::GET {
+                route = route.head(echo_handler);
+            }
+            route = route.method(method, echo_handler);
+        }
+        app = app.at(poem_path(&pattern), route);
+    }
+    // An unrouted path answers an empty 404, as the other frameworks do, so
+    // that transcripts compare.
+    let app = app
         .at(PING, get(echo_handler))
-        .at(STATUS, get(echo_handler))
-        .with(AgxAuth::new(auth));
+        .with(AgxAuth::new(auth))
+        .catch_error(|_: poem::error::NotFoundError| async { StatusCode::NOT_FOUND });
     let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await.map_err(|e| e.to_string())?;
     let addr = acceptor
         .local_addr()

@@ -140,16 +140,7 @@ fn parse(payload: &str) -> Revocation {
 }
 
 fn parse_hash(hex: &str) -> Option<KeyHash> {
-    let bytes = hex.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        let s = std::str::from_utf8(pair).ok()?;
-        out[i] = u8::from_str_radix(s, 16).ok()?;
-    }
-    Some(KeyHash(out))
+    KeyHash::from_hex(hex)
 }
 
 #[cfg(test)]

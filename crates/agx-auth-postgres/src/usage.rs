@@ -138,7 +138,7 @@ impl UsageWriter {
             self.counter.restore(batch);
             return Err(StoreError::Unavailable("the system random generator failed".into()));
         }
-        let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let id = hex::encode(bytes);
         match self.store.add_batch(&id, &batch, self.timeout).await {
             Ok(_) => Ok(()),
             Err(FlushError::NotAdded(e)) => {

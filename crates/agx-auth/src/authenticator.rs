@@ -17,7 +17,7 @@ use crate::limit::{GcraLimiter, Quota, RateDecision, RateLimitStatus, RateLimite
 use crate::policy::origin_allowed;
 use crate::render::{ErrorRenderer, JsonEnvelope};
 use crate::request::{RequestHeader, RequestHeaders};
-use crate::route::{EndpointClass, Resource, RouteMatch, Routes, Scope, Unmatched};
+use crate::route::{EndpointClass, Resource, RouteMatch, Routes, Scope, Unmatched, routable_id};
 use crate::store::{Directory, KeyRecord, KeySpec, KeyStore, StoreError};
 use crate::usage::UsageRecorder;
 
@@ -450,7 +450,7 @@ impl Authenticator {
             return Ok(Grant { principal, rate_limit: None });
         };
         let record = &principal.record;
-        let quota = record.quota_override(route.class).unwrap_or_else(|| self.limits.quota(route.class));
+        let quota = self.quota_of(record, route.class);
         // Steps 5 to 8. A refusal here spends no budget but reports it.
         if let Err(error) = self.check_policy(record, &route, headers).await {
             let status = match error {
@@ -485,6 +485,9 @@ impl Authenticator {
         // Steps 5, 6 and 6b; what step 8 will need.
         let allowed_domains = match route.resource {
             Resource::None => None,
+            // An id no store can hold is not looked up (see `routable_id`).
+            Resource::Agent(id) if !routable_id(id) => return Err(AuthError::AgentNotFound),
+            Resource::Team(id) if !routable_id(id) => return Err(AuthError::TeamNotFound),
             Resource::Agent(id) => {
                 let agent = self.directory.agent(id).await.map_err(down)?.ok_or(AuthError::AgentNotFound)?;
                 if agent.org != record.org {
@@ -518,6 +521,57 @@ impl Authenticator {
             return Err(AuthError::DomainNotAllowed);
         }
         Ok(())
+    }
+
+    /// The quota that applies to a key in an endpoint class: its own
+    /// override, or the authenticator's default for the class. What an API
+    /// tells a client about its limits must come from here, so that it says
+    /// what the limiter enforces.
+    pub fn quota(&self, principal: &Principal, class: EndpointClass) -> Quota {
+        self.quota_of(&principal.record, class)
+    }
+
+    fn quota_of(&self, record: &KeyRecord, class: EndpointClass) -> Quota {
+        record.quota_override(class).unwrap_or_else(|| self.limits.quota(class))
+    }
+
+    /// The CORS decision: whether a browser page at `origin` may call this
+    /// route. For a preflight (`OPTIONS` with `Access-Control-Request-Method`,
+    /// given as `requested_method`) the route is the requested method's;
+    /// otherwise the request's own.
+    ///
+    /// The answer follows the domain rule of the verdict: an agent with
+    /// allowed domains admits only origins on them; an agent without a list,
+    /// a team, and a declared route naming no agent admit any origin. A
+    /// preflight carries no key, so it must not tell which agents exist any
+    /// more than a keyless request does (401 for all): an unknown agent is
+    /// answered like an agent without a list. An
+    /// undeclared route, or a directory that cannot answer gets `false`
+    /// (nothing to allow, or fail closed). This never admits a request: the
+    /// verdict still checks the key, the org and the domain.
+    pub async fn cors_allows(
+        &self,
+        method: &Method,
+        path: &str,
+        origin: &[u8],
+        requested_method: Option<&[u8]>,
+    ) -> bool {
+        let requested = match requested_method {
+            Some(m) if method == Method::OPTIONS => match Method::from_bytes(m) {
+                Ok(m) => m,
+                Err(_) => return false,
+            },
+            _ => method.clone(),
+        };
+        let Some(route) = self.routes.classify(&requested, path) else { return false };
+        match route.resource {
+            Resource::Agent(id) if routable_id(id) => match self.directory.agent(id).await {
+                Ok(Some(agent)) => agent.allowed_domains.is_empty() || origin_allowed(origin, &agent.allowed_domains),
+                Ok(None) => true,
+                Err(_) => false,
+            },
+            Resource::Agent(_) | Resource::Team(_) | Resource::None => true,
+        }
     }
 
     fn unavailable(&self) -> Refusal {

@@ -182,12 +182,14 @@ pub struct KeyHash(pub [u8; 32]);
 
 impl KeyHash {
     pub fn to_hex(&self) -> String {
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push(char::from(HEX[usize::from(b >> 4)]));
-            s.push(char::from(HEX[usize::from(b & 0xf)]));
-        }
-        s
+        hex::encode(self.0)
+    }
+
+    /// The inverse of [`KeyHash::to_hex`]: 64 hex digits, either case.
+    pub fn from_hex(text: &str) -> Option<KeyHash> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(text, &mut out).ok()?;
+        Some(KeyHash(out))
     }
 }
 
@@ -198,8 +200,6 @@ impl fmt::Debug for KeyHash {
         write!(f, "KeyHash({}…)", &hex[..8])
     }
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Turns a key into its [`KeyHash`]. With a pepper, a stolen table of hashes
 /// cannot be checked against guessed keys without the server's secret too.
@@ -256,6 +256,11 @@ impl KeyId {
         rng.fill(&mut b)?;
         Ok(KeyId(u128::from_be_bytes(b)))
     }
+}
+
+impl KeyId {
+    /// What [`KeyId`]'s `FromStr` accepts, as a JSON Schema pattern.
+    pub const PATTERN: &'static str = "^key_[0-9a-f]{32}$";
 }
 
 impl std::str::FromStr for KeyId {

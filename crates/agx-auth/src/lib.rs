@@ -47,7 +47,6 @@ mod policy;
 mod redact;
 mod render;
 mod request;
-pub mod rfc3339;
 mod route;
 mod store;
 mod usage;
@@ -65,7 +64,10 @@ pub use policy::origin_allowed;
 pub use redact::redact_url;
 pub use render::{ErrorRenderer, JsonEnvelope, ProblemJson, RenderedError};
 pub use request::{RequestHeader, RequestHeaders};
-pub use route::{EndpointClass, Resource, RouteMatch, Routes, Scope, Unmatched};
+pub use route::{
+    AGENT_PARAM, EndpointClass, MAX_RESOURCE_ID_LEN, ROUTABLE_ID_PATTERN, Resource, ResourceKind, RouteInfo,
+    RouteMatch, Routes, Scope, TEAM_PARAM, Unmatched, ops, routable_id,
+};
 pub use store::{
     AgentRecord, Directory, DirectoryAdmin, KeyRecord, KeySpec, KeyStore, MemoryStore, Revocation, RevocationSink,
     StoreError, TeamRecord,

@@ -106,6 +106,16 @@ pub enum Resource<'p> {
     None,
 }
 
+/// The operation names of [`Routes::agentix`].
+pub mod ops {
+    pub const AGENT_CHAT: &str = "agentChat";
+    pub const TEAM_CHAT: &str = "teamChat";
+    pub const AGENT_CONFIG: &str = "getAgent";
+    pub const AGENT_WIDGET: &str = "getWidget";
+    pub const GET_CONVERSATION: &str = "getConversation";
+    pub const PATCH_CONVERSATION: &str = "patchConversation";
+}
+
 /// The classification of one request.
 #[derive(Clone, Copy, Debug)]
 pub struct RouteMatch<'r, 'p> {
@@ -131,25 +141,118 @@ pub enum Unmatched {
 /// by [`Routes::route`]'s caller contract and longer paths match nothing.
 const MAX_SEGMENTS: usize = 16;
 
+/// The longest resource id the classifier accepts: see [`routable_id`].
+pub const MAX_RESOURCE_ID_LEN: usize = 64;
+
+/// Whether `id` can name an agent or a team in a path: 1 to
+/// [`MAX_RESOURCE_ID_LEN`] ASCII letters, digits, `-` or `_`.
+///
+/// Why a rule at all: the classifier reads the raw path, while a router
+/// percent-decodes its parameters. With `%`, `.` or an empty segment in an
+/// id, the two could read one request as two different agents, or the router
+/// could call a handler for a path the classifier did not recognise. Ids
+/// that obey this rule read the same to both. A request naming an id outside
+/// it is refused as not found (the agent cannot exist: stores are written
+/// through the same rule), after the key is checked and without a lookup.
+pub fn routable_id(id: &str) -> bool {
+    (1..=MAX_RESOURCE_ID_LEN).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// [`routable_id`] as a JSON Schema pattern, for API descriptions.
+pub const ROUTABLE_ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
+
+/// The parameter name that marks a segment naming an agent.
+pub const AGENT_PARAM: &str = "agentId";
+/// The parameter name that marks a segment naming a team.
+pub const TEAM_PARAM: &str = "teamId";
+
 #[derive(Clone, Debug)]
 enum Segment {
     Literal(Box<str>),
     Agent,
     Team,
-    Param,
+    Param(Box<str>),
 }
 
 #[derive(Clone, Debug)]
 struct RouteDef {
     method: Method,
+    pattern: Box<str>,
     segments: Box<[Segment]>,
     scope: Scope,
     class: EndpointClass,
+    operation: Option<&'static str>,
+}
+
+/// One declared route, as [`Routes::iter`] shows it: what a router and an
+/// API description are built from.
+#[derive(Clone, Copy, Debug)]
+pub struct RouteInfo<'r> {
+    def: &'r RouteDef,
+}
+
+impl<'r> RouteInfo<'r> {
+    pub fn method(&self) -> &'r Method {
+        &self.def.method
+    }
+
+    /// The pattern as declared, with `{name}` parameters: the syntax axum
+    /// 0.8 routes with, so the pattern can be handed to a router as it is.
+    pub fn pattern(&self) -> &'r str {
+        &self.def.pattern
+    }
+
+    pub fn scope(&self) -> &'r Scope {
+        &self.def.scope
+    }
+
+    pub fn class(&self) -> EndpointClass {
+        self.def.class
+    }
+
+    /// The operation's name (an OpenAPI `operationId`), if it was given one
+    /// with [`Routes::named`].
+    pub fn operation(&self) -> Option<&'static str> {
+        self.def.operation
+    }
+
+    /// The path parameters' names, in order.
+    pub fn params(&self) -> impl Iterator<Item = &'r str> + 'r {
+        self.def.segments.iter().filter_map(|s| match s {
+            Segment::Literal(_) => None,
+            Segment::Agent => Some(AGENT_PARAM),
+            Segment::Team => Some(TEAM_PARAM),
+            Segment::Param(name) => Some(&**name),
+        })
+    }
+
+    /// What the route acts on: an agent, a team, or neither.
+    pub fn resource_kind(&self) -> ResourceKind {
+        self.def.segments.iter().fold(ResourceKind::None, |kind, s| match s {
+            Segment::Agent => ResourceKind::Agent,
+            Segment::Team => ResourceKind::Team,
+            _ => kind,
+        })
+    }
+}
+
+/// Which kind of resource a route names, without the id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResourceKind {
+    Agent,
+    Team,
+    None,
 }
 
 /// The route table. Patterns are paths with `{name}` segments; `{agentId}`
 /// marks the segment naming an agent and `{teamId}` one naming a team, which
 /// is what turns on the org, availability and domain checks.
+///
+/// It is the one list of the protected routes: the reference server builds
+/// its router and its OpenAPI paths from it, and the conformance apps route
+/// from it, so that a router and the classifier cannot disagree about which
+/// paths exist.
 #[derive(Clone, Debug)]
 pub struct Routes {
     routes: Vec<RouteDef>,
@@ -171,28 +274,33 @@ impl Routes {
     /// The Agentix Public API (contract §7).
     pub fn agentix() -> Self {
         const BASE: &str = "/api/public";
+        const CONVERSATION: &str = "/agents/{agentId}/conversations/{sessionId}";
         let mut r = Routes::new();
-        for (method, path, scope, class) in [
-            (Method::POST, "/agents/{agentId}/chat", Scope::CHAT, EndpointClass::CHAT),
-            (Method::POST, "/teams/{teamId}/chat", Scope::CHAT, EndpointClass::CHAT),
-            (Method::GET, "/agents/{agentId}", Scope::CONFIG, EndpointClass::CONFIG),
-            (Method::GET, "/agents/{agentId}/widget", Scope::CONFIG, EndpointClass::CONFIG),
-            (
-                Method::GET,
-                "/agents/{agentId}/conversations/{sessionId}",
-                Scope::CONVERSATIONS,
-                EndpointClass::CONVERSATIONS,
-            ),
-            (
-                Method::PATCH,
-                "/agents/{agentId}/conversations/{sessionId}",
-                Scope::CONVERSATIONS,
-                EndpointClass::CONVERSATIONS,
-            ),
+        for (op, method, path, scope, class) in [
+            (ops::AGENT_CHAT, Method::POST, "/agents/{agentId}/chat", Scope::CHAT, EndpointClass::CHAT),
+            (ops::TEAM_CHAT, Method::POST, "/teams/{teamId}/chat", Scope::CHAT, EndpointClass::CHAT),
+            (ops::AGENT_CONFIG, Method::GET, "/agents/{agentId}", Scope::CONFIG, EndpointClass::CONFIG),
+            (ops::AGENT_WIDGET, Method::GET, "/agents/{agentId}/widget", Scope::CONFIG, EndpointClass::CONFIG),
+            (ops::GET_CONVERSATION, Method::GET, CONVERSATION, Scope::CONVERSATIONS, EndpointClass::CONVERSATIONS),
+            (ops::PATCH_CONVERSATION, Method::PATCH, CONVERSATION, Scope::CONVERSATIONS, EndpointClass::CONVERSATIONS),
         ] {
-            r = r.route(method, &format!("{BASE}{path}"), scope, class);
+            r = r.route(method, &format!("{BASE}{path}"), scope, class).named(op);
         }
         r
+    }
+
+    /// Names the route declared last (its OpenAPI `operationId`), so that a
+    /// router built from the table can find the handler for it.
+    pub fn named(mut self, operation: &'static str) -> Self {
+        if let Some(last) = self.routes.last_mut() {
+            last.operation = Some(operation);
+        }
+        self
+    }
+
+    /// Every declared route, in declaration order.
+    pub fn iter(&self) -> impl Iterator<Item = RouteInfo<'_>> {
+        self.routes.iter().map(|def| RouteInfo { def })
     }
 
     /// Declares a route. Later declarations of the same method and pattern
@@ -202,14 +310,14 @@ impl Routes {
         let segments = pattern
             .trim_start_matches('/')
             .split('/')
-            .map(|s| match s {
-                "{agentId}" => Segment::Agent,
-                "{teamId}" => Segment::Team,
-                _ if s.starts_with('{') && s.ends_with('}') => Segment::Param,
-                _ => Segment::Literal(s.into()),
+            .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(AGENT_PARAM) => Segment::Agent,
+                Some(TEAM_PARAM) => Segment::Team,
+                Some(name) => Segment::Param(name.into()),
+                None => Segment::Literal(s.into()),
             })
             .collect();
-        self.routes.push(RouteDef { method, segments, scope, class });
+        self.routes.push(RouteDef { method, pattern: pattern.into(), segments, scope, class, operation: None });
         self
     }
 
@@ -260,10 +368,12 @@ impl Routes {
                 match seg {
                     Segment::Literal(lit) if **lit == *part => {}
                     Segment::Literal(_) => continue 'routes,
-                    _ if part.is_empty() => continue 'routes,
+                    // An empty parameter still matches: routers call the
+                    // handler for `/agents//chat`, so the classifier must
+                    // see that route too (and refuse the empty id).
                     Segment::Agent => resource = Resource::Agent(part),
                     Segment::Team => resource = Resource::Team(part),
-                    Segment::Param => {}
+                    Segment::Param(_) => {}
                 }
             }
             return Some(RouteMatch { resource, scope: &def.scope, class: def.class });
@@ -296,7 +406,6 @@ mod tests {
         let r = Routes::agentix();
         for (m, p) in [
             (Method::GET, "/api/public/agents/a1/chat"),
-            (Method::POST, "/api/public/agents//chat"),
             (Method::POST, "/api/public/agents/a1/chat/"),
             (Method::GET, "/api/public/agents"),
             (Method::GET, "api/public/agents/a1"),
@@ -304,6 +413,43 @@ mod tests {
         ] {
             assert!(r.classify(&m, p).is_none(), "{m} {p}");
         }
+    }
+
+    #[test]
+    fn empty_ids_match_their_route() {
+        let r = Routes::agentix();
+        let m = r.classify(&Method::POST, "/api/public/agents//chat").unwrap();
+        assert_eq!(m.resource, Resource::Agent(""));
+        let m = r.classify(&Method::POST, "/api/public/teams//chat").unwrap();
+        assert_eq!(m.resource, Resource::Team(""));
+        let m = r.classify(&Method::GET, "/api/public/agents//conversations/s1").unwrap();
+        assert_eq!((m.resource, m.class), (Resource::Agent(""), EndpointClass::CONVERSATIONS));
+        let m = r.classify(&Method::GET, "/api/public/agents/a1/conversations/").unwrap();
+        assert_eq!(m.resource, Resource::Agent("a1"));
+    }
+
+    #[test]
+    fn routable_ids() {
+        for id in ["a1", "demo-agent", "A_b-9", &"x".repeat(64)] {
+            assert!(routable_id(id), "{id}");
+        }
+        for id in ["", "a%31", "a.b", "..", "é", "a b", &"x".repeat(65)] {
+            assert!(!routable_id(id), "{id}");
+        }
+        assert_eq!(ROUTABLE_ID_PATTERN, format!("^[A-Za-z0-9_-]{{1,{MAX_RESOURCE_ID_LEN}}}$"));
+    }
+
+    #[test]
+    fn the_table_describes_itself() {
+        let r = Routes::agentix();
+        let all: Vec<_> = r.iter().map(|i| (i.method().clone(), i.pattern(), i.operation())).collect();
+        assert_eq!(all.len(), 6);
+        assert_eq!(all[0], (Method::POST, "/api/public/agents/{agentId}/chat", Some(ops::AGENT_CHAT)));
+        let conv = r.iter().find(|i| i.operation() == Some(ops::PATCH_CONVERSATION)).unwrap();
+        assert_eq!(conv.params().collect::<Vec<_>>(), ["agentId", "sessionId"]);
+        assert_eq!(conv.resource_kind(), ResourceKind::Agent);
+        let team = r.iter().find(|i| i.operation() == Some(ops::TEAM_CHAT)).unwrap();
+        assert_eq!(team.resource_kind(), ResourceKind::Team);
     }
 
     #[test]

@@ -1,36 +1,154 @@
 //! The admin API: orgs, agents, teams and keys, behind a bearer token. The
 //! one response that ever holds a plaintext key is key creation (and roll).
+//!
+//! [`ROUTES`] is this API's one route table: the router is built from it,
+//! and so are the OpenAPI document's admin paths.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use agx_auth::{AgentRecord, KeyId, KeyMode, KeyRecord, KeySpec, Quota, Scope, StoreError, TeamRecord};
-use axum::extract::{Path, Request, State};
+use agx_auth::{AgentRecord, KeyId, KeyMode, KeySpec, Quota, Scope, StoreError, TeamRecord, routable_id};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use http::Method;
+use subtle::ConstantTimeEq;
 
-use crate::errors::{ApiError, JsonBody};
+use crate::errors::{ApiError, JsonBody, PathParams};
+use crate::input::{MAX_LIST, MAX_NAME_CHARS, check_text, host};
+use crate::schema::{Agent, Key, NewAgent, NewKey, NewOrg, NewTeam, Org, Roll, Team, Usage, UsageDay};
 use crate::state::AppState;
-use agx_auth::rfc3339 as time;
+use crate::time;
 
-pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/api/admin/orgs", post(create_org))
-        .route("/api/admin/orgs/{org}/agents", post(create_agent))
-        .route("/api/admin/orgs/{org}/teams", post(create_team))
-        .route("/api/admin/orgs/{org}/keys", post(create_key).get(list_keys))
-        .route("/api/admin/orgs/{org}/keys/{key}", delete(delete_key))
-        .route("/api/admin/orgs/{org}/keys/{key}/roll", post(roll_key))
-        .route("/api/admin/orgs/{org}/keys/{key}/usage", get(key_usage))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), require_admin))
-        .with_state(state)
+/// One admin operation: what the router serves and the document describes.
+pub struct AdminRoute {
+    pub method: Method,
+    pub path: &'static str,
+    pub operation: &'static str,
+    pub summary: &'static str,
+    /// The request body's schema (in `schema.rs`), if it takes one.
+    pub body: Option<&'static str>,
+    /// The success status and the answer's schema.
+    pub ok: (&'static str, Option<&'static str>),
 }
+
+pub const ROUTES: [AdminRoute; 8] = {
+    const fn r(
+        method: Method,
+        path: &'static str,
+        operation: &'static str,
+        summary: &'static str,
+        body: Option<&'static str>,
+        ok: (&'static str, Option<&'static str>),
+    ) -> AdminRoute {
+        AdminRoute { method, path, operation, summary, body, ok }
+    }
+    const KEY: &str = "/api/admin/orgs/{orgId}/keys/{keyId}";
+    [
+        r(Method::POST, "/api/admin/orgs", "createOrg", "Create an organization", Some("NewOrg"), ("201", Some("Org"))),
+        r(
+            Method::POST,
+            "/api/admin/orgs/{orgId}/agents",
+            "createAgent",
+            "Create an agent",
+            Some("NewAgent"),
+            ("201", Some("Agent")),
+        ),
+        r(
+            Method::POST,
+            "/api/admin/orgs/{orgId}/teams",
+            "createTeam",
+            "Create a team",
+            Some("NewTeam"),
+            ("201", Some("Team")),
+        ),
+        r(
+            Method::POST,
+            "/api/admin/orgs/{orgId}/keys",
+            "createKey",
+            "Create a key; the only answer that holds it",
+            Some("NewKey"),
+            ("201", Some("Key")),
+        ),
+        r(
+            Method::GET,
+            "/api/admin/orgs/{orgId}/keys",
+            "listKeys",
+            "List keys (never the keys themselves)",
+            None,
+            ("200", Some("KeyList")),
+        ),
+        r(Method::DELETE, KEY, "deleteKey", "Delete a key", None, ("204", None)),
+        r(
+            Method::POST,
+            "/api/admin/orgs/{orgId}/keys/{keyId}/roll",
+            "rollKey",
+            "A new key now; the old one expires after the grace period",
+            Some("Roll"),
+            ("201", Some("Key")),
+        ),
+        r(
+            Method::GET,
+            "/api/admin/orgs/{orgId}/keys/{keyId}/usage",
+            "keyUsage",
+            "A key's use per day and endpoint class",
+            None,
+            ("200", Some("Usage")),
+        ),
+    ]
+};
+
+fn handler(operation: &str, method: MethodFilter) -> Option<MethodRouter<Arc<AppState>>> {
+    Some(match operation {
+        "createOrg" => on(method, create_org),
+        "createAgent" => on(method, create_agent),
+        "createTeam" => on(method, create_team),
+        "createKey" => on(method, create_key),
+        "listKeys" => on(method, list_keys),
+        "deleteKey" => on(method, delete_key),
+        "rollKey" => on(method, roll_key),
+        "keyUsage" => on(method, key_usage),
+        _ => return None,
+    })
+}
+
+/// The admin router; `None` names an operation of [`ROUTES`] without a handler.
+pub fn router(state: Arc<AppState>) -> Result<Router, &'static str> {
+    let mut router = Router::new();
+    for r in &ROUTES {
+        let method = MethodFilter::try_from(r.method.clone()).map_err(|_| r.operation)?;
+        router = router.route(r.path, handler(r.operation, method).ok_or(r.operation)?);
+    }
+    Ok(router
+        .method_not_allowed_fallback(|| async { ApiError::METHOD_NOT_ALLOWED })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), require_admin))
+        .with_state(state))
+}
+
+const UNAUTHORIZED: ApiError =
+    ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "A valid admin token is required");
+const NO_ORG: ApiError = ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "No such organization");
+const KEY_NOT_FOUND: ApiError = ApiError::new(StatusCode::NOT_FOUND, "KEY_NOT_FOUND", "No such key");
+const CONFLICT: ApiError = ApiError::new(StatusCode::CONFLICT, "CONFLICT", "The request conflicts with what is stored");
+const BAD_NAME: ApiError = ApiError::invalid("name must be 1 to 200 characters, without control characters");
+const BAD_ID: ApiError = ApiError::invalid("An id is 1 to 64 letters, digits, '-' or '_'");
+const BAD_AGENT_ID: ApiError =
+    ApiError::new(StatusCode::BAD_REQUEST, "INVALID_AGENT_ID", "An agent id is 1 to 64 letters, digits, '-' or '_'");
+const BAD_DOMAINS: ApiError = ApiError::invalid("allowedDomains must be at most 100 host names");
+const BAD_TEAM_AGENTS: ApiError = ApiError::invalid("agentIds must be at most 100 distinct agent ids");
+const BAD_SCOPE: ApiError = ApiError::invalid("scopes must be chosen from the documented scopes");
+const BAD_MODE: ApiError = ApiError::invalid("mode must be \"live\" or \"test\"");
+const BAD_EXPIRY: ApiError =
+    ApiError::invalid("expiresAt must be an RFC 3339 date-time after 1970 (e.g. 2027-01-01T00:00:00Z)");
+const BAD_CLASS: ApiError = ApiError::invalid("rateLimits must name documented endpoint classes");
+const BAD_QUOTA: ApiError = ApiError::invalid("a rate limit must be 1 to 1000000 per minute");
+const BAD_GRACE: ApiError = ApiError::invalid("gracePeriodSeconds must be at most ten years");
+
+/// The most a per-key quota may be, per minute.
+pub const MAX_QUOTA: u32 = 1_000_000;
 
 /// `Authorization: Bearer <admin token>`, compared in constant time; anything else is 401.
 async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
@@ -39,282 +157,201 @@ async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: N
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
         .unwrap_or_default();
-    let expected = state.admin_token.as_bytes();
-    let same = given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-    if same {
+    if bool::from(given.ct_eq(state.admin_token.as_bytes())) {
         next.run(req).await
     } else {
-        ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "A valid admin token is required").into_response()
+        UNAUTHORIZED.into_response()
     }
 }
 
 fn store_error(e: StoreError) -> ApiError {
     match e {
-        StoreError::NotFound(what) => ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("No such {what}")),
-        StoreError::Conflict(why) => ApiError::new(StatusCode::CONFLICT, "CONFLICT", why.into_owned()),
-        StoreError::Unavailable(_) => ApiError::unavailable(),
+        StoreError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "No such organization or agent"),
+        StoreError::Conflict(why) => {
+            tracing::debug!(%why, "admin request conflicts");
+            CONFLICT
+        }
+        StoreError::Unavailable(why) => {
+            tracing::warn!(%why, "store unavailable");
+            ApiError::UNAVAILABLE
+        }
     }
 }
 
-/// Ids appear in URL paths: letters, digits, `-` and `_` only.
-fn valid_id(id: &str) -> bool {
-    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+/// An org id from the path: one no store can hold is not looked up.
+fn org_id(org: &str) -> Result<(), ApiError> {
+    if routable_id(org) { Ok(()) } else { Err(NO_ORG) }
 }
 
-fn require_name(name: &str) -> Result<(), ApiError> {
-    if name.trim().is_empty() { Err(ApiError::invalid("name must not be empty")) } else { Ok(()) }
-}
-
-/// A readable id for things created without one: `org_` and 16 hex digits.
-fn new_id(state: &AppState, prefix: &str) -> Result<String, ApiError> {
-    let id = KeyId::generate(&state.rng).map_err(|_| ApiError::unavailable())?;
-    Ok(format!("{prefix}_{:016x}", id.0 as u64))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewOrg {
-    id: Option<String>,
-    name: String,
+fn id_or_new(state: &AppState, id: Option<String>, prefix: &str, bad: ApiError) -> Result<String, ApiError> {
+    match id {
+        Some(id) if !routable_id(&id) => Err(bad),
+        Some(id) => Ok(id),
+        None => {
+            // A readable id for things created without one: `org_` and 16 hex digits.
+            let id = KeyId::generate(&state.rng).map_err(|_| ApiError::UNAVAILABLE)?;
+            Ok(format!("{prefix}_{:016x}", id.0 as u64))
+        }
+    }
 }
 
 async fn create_org(
     State(state): State<Arc<AppState>>,
     JsonBody(body): JsonBody<NewOrg>,
 ) -> Result<Response, ApiError> {
-    require_name(&body.name)?;
-    let id = match body.id {
-        Some(id) if !valid_id(&id) => {
-            return Err(ApiError::invalid("An org id is 1 to 64 letters, digits, '-' or '_'"));
-        }
-        Some(id) => id,
-        None => new_id(&state, "org")?,
-    };
+    check_text(&body.name, MAX_NAME_CHARS, BAD_NAME)?;
+    let id = id_or_new(&state, body.id, "org", BAD_ID)?;
     state.backend.admin.put_org(&id, &body.name).await.map_err(store_error)?;
-    Ok((StatusCode::CREATED, Json(json!({"id": id, "name": body.name})).into_response()).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct NewAgent {
-    id: Option<String>,
-    name: String,
-    #[serde(default)]
-    allowed_domains: Vec<String>,
-    #[serde(default = "yes")]
-    active: bool,
-    #[serde(default = "yes")]
-    public: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn agent_json(a: &AgentRecord) -> Value {
-    json!({"id": a.id, "orgId": a.org, "name": a.name, "allowedDomains": a.allowed_domains, "active": a.active, "public": a.public})
+    Ok((StatusCode::CREATED, Json(Org { id, name: body.name })).into_response())
 }
 
 async fn create_agent(
     State(state): State<Arc<AppState>>,
-    Path(org): Path<String>,
+    PathParams(org): PathParams<String>,
     JsonBody(body): JsonBody<NewAgent>,
 ) -> Result<Response, ApiError> {
-    require_name(&body.name)?;
-    if let Some(id) = &body.id
-        && !valid_id(id)
-    {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "INVALID_AGENT_ID",
-            "An agent id is 1 to 64 letters, digits, '-' or '_'",
-        ));
+    org_id(&org)?;
+    check_text(&body.name, MAX_NAME_CHARS, BAD_NAME)?;
+    let domains = body.allowed_domains;
+    if domains.len() > MAX_LIST || !domains.iter().all(|d| host(d)) {
+        return Err(BAD_DOMAINS);
     }
     let agent = AgentRecord {
-        id: match body.id {
-            Some(id) => id,
-            None => new_id(&state, "agent")?,
-        },
+        id: id_or_new(&state, body.id, "agent", BAD_AGENT_ID)?,
         org,
         name: body.name,
-        allowed_domains: body.allowed_domains,
+        allowed_domains: domains,
         active: body.active,
         public: body.public,
     };
     state.backend.admin.put_agent(agent.clone()).await.map_err(store_error)?;
-    Ok((StatusCode::CREATED, Json(agent_json(&agent))).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct NewTeam {
-    id: Option<String>,
-    name: String,
-    agent_ids: Vec<String>,
+    Ok((StatusCode::CREATED, Json(Agent::from(&agent))).into_response())
 }
 
 async fn create_team(
     State(state): State<Arc<AppState>>,
-    Path(org): Path<String>,
+    PathParams(org): PathParams<String>,
     JsonBody(body): JsonBody<NewTeam>,
 ) -> Result<Response, ApiError> {
-    require_name(&body.name)?;
-    if let Some(id) = &body.id
-        && !valid_id(id)
-    {
-        return Err(ApiError::invalid("A team id is 1 to 64 letters, digits, '-' or '_'"));
+    org_id(&org)?;
+    check_text(&body.name, MAX_NAME_CHARS, BAD_NAME)?;
+    let agent_ids = body.agent_ids;
+    if agent_ids.len() > MAX_LIST || !agent_ids.iter().all(|a| routable_id(a)) {
+        return Err(BAD_TEAM_AGENTS);
     }
-    let team = TeamRecord {
-        id: match body.id {
-            Some(id) => id,
-            None => new_id(&state, "team")?,
-        },
-        org,
-        name: body.name,
-        agent_ids: body.agent_ids,
-    };
-    if let Some(agent) = team.repeated_agent() {
-        return Err(ApiError::invalid(format!("agentIds lists {agent} twice")));
+    let team = TeamRecord { id: id_or_new(&state, body.id, "team", BAD_ID)?, org, name: body.name, agent_ids };
+    if team.repeated_agent().is_some() {
+        return Err(BAD_TEAM_AGENTS);
     }
     state.backend.admin.put_team(team.clone()).await.map_err(store_error)?;
-    let body = json!({"id": team.id, "orgId": team.org, "name": team.name, "agentIds": team.agent_ids});
+    let body = Team { id: team.id, org_id: team.org, name: team.name, agent_ids: team.agent_ids };
     Ok((StatusCode::CREATED, Json(body)).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct NewKey {
-    name: String,
-    #[serde(default)]
-    scopes: Vec<String>,
-    expires_at: Option<String>,
-    mode: Option<String>,
-    #[serde(default)]
-    rate_limits: BTreeMap<String, u32>,
-}
-
-fn key_json(r: &KeyRecord) -> Value {
-    json!({
-        "id": r.id.to_string(),
-        "name": r.name,
-        "scopes": r.scopes.iter().map(Scope::as_str).collect::<Vec<_>>(),
-        "mode": r.mode.as_str(),
-        "prefix": r.prefix,
-        "createdAt": time::format(r.created_at),
-        "expiresAt": r.expires_at.map(time::format),
-    })
-}
-
-fn with_plaintext(mut v: Value, key: &agx_auth::ApiKey) -> Value {
-    v["key"] = Value::String(key.expose_secret().to_owned());
-    v
 }
 
 async fn create_key(
     State(state): State<Arc<AppState>>,
-    Path(org): Path<String>,
+    PathParams(org): PathParams<String>,
     JsonBody(body): JsonBody<NewKey>,
 ) -> Result<Response, ApiError> {
-    require_name(&body.name)?;
-    let known: Vec<&str> = state.auth.routes().scopes().map(Scope::as_str).collect();
-    if let Some(unknown) = body.scopes.iter().find(|s| !known.contains(&s.as_str())) {
-        return Err(ApiError::invalid(format!("unknown scope {unknown:?}; known scopes: {}", known.join(", "))));
+    org_id(&org)?;
+    check_text(&body.name, MAX_NAME_CHARS, BAD_NAME)?;
+    let routes = state.auth.routes();
+    if !body.scopes.iter().all(|s| routes.scopes().any(|known| known.as_str() == s)) {
+        return Err(BAD_SCOPE);
     }
     let mode = match body.mode.as_deref() {
         None => KeyMode::Live,
-        Some(m) => KeyMode::parse(m).ok_or_else(|| ApiError::invalid("mode must be \"live\" or \"test\""))?,
+        Some(m) => KeyMode::parse(m).ok_or(BAD_MODE)?,
     };
     let mut spec = KeySpec::new(org, body.name).scopes(body.scopes.into_iter().map(Scope::new)).mode(mode);
     if let Some(at) = body.expires_at {
-        spec = spec.expires_at(time::parse(&at).map_err(ApiError::invalid)?);
+        let at = time::parse(&at).map_err(|_| BAD_EXPIRY)?;
+        if at < SystemTime::UNIX_EPOCH {
+            return Err(BAD_EXPIRY);
+        }
+        spec = spec.expires_at(at);
     }
     for (class, n) in body.rate_limits {
-        if !state.auth.routes().classes().any(|c| c.as_str() == class) {
-            return Err(ApiError::invalid(format!("unknown endpoint class {class:?}")));
+        if !routes.classes().any(|c| c.as_str() == class) {
+            return Err(BAD_CLASS);
         }
-        let quota = Quota::try_per_minute(n).ok_or_else(|| ApiError::invalid("a rate limit must be at least 1"))?;
+        let quota = Quota::try_per_minute(n).filter(|_| n <= MAX_QUOTA).ok_or(BAD_QUOTA)?;
         spec = spec.rate_limit(class, quota);
     }
     let (key, record) = state.auth.issue_key(spec).await.map_err(store_error)?;
-    Ok((StatusCode::CREATED, Json(with_plaintext(key_json(&record), &key))).into_response())
+    let created = Key { key: Some(key.expose_secret().to_owned()), ..Key::from(&*record) };
+    Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
-async fn list_keys(State(state): State<Arc<AppState>>, Path(org): Path<String>) -> Result<Response, ApiError> {
+async fn list_keys(
+    State(state): State<Arc<AppState>>,
+    PathParams(org): PathParams<String>,
+) -> Result<Response, ApiError> {
+    org_id(&org)?;
     // An empty list would say the org exists and has no keys.
     if state.backend.admin.org(&org).await.map_err(store_error)?.is_none() {
-        return Err(store_error(StoreError::NotFound("organization".into())));
+        return Err(NO_ORG);
     }
     let keys = state.backend.keys.list(&org).await.map_err(store_error)?;
     let ids: Vec<KeyId> = keys.iter().map(|r| r.id).collect();
     let last_used = state.backend.last_used(&org, &ids).await.map_err(store_error)?;
-    let body: Vec<Value> = keys
+    let body: Vec<Key> = keys
         .iter()
-        .map(|r| {
-            let mut v = key_json(r);
-            v["lastUsedAt"] = last_used.get(&r.id).map_or(Value::Null, |t| Value::String(time::format(*t)));
-            v
-        })
+        .map(|r| Key { last_used_at: Some(last_used.get(&r.id).map(|t| time::format(*t))), ..Key::from(&**r) })
         .collect();
     Ok(Json(body).into_response())
 }
 
-fn key_not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "KEY_NOT_FOUND", "No such key")
-}
-
-fn key_id(text: &str) -> Result<KeyId, ApiError> {
-    text.parse().map_err(|_| key_not_found())
+/// `(org, key id)` from the path: an org or key id that cannot exist is 404.
+fn key_path(org: &str, key: &str) -> Result<KeyId, ApiError> {
+    if !routable_id(org) {
+        return Err(KEY_NOT_FOUND);
+    }
+    key.parse().map_err(|_| KEY_NOT_FOUND)
 }
 
 async fn delete_key(
     State(state): State<Arc<AppState>>,
-    Path((org, key)): Path<(String, String)>,
+    PathParams((org, key)): PathParams<(String, String)>,
 ) -> Result<Response, ApiError> {
-    if state.auth.delete_key(&org, key_id(&key)?).await.map_err(store_error)? {
+    let id = key_path(&org, &key)?;
+    if state.auth.delete_key(&org, id).await.map_err(store_error)? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
-        Err(key_not_found())
+        Err(KEY_NOT_FOUND)
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Roll {
-    grace_period_seconds: u64,
 }
 
 async fn roll_key(
     State(state): State<Arc<AppState>>,
-    Path((org, key)): Path<(String, String)>,
+    PathParams((org, key)): PathParams<(String, String)>,
     JsonBody(body): JsonBody<Roll>,
 ) -> Result<Response, ApiError> {
+    let id = key_path(&org, &key)?;
     // At most ten years: longer periods overflow timestamp conversions.
     if body.grace_period_seconds > 10 * 365 * 86_400 {
-        return Err(ApiError::invalid("gracePeriodSeconds must be at most ten years"));
+        return Err(BAD_GRACE);
     }
     let grace = Duration::from_secs(body.grace_period_seconds);
-    match state.auth.roll_key(&org, key_id(&key)?, grace).await.map_err(store_error)? {
-        Some((key, record)) => Ok((StatusCode::CREATED, Json(with_plaintext(key_json(&record), &key))).into_response()),
-        None => Err(key_not_found()),
+    match state.auth.roll_key(&org, id, grace).await.map_err(store_error)? {
+        Some((key, record)) => {
+            let rolled = Key { key: Some(key.expose_secret().to_owned()), ..Key::from(&*record) };
+            Ok((StatusCode::CREATED, Json(rolled)).into_response())
+        }
+        None => Err(KEY_NOT_FOUND),
     }
 }
 
 async fn key_usage(
     State(state): State<Arc<AppState>>,
-    Path((org, key)): Path<(String, String)>,
+    PathParams((org, key)): PathParams<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let id = key_id(&key)?;
+    let id = key_path(&org, &key)?;
     if state.backend.keys.get(&org, id).await.map_err(store_error)?.is_none() {
-        return Err(key_not_found());
+        return Err(KEY_NOT_FOUND);
     }
     let (days, last_used) = state.backend.usage_of(id).await.map_err(store_error)?;
-    let days: Vec<Value> = days
-        .into_iter()
-        .map(|(day, class, requests)| {
-            let date = time::format(std::time::UNIX_EPOCH + Duration::from_secs(u64::from(day) * 86_400));
-            json!({"day": &date[..10], "class": class, "requests": requests})
-        })
-        .collect();
-    let last_used = last_used.map(time::format);
-    Ok(Json(json!({"keyId": id.to_string(), "lastUsedAt": last_used, "usage": days})).into_response())
+    let usage =
+        days.into_iter().map(|(day, class, requests)| UsageDay { day: time::day(day), class, requests }).collect();
+    Ok(Json(Usage { key_id: id.to_string(), last_used_at: last_used.map(time::format), usage }).into_response())
 }

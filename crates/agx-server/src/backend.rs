@@ -14,22 +14,31 @@ use agx_auth_moka::{CacheSettings, CachedStore};
 use agx_auth_postgres::listener::{self, ListenerHandle};
 use agx_auth_postgres::{PgError, PgSettings, PgStore, UsageFlusher, UsageWriter};
 
+/// The stores every request reads through, whichever backend it is, and
+/// what only that backend has.
 pub struct Backend {
     /// What the authenticator and the admin API read keys through.
     pub keys: Arc<dyn KeyStore>,
     pub directory: Arc<dyn Directory>,
     pub admin: Arc<dyn DirectoryAdmin>,
     pub usage: Arc<UsageCounter>,
-    pub kind: &'static str,
-    pub pg: Option<Arc<PgStore>>,
-    /// The memory store's usage: what the counter drained, kept for reports.
-    ledger: Mutex<Ledger>,
-    cache: Option<Arc<CachedStore<PgStore>>>,
-    /// PostgreSQL's usage writer, shared by the flusher and usage reports.
-    writer: Option<Arc<UsageWriter>>,
-    /// Taken at shutdown, by whoever holds the backend then.
-    flusher: Mutex<Option<UsageFlusher>>,
-    _listener: Option<ListenerHandle>,
+    store: Store,
+}
+
+enum Store {
+    /// The embedded store; usage drained from the counter is kept here for reports.
+    Memory { ledger: Mutex<Ledger> },
+    /// PostgreSQL behind the moka cache, with the revocation listener and
+    /// the usage writer and flusher.
+    Postgres {
+        pg: Arc<PgStore>,
+        cache: Arc<CachedStore<PgStore>>,
+        /// Shared by the flusher and usage reports.
+        writer: Arc<UsageWriter>,
+        /// Taken at shutdown, by whoever holds the backend then.
+        flusher: Mutex<Option<UsageFlusher>>,
+        _listener: ListenerHandle,
+    },
 }
 
 impl Backend {
@@ -40,13 +49,7 @@ impl Backend {
             directory: store.clone(),
             admin: store,
             usage: Arc::new(UsageCounter::new()),
-            kind: "memory",
-            ledger: Mutex::default(),
-            pg: None,
-            cache: None,
-            flusher: Mutex::default(),
-            writer: None,
-            _listener: None,
+            store: Store::Memory { ledger: Mutex::default() },
         }
     }
 
@@ -60,40 +63,58 @@ impl Backend {
             directory: cached.clone(),
             // Through the cache, so that this instance sees its own writes at once.
             admin: cached.clone(),
-            flusher: Mutex::new(Some(UsageFlusher::spawn(writer.clone(), Duration::from_secs(5)))),
-            writer: Some(writer),
-            _listener: Some(listener::spawn(url.to_owned(), cached.clone())),
             usage,
-            kind: "postgres",
-            ledger: Mutex::default(),
-            pg: Some(pg),
-            cache: Some(cached),
+            store: Store::Postgres {
+                flusher: Mutex::new(Some(UsageFlusher::spawn(writer.clone(), Duration::from_secs(5)))),
+                writer,
+                _listener: listener::spawn(url.to_owned(), cached.clone()),
+                pg,
+                cache: cached,
+            },
         })
     }
 
+    /// `memory` or `postgres`, for logs and readiness.
+    pub fn kind(&self) -> &'static str {
+        match self.store {
+            Store::Memory { .. } => "memory",
+            Store::Postgres { .. } => "postgres",
+        }
+    }
+
+    pub fn pg(&self) -> Option<&Arc<PgStore>> {
+        match &self.store {
+            Store::Memory { .. } => None,
+            Store::Postgres { pg, .. } => Some(pg),
+        }
+    }
+
     /// Whether the store answers.
-    pub async fn ready(&self) -> Result<(), String> {
-        match &self.pg {
-            Some(pg) => pg.ping().await.map_err(|e| e.to_string()),
-            None => Ok(()),
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        match &self.store {
+            Store::Postgres { pg, .. } => pg.ping().await,
+            Store::Memory { .. } => Ok(()),
         }
     }
 
     /// Key cache (hits, misses), when there is a cache.
     pub fn cache_stats(&self) -> Option<(u64, u64)> {
-        self.cache.as_ref().map(|c| (c.stats().hits(), c.stats().misses()))
+        match &self.store {
+            Store::Postgres { cache, .. } => Some((cache.stats().hits(), cache.stats().misses())),
+            Store::Memory { .. } => None,
+        }
     }
 
     /// One key's usage: per day and class, and its last use. Counts still in
     /// memory are flushed first, so the report is exact.
     pub async fn usage_of(&self, key: KeyId) -> Result<agx_auth_postgres::UsageReport, StoreError> {
-        match (&self.pg, &self.writer) {
-            (Some(pg), Some(writer)) => {
+        match &self.store {
+            Store::Postgres { pg, writer, .. } => {
                 writer.flush().await?;
                 pg.usage_of(key).await
             }
-            _ => {
-                let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+            Store::Memory { ledger } => {
+                let mut ledger = ledger.lock().unwrap_or_else(|e| e.into_inner());
                 ledger.absorb(self.usage.drain());
                 Ok(ledger.report(key))
             }
@@ -102,12 +123,12 @@ impl Backend {
 
     /// When each used key of `org` was last used.
     pub async fn last_used(&self, org: &str, keys: &[KeyId]) -> Result<HashMap<KeyId, SystemTime>, StoreError> {
-        match &self.pg {
-            Some(pg) => {
+        match &self.store {
+            Store::Postgres { pg, .. } => {
                 Ok(pg.last_used(org).await?.into_iter().filter_map(|(id, at)| Some((id.parse().ok()?, at))).collect())
             }
-            None => {
-                let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+            Store::Memory { ledger } => {
+                let mut ledger = ledger.lock().unwrap_or_else(|e| e.into_inner());
                 ledger.absorb(self.usage.drain());
                 Ok(keys.iter().filter_map(|k| Some((*k, *ledger.last_used.get(k)?))).collect())
             }
@@ -119,7 +140,8 @@ impl Backend {
     /// does not answer. `&self`, so that no other holder of the state (a
     /// connection that outlived the graceful shutdown) can prevent it.
     pub async fn shutdown(&self, limit: Duration) {
-        let flusher = self.flusher.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Store::Postgres { flusher, .. } = &self.store else { return };
+        let flusher = flusher.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(flusher) = flusher
             && tokio::time::timeout(limit, flusher.shutdown()).await.is_err()
         {

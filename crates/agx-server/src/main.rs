@@ -4,25 +4,35 @@
 mod admin;
 mod backend;
 mod conversations;
-mod duration;
+mod cors;
 mod errors;
+mod input;
+mod metrics;
 mod openapi;
 mod ops;
 mod public;
+mod schema;
+mod serve;
 mod state;
+mod time;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime};
 
 use agx_auth::{AgentRecord, Authenticator, KeyHasher, KeyId, KeyMode, KeySpec, Scope, TeamRecord};
 use agx_auth_redis::{OnOutage, RedisLimiter, RedisSettings};
+use anyhow::{Context as _, anyhow, bail};
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
 use clap::{Args, Parser, Subcommand};
 use ring::rand::SystemRandom;
-
-use agx_auth::rfc3339 as time;
+use tower::ServiceBuilder;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::backend::Backend;
-use crate::state::AppState;
+use crate::errors::ApiError;
+use crate::state::{AppState, ScrapeSources};
 
 /// How long a stopping server waits to flush usage counts to PostgreSQL.
 const SHUTDOWN_FLUSH_LIMIT: Duration = Duration::from_secs(10);
@@ -82,8 +92,18 @@ struct ServeArgs {
     #[arg(long, env = "AGX_LOG_JSON")]
     log_json: bool,
     /// After SIGTERM, how long open connections may finish before they are closed (`10s`, `1m`).
-    #[arg(long, env = "AGX_DRAIN_LIMIT", default_value = "10s", value_parser = duration::parse)]
+    #[arg(long, env = "AGX_DRAIN_LIMIT", default_value = "10s", value_parser = humantime::parse_duration)]
     drain_limit: Duration,
+    /// The most connections open at once; more wait in the listen backlog.
+    #[arg(long, env = "AGX_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: u32,
+    /// How long a connection may take to send a request's head; an idle
+    /// keep-alive connection is closed after this too.
+    #[arg(long, env = "AGX_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    header_timeout: Duration,
+    /// How long a request (its body included) may take before it is answered 408.
+    #[arg(long, env = "AGX_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    request_timeout: Duration,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -154,7 +174,7 @@ async fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("agx-server: {e}");
+            eprintln!("agx-server: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
@@ -173,12 +193,15 @@ fn init_logs(json: bool) {
     }
 }
 
-async fn serve(args: ServeArgs) -> Result<(), String> {
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logs(args.log_json);
-    let backend = match &args.database_url {
-        Some(url) => Backend::postgres(url).await.map_err(|e| e.to_string())?,
+    if args.header_timeout.is_zero() || args.request_timeout.is_zero() {
+        bail!("--header-timeout and --request-timeout must be more than zero");
+    }
+    let backend = Arc::new(match &args.database_url {
+        Some(url) => Backend::postgres(url).await.context("PostgreSQL")?,
         None => Backend::memory(),
-    };
+    });
     let limiter = match &args.redis_url {
         Some(url) => {
             let settings = RedisSettings {
@@ -187,36 +210,38 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
                 call_timeout: Duration::from_millis(args.redis_timeout_ms),
                 ..RedisSettings::default()
             };
-            Some(Arc::new(RedisLimiter::connect(url, settings).await.map_err(|e| e.to_string())?))
+            Some(Arc::new(RedisLimiter::connect(url, settings).await.context("Redis")?))
         }
         None => None,
     };
-    let metrics = Arc::new(ops::Metrics::default());
-    let mut auth = Authenticator::builder(backend.keys.clone(), backend.directory.clone())
+    let mut builder = Authenticator::builder(backend.keys.clone(), backend.directory.clone())
         .hasher(hasher(args.key_pepper.as_deref()))
-        .usage(backend.usage.clone())
-        .observer(metrics.clone());
+        .usage(backend.usage.clone());
     if let Some(limiter) = &limiter {
-        auth = auth.limiter(limiter.clone());
+        builder = builder.limiter(limiter.clone());
     }
-    let auth = Arc::new(auth.build());
+    // The metrics' route labels are the routers' patterns, all known now.
+    let routes = agx_auth::Routes::agentix();
+    let patterns: Vec<&str> =
+        routes.iter().map(|r| r.pattern()).chain(admin::ROUTES.iter().map(|r| r.path)).chain(ops::ROUTES).collect();
+    let sources = Arc::new(ScrapeSources { backend: backend.clone(), limiter: limiter.clone() });
+    let metrics = Arc::new(metrics::Metrics::new(patterns, sources));
+    let auth = Arc::new(builder.routes(routes.clone()).observer(metrics.clone()).build());
     let rng = SystemRandom::new();
     let admin_token = match args.admin_token {
         // An empty or short token would open the admin API to anyone.
-        Some(t) if t.len() < 8 => return Err("--admin-token must be at least 8 characters".into()),
+        Some(t) if t.len() < 8 => bail!("--admin-token must be at least 8 characters"),
         Some(t) => t,
         None => {
-            let token = format!(
-                "adm_{}",
-                KeyId::generate(&rng).map_err(|_| "no randomness")?.to_string().trim_start_matches("key_")
-            );
+            let id = KeyId::generate(&rng).map_err(|_| anyhow!("the system random generator failed"))?;
+            let token = format!("adm_{}", id.to_string().trim_start_matches("key_"));
             println!("admin token (random, for this run): {token}");
             token
         }
     };
-    let listener = tokio::net::TcpListener::bind(&args.bind).await.map_err(|e| format!("bind {}: {e}", args.bind))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    if backend.kind == "memory" {
+    let listener = tokio::net::TcpListener::bind(&args.bind).await.with_context(|| format!("bind {}", args.bind))?;
+    let addr = listener.local_addr()?;
+    if backend.pg().is_none() {
         let key = seed(&backend, &auth).await?;
         println!("demo org `demo-org`, agent `demo-agent`, team `demo-team`");
         println!("demo key (every scope): {key}");
@@ -225,41 +250,59 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         );
     }
     let limits = if limiter.is_some() { "redis (one limit for every instance)" } else { "in-process" };
-    tracing::info!(%addr, store = backend.kind, rate_limits = limits, "agx-server listening");
-    let conversations = match &backend.pg {
+    tracing::info!(%addr, store = backend.kind(), rate_limits = limits, "agx-server listening");
+    let conversations = match backend.pg() {
         Some(pg) => conversations::Conversations::postgres(pg.clone()).await?,
         None => conversations::Conversations::Memory(std::sync::Mutex::default()),
     };
-    let state = Arc::new(AppState { auth: auth.clone(), backend, limiter, admin_token, rng, metrics });
-    let app = admin::router(state.clone())
-        .merge(public::router(state.clone(), conversations))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), ops::count_requests))
-        .merge(ops::router(state.clone()));
-    // Open connections get the drain limit to finish after the signal; one
-    // that never does must not keep the process (and the usage flush) waiting.
-    let drain_limit = args.drain_limit;
-    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        let _ = stopping.send(());
+    let openapi = serde_json::to_vec(&openapi::document(auth.routes()))?.into();
+    let state = Arc::new(AppState {
+        auth: auth.clone(),
+        backend: backend.clone(),
+        limiter,
+        admin_token,
+        rng,
+        metrics,
+        openapi,
+        store_down: AtomicBool::new(false),
+        redis_down: AtomicBool::new(false),
     });
-    tokio::select! {
-        served = serve => served.map_err(|e| e.to_string())?,
-        () = async move {
-            let _ = stopped.await;
-            tokio::time::sleep(drain_limit).await;
-        } => tracing::warn!(?drain_limit, "connections still open after the drain limit; closing them"),
-    }
+    let app = admin::router(state.clone())
+        .map_err(|op| anyhow!("admin operation {op} has no handler"))?
+        .merge(public::router(state.clone(), conversations)?)
+        .merge(ops::router(state.clone()))
+        .fallback(|| async { ApiError::NO_ROUTE })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), ops::count_requests))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: tower::BoxError| async { ApiError::TIMEOUT }))
+                .timeout(args.request_timeout),
+        )
+        .layer(DefaultBodyLimit::max(input::BODY_LIMIT))
+        // Method and route template only (the template is recorded by
+        // `count_requests`): never a header or a query, so never a key.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &axum::extract::Request| {
+                    tracing::debug_span!("request", method = %req.method(), route = tracing::field::Empty)
+                })
+                .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG)),
+        );
+    let limits = serve::Limits {
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        header_timeout: args.header_timeout,
+        max_header_bytes: 32 * 1024,
+    };
+    serve::serve(listener, app, limits, shutdown_signal(), args.drain_limit).await?;
     tracing::info!("shutting down: flushing usage");
     state.backend.shutdown(SHUTDOWN_FLUSH_LIMIT).await;
     Ok(())
 }
 
 /// The in-memory default's demo world, so that the printed `curl` works.
-async fn seed(backend: &Backend, auth: &Authenticator) -> Result<String, String> {
-    let e = |e: agx_auth::StoreError| e.to_string();
-    backend.admin.put_org("demo-org", "Demo Org").await.map_err(e)?;
-    backend.admin.put_agent(AgentRecord::new("demo-agent", "demo-org", "Demo Agent")).await.map_err(e)?;
+async fn seed(backend: &Backend, auth: &Authenticator) -> anyhow::Result<String> {
+    backend.admin.put_org("demo-org", "Demo Org").await?;
+    backend.admin.put_agent(AgentRecord::new("demo-agent", "demo-org", "Demo Agent")).await?;
     backend
         .admin
         .put_team(TeamRecord {
@@ -268,9 +311,8 @@ async fn seed(backend: &Backend, auth: &Authenticator) -> Result<String, String>
             name: "Demo Team".into(),
             agent_ids: vec!["demo-agent".into()],
         })
-        .await
-        .map_err(e)?;
-    let (key, _) = auth.issue_key(KeySpec::new("demo-org", "demo key")).await.map_err(e)?;
+        .await?;
+    let (key, _) = auth.issue_key(KeySpec::new("demo-org", "demo key")).await?;
     Ok(key.expose_secret().to_owned())
 }
 
@@ -292,28 +334,25 @@ async fn shutdown_signal() {
     tokio::select! { () = ctrl_c => {}, () = term => {} }
 }
 
-async fn keys(command: KeysCommand, database_url: Option<String>, pepper: Option<String>) -> Result<(), String> {
-    let url = database_url.ok_or("keys commands need --database-url (or AGX_DATABASE_URL)")?;
-    let backend = Backend::postgres(&url).await.map_err(|e| e.to_string())?;
+async fn keys(command: KeysCommand, database_url: Option<String>, pepper: Option<String>) -> anyhow::Result<()> {
+    let url = database_url.context("keys commands need --database-url (or AGX_DATABASE_URL)")?;
+    let backend = Backend::postgres(&url).await.context("PostgreSQL")?;
     let auth = Authenticator::builder(backend.keys.clone(), backend.directory.clone())
         .hasher(hasher(pepper.as_deref()))
         .build();
-    let parse_id = |id: &str| id.parse::<KeyId>().map_err(|e| e.to_string());
+    let parse_id = |id: &str| id.parse::<KeyId>().context("not a key id (key_ and 32 hex digits)");
     match command {
         KeysCommand::Create { org, name, scopes, expires_in, test } => {
-            let mut spec = KeySpec::new(org, name).scopes(scopes.into_iter().map(Scope::new)).mode(if test {
-                KeyMode::Test
-            } else {
-                KeyMode::Live
-            });
+            let mode = if test { KeyMode::Test } else { KeyMode::Live };
+            let mut spec = KeySpec::new(org, name).scopes(scopes.into_iter().map(Scope::new)).mode(mode);
             if let Some(d) = expires_in {
-                spec = spec.expires_at(SystemTime::now() + duration::parse(&d)?);
+                spec = spec.expires_at(SystemTime::now() + humantime::parse_duration(&d).context("--expires-in")?);
             }
-            let (key, record) = auth.issue_key(spec).await.map_err(|e| e.to_string())?;
+            let (key, record) = auth.issue_key(spec).await?;
             println!("id:  {}\nkey: {}  (shown once; only its hash is stored)", record.id, key.expose_secret());
         }
         KeysCommand::List { org } => {
-            for r in backend.keys.list(&org).await.map_err(|e| e.to_string())? {
+            for r in backend.keys.list(&org).await? {
                 let scopes: Vec<&str> = r.scopes.iter().map(Scope::as_str).collect();
                 let expires = r.expires_at.map_or_else(|| "never".to_owned(), time::format);
                 println!(
@@ -327,23 +366,21 @@ async fn keys(command: KeysCommand, database_url: Option<String>, pepper: Option
             }
         }
         KeysCommand::Delete { org, id } => {
-            if !auth.delete_key(&org, parse_id(&id)?).await.map_err(|e| e.to_string())? {
-                return Err(format!("no key {id} in {org}"));
+            if !auth.delete_key(&org, parse_id(&id)?).await? {
+                bail!("no key {id} in {org}");
             }
             println!("deleted {id}");
         }
         KeysCommand::Roll { org, id, grace } => {
-            let grace = duration::parse(&grace)?;
-            let (key, record) = auth
-                .roll_key(&org, parse_id(&id)?, grace)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("no key {id} in {org}"))?;
+            let grace = humantime::parse_duration(&grace).context("--grace")?;
+            let Some((key, record)) = auth.roll_key(&org, parse_id(&id)?, grace).await? else {
+                bail!("no key {id} in {org}");
+            };
             println!(
-                "new id:  {}\nnew key: {}  (shown once)\nold key expires in {:?}",
+                "new id:  {}\nnew key: {}  (shown once)\nold key expires in {}",
                 record.id,
                 key.expose_secret(),
-                grace
+                humantime::format_duration(grace)
             );
         }
     }

@@ -1,125 +1,397 @@
-//! The OpenAPI 3.1 document of the public and admin APIs, served at
-//! `/openapi.json`. Written by hand: the API is small. A test checks it
-//! against the list of routed paths and methods.
+//! The OpenAPI 3.1 document, served at `/openapi.json`, generated: the paths
+//! come from the two route tables (the core's for the public API,
+//! [`admin::ROUTES`] for the admin API), the bodies' schemas from the types
+//! in `schema.rs` through `utoipa`, and the error codes from the error
+//! tables. Nothing here is a list of routes.
 
+use agx_auth::{
+    AGENT_PARAM, AuthError, KeyId, KeyMode, ROUTABLE_ID_PATTERN, ResourceKind, RouteInfo, Routes, TEAM_PARAM, ops,
+};
+use http::Method;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApiBuilder, PathItem, PathsBuilder, Ref, RefOr, Required,
+    ResponseBuilder,
+};
 
-fn error_ref() -> Value {
-    json!({"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+use crate::admin::MAX_QUOTA;
+use crate::admin::{self, AdminRoute};
+use crate::input::{
+    HOST_PATTERN, MAX_LIST, MAX_MESSAGE_CHARS, MAX_MESSAGES, MAX_NAME_CHARS, MAX_PAGE, MAX_SESSION_CHARS,
+    SESSION_PATTERN, TEXT_PATTERN,
+};
+use crate::schema::{
+    Agent, AgentConfig, ChatRequest, ConversationPatch, ConversationView, ErrorEnvelope, Key, NewAgent, NewKey, NewOrg,
+    NewTeam, Org, Roll, Team, Usage, Widget,
+};
+
+const BEARER: &str = "bearerAuth";
+const API_KEY: &str = "apiKeyHeader";
+const ADMIN: &str = "adminToken";
+
+/// The document for a server whose public routes are `routes`.
+pub fn document(routes: &Routes) -> Value {
+    let mut paths = PathsBuilder::new();
+    for route in routes.iter() {
+        paths = paths.path(route.pattern(), PathItem::new(http_method(route.method()), public_operation(&route)));
+    }
+    for route in &admin::ROUTES {
+        paths = paths.path(route.path, PathItem::new(http_method(&route.method), admin_operation(route)));
+    }
+    let doc = OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("agx-server")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some("The Agentix Public API behind agx-auth, and the admin API for its keys."))
+                .build(),
+        )
+        .paths(paths.build())
+        .components(Some(components()))
+        .build();
+    let mut doc = serde_json::to_value(&doc).unwrap_or_else(|_| json!({}));
+    apply_rules(&mut doc, routes);
+    doc
 }
 
-fn op(summary: &str, security: &str, ok: (&str, &str)) -> Value {
-    json!({
-        "summary": summary,
-        "security": [{security: []}],
-        "responses": {
-            ok.0: {"description": ok.1},
-            "400": error_ref(), "401": error_ref(), "403": error_ref(), "404": error_ref(),
-            "429": error_ref(), "503": error_ref(),
-        },
-    })
+fn http_method(m: &Method) -> HttpMethod {
+    match *m {
+        Method::POST => HttpMethod::Post,
+        Method::PATCH => HttpMethod::Patch,
+        Method::DELETE => HttpMethod::Delete,
+        Method::PUT => HttpMethod::Put,
+        Method::HEAD => HttpMethod::Head,
+        Method::OPTIONS => HttpMethod::Options,
+        _ => HttpMethod::Get,
+    }
 }
 
-pub fn document() -> Value {
-    let summaries: [(&str, &str, &str, (&str, &str)); 14] = [
-        (
-            "/api/public/agents/{agentId}/chat",
-            "post",
-            "Chat with an agent (scope chat); text/plain, chunked",
-            ("200", "The answer, streamed"),
+/// What the table does not say about a public operation: its prose, body
+/// and answer.
+struct PublicDoc {
+    summary: &'static str,
+    body: Option<&'static str>,
+    ok: (&'static str, Option<&'static str>),
+}
+
+fn public_doc(operation: Option<&str>) -> PublicDoc {
+    let doc = |summary, body, ok| PublicDoc { summary, body, ok };
+    match operation {
+        Some(ops::AGENT_CHAT) => doc(
+            "Chat with an agent; the answer is streamed as text",
+            Some("ChatRequest"),
+            ("The answer, streamed (chunked)", None),
         ),
-        ("/api/public/teams/{teamId}/chat", "post", "Chat with a team (scope chat)", ("200", "The answer, streamed")),
-        ("/api/public/agents/{agentId}", "get", "Agent configuration (scope config)", ("200", "The configuration")),
-        ("/api/public/agents/{agentId}/widget", "get", "Widget settings (scope config)", ("200", "The settings")),
-        (
-            "/api/public/agents/{agentId}/conversations/{sessionId}",
-            "get",
-            "A conversation (scope conversations); limit ≤ 100, offset",
-            ("200", "The conversation"),
+        Some(ops::TEAM_CHAT) => doc("Chat with a team", Some("ChatRequest"), ("The answer, streamed (chunked)", None)),
+        Some(ops::AGENT_CONFIG) => doc("The agent's configuration", None, ("The configuration", Some("AgentConfig"))),
+        Some(ops::AGENT_WIDGET) => doc("The agent's widget settings", None, ("The settings", Some("Widget"))),
+        Some(ops::GET_CONVERSATION) => {
+            doc("A conversation, one page of messages at a time", None, ("The conversation", Some("ConversationView")))
+        }
+        Some(ops::PATCH_CONVERSATION) => doc(
+            "Merge into a conversation's metadata",
+            Some("ConversationPatch"),
+            ("The conversation", Some("ConversationView")),
         ),
-        (
-            "/api/public/agents/{agentId}/conversations/{sessionId}",
-            "patch",
-            "Merge a conversation's metadata (scope conversations)",
-            ("200", "The conversation"),
+        _ => doc("A route of the host application", None, ("The answer", None)),
+    }
+}
+
+fn json_ref(name: &str) -> ContentBuilder {
+    ContentBuilder::new().schema(Some(Ref::from_schema_name(name)))
+}
+
+fn string_schema(pattern: &str) -> Schema {
+    ObjectBuilder::new().schema_type(Type::String).pattern(Some(pattern)).build().into()
+}
+
+fn path_param(name: &str, pattern: &str) -> utoipa::openapi::path::Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Path)
+        .required(Required::True)
+        .schema(Some(string_schema(pattern)))
+        .build()
+}
+
+/// The error answers of a route, each with the codes it can carry.
+fn error_response(codes: &[&str]) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(format!("Error: {}", codes.join(", ")))
+        .content("application/json", json_ref("ErrorEnvelope").build())
+        .build()
+}
+
+/// The auth layer's codes by status, for a route naming `kind`.
+fn auth_codes(status: u16, kind: ResourceKind) -> Vec<&'static str> {
+    AuthError::all_docs()
+        .iter()
+        .filter(|d| d.status.as_u16() == status)
+        .map(|d| d.code)
+        .filter(|c| match kind {
+            ResourceKind::Agent => *c != "TEAM_NOT_FOUND",
+            ResourceKind::Team => {
+                !matches!(*c, "AGENT_NOT_FOUND" | "AGENT_INACTIVE" | "AGENT_NOT_PUBLIC" | "DOMAIN_NOT_ALLOWED")
+            }
+            ResourceKind::None => {
+                !c.starts_with("AGENT") && !c.starts_with("TEAM") && *c != "ORG_MISMATCH" && *c != "DOMAIN_NOT_ALLOWED"
+            }
+        })
+        .collect()
+}
+
+fn public_operation(route: &RouteInfo<'_>) -> utoipa::openapi::path::Operation {
+    let doc = public_doc(route.operation());
+    let kind = route.resource_kind();
+    let mut op = OperationBuilder::new()
+        .operation_id(route.operation())
+        .summary(Some(format!(
+            "{} (scope {}, rate-limit class {})",
+            doc.summary,
+            route.scope(),
+            route.class().as_str()
+        )))
+        .tag("public")
+        .security(SecurityRequirement::new::<_, [&str; 0], &str>(BEARER, []))
+        .security(SecurityRequirement::new::<_, [&str; 0], &str>(API_KEY, []));
+    for name in route.params() {
+        let pattern = match name {
+            AGENT_PARAM | TEAM_PARAM => ROUTABLE_ID_PATTERN,
+            _ => SESSION_PATTERN,
+        };
+        op = op.parameter(path_param(name, pattern));
+    }
+    if route.operation() == Some(ops::GET_CONVERSATION) {
+        for (name, min, max) in [("limit", 1, MAX_PAGE), ("offset", 0, MAX_MESSAGES)] {
+            let schema =
+                ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(min as f64)).maximum(Some(max as f64));
+            op = op.parameter(
+                ParameterBuilder::new()
+                    .name(name)
+                    .parameter_in(ParameterIn::Query)
+                    .required(Required::False)
+                    .schema(Some(schema)),
+            );
+        }
+    }
+    let mut bad_request = vec!["INVALID_REQUEST_DATA"];
+    if let Some(body) = doc.body {
+        op = op.request_body(Some(
+            RequestBodyBuilder::new()
+                .required(Some(Required::True))
+                .content("application/json", json_ref(body).build())
+                .build(),
+        ));
+        bad_request.push("INVALID_JSON");
+    }
+    let ok = match doc.ok.1 {
+        Some(schema) => {
+            ResponseBuilder::new().description(doc.ok.0).content("application/json", json_ref(schema).build())
+        }
+        None => ResponseBuilder::new().description(doc.ok.0).content(
+            "text/plain",
+            ContentBuilder::new().schema(Some(ObjectBuilder::new().schema_type(Type::String))).build(),
         ),
-        ("/api/admin/orgs", "post", "Create an organization", ("201", "Created")),
-        ("/api/admin/orgs/{orgId}/agents", "post", "Create an agent", ("201", "Created")),
-        ("/api/admin/orgs/{orgId}/teams", "post", "Create a team", ("201", "Created")),
+    };
+    let mut not_found = auth_codes(404, kind);
+    not_found.push("NOT_FOUND");
+    if route.params().any(|p| p == "sessionId") {
+        not_found.push("CONVERSATION_NOT_FOUND");
+    }
+    op = op
+        .response("200", ok.build())
+        .response("400", error_response(&bad_request))
+        .response("401", error_response(&auth_codes(401, kind)))
+        .response("403", error_response(&auth_codes(403, kind)))
+        .response("404", error_response(&not_found))
+        .response("405", error_response(&["METHOD_NOT_ALLOWED"]))
+        .response("429", error_response(&auth_codes(429, kind)))
+        .response("503", error_response(&["AUTH_UNAVAILABLE", "SERVICE_UNAVAILABLE"]));
+    if doc.body.is_some() {
+        op = op.response("413", error_response(&["PAYLOAD_TOO_LARGE"]));
+    }
+    op.build()
+}
+
+fn admin_operation(route: &AdminRoute) -> utoipa::openapi::path::Operation {
+    let (body, (ok_status, ok_schema)) = (route.body, route.ok);
+    let mut op = OperationBuilder::new()
+        .operation_id(Some(route.operation))
+        .summary(Some(route.summary))
+        .tag("admin")
+        .security(SecurityRequirement::new::<_, [&str; 0], &str>(ADMIN, []));
+    for segment in route.path.split('/') {
+        if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            let pattern = if name == "keyId" { KeyId::PATTERN } else { ROUTABLE_ID_PATTERN };
+            op = op.parameter(path_param(name, pattern));
+        }
+    }
+    let mut bad_request = vec!["INVALID_REQUEST_DATA"];
+    if let Some(body) = body {
+        op = op.request_body(Some(
+            RequestBodyBuilder::new()
+                .required(Some(Required::True))
+                .content("application/json", json_ref(body).build())
+                .build(),
+        ));
+        bad_request.extend(["INVALID_JSON", "INVALID_AGENT_ID"]);
+        op = op.response("413", error_response(&["PAYLOAD_TOO_LARGE"])).response("409", error_response(&["CONFLICT"]));
+    }
+    let ok = ResponseBuilder::new().description("Done");
+    let ok = match ok_schema {
+        Some(schema) => ok.content("application/json", json_ref(schema).build()),
+        None => ok,
+    };
+    op.response(ok_status, ok.build())
+        .response("400", error_response(&bad_request))
+        .response("401", error_response(&["UNAUTHORIZED"]))
+        .response("404", error_response(&["NOT_FOUND", "KEY_NOT_FOUND"]))
+        .response("405", error_response(&["METHOD_NOT_ALLOWED"]))
+        .response("503", error_response(&["SERVICE_UNAVAILABLE"]))
+        .build()
+}
+
+fn components() -> utoipa::openapi::Components {
+    let mut schemas: Vec<(String, RefOr<Schema>)> = Vec::new();
+    fn add<T: ToSchema>(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((T::name().into_owned(), T::schema()));
+        T::schemas(schemas);
+    }
+    add::<ChatRequest>(&mut schemas);
+    add::<ConversationPatch>(&mut schemas);
+    add::<AgentConfig>(&mut schemas);
+    add::<Widget>(&mut schemas);
+    add::<ConversationView>(&mut schemas);
+    add::<ErrorEnvelope>(&mut schemas);
+    add::<NewOrg>(&mut schemas);
+    add::<Org>(&mut schemas);
+    add::<NewAgent>(&mut schemas);
+    add::<Agent>(&mut schemas);
+    add::<NewTeam>(&mut schemas);
+    add::<Team>(&mut schemas);
+    add::<NewKey>(&mut schemas);
+    add::<Key>(&mut schemas);
+    add::<Roll>(&mut schemas);
+    add::<Usage>(&mut schemas);
+    let key_list = utoipa::openapi::schema::ArrayBuilder::new().items(Ref::from_schema_name("Key")).build();
+    schemas.push(("KeyList".to_owned(), RefOr::T(key_list.into())));
+    ComponentsBuilder::new()
+        .schemas_from_iter(schemas)
+        .security_scheme(
+            BEARER,
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("agx_live_…").build()),
+        )
+        .security_scheme(API_KEY, SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))))
+        .security_scheme(ADMIN, SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()))
+        .build()
+}
+
+/// Writes the server's input rules (`input.rs`) and the route table's
+/// vocabularies (scopes, classes, key modes) into the schemas, so that the
+/// document says what the server checks, and each rule is written once.
+fn apply_rules(doc: &mut Value, routes: &Routes) {
+    let text = |max: usize| json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": TEXT_PATTERN});
+    let id = json!({"type": "string", "pattern": ROUTABLE_ID_PATTERN});
+    let scopes: Vec<&str> = routes.scopes().map(|s| s.as_str()).collect();
+    let mut classes: Vec<&str> = routes.classes().map(|c| c.as_str()).collect();
+    classes.sort_unstable();
+    classes.dedup();
+    let modes: Vec<&str> = [KeyMode::Live, KeyMode::Test].iter().map(|m| m.as_str()).collect();
+    let rules = [
+        ("ChatRequest", "message", text(MAX_MESSAGE_CHARS)),
         (
-            "/api/admin/orgs/{orgId}/keys",
-            "post",
-            "Create a key; the only response that holds the key",
-            ("201", "Created"),
+            "ChatRequest",
+            "sessionId",
+            json!({"type": "string", "minLength": 1, "maxLength": MAX_SESSION_CHARS, "pattern": SESSION_PATTERN}),
         ),
-        ("/api/admin/orgs/{orgId}/keys", "get", "List keys (never the keys themselves)", ("200", "The keys")),
-        ("/api/admin/orgs/{orgId}/keys/{keyId}", "delete", "Delete a key", ("204", "Deleted")),
+        ("ChatRequest", "visitorId", text(MAX_NAME_CHARS)),
+        ("ChatRequest", "visitorEmail", text(MAX_NAME_CHARS)),
+        ("ChatRequest", "visitorName", text(MAX_NAME_CHARS)),
+        ("NewOrg", "name", text(MAX_NAME_CHARS)),
+        ("NewOrg", "id", id.clone()),
+        ("NewAgent", "name", text(MAX_NAME_CHARS)),
+        ("NewAgent", "id", id.clone()),
         (
-            "/api/admin/orgs/{orgId}/keys/{keyId}/roll",
-            "post",
-            "Roll a key: a new key now, the old one after a grace period",
-            ("201", "The new key"),
+            "NewAgent",
+            "allowedDomains",
+            json!({"type": "array", "maxItems": MAX_LIST, "items": {"type": "string", "maxLength": 253, "pattern": HOST_PATTERN}}),
         ),
+        ("NewTeam", "name", text(MAX_NAME_CHARS)),
+        ("NewTeam", "id", id.clone()),
+        ("NewTeam", "agentIds", json!({"type": "array", "maxItems": MAX_LIST, "uniqueItems": true, "items": id})),
+        ("NewKey", "name", text(MAX_NAME_CHARS)),
         (
-            "/api/admin/orgs/{orgId}/keys/{keyId}/usage",
-            "get",
-            "A key's usage: requests per day and endpoint class, and its last use",
-            ("200", "The usage"),
+            "NewKey",
+            "scopes",
+            json!({"type": "array", "uniqueItems": true, "items": {"type": "string", "enum": scopes}}),
+        ),
+        ("NewKey", "mode", json!({"type": ["string", "null"], "enum": [modes[0], modes[1], null]})),
+        (
+            "NewKey",
+            "rateLimits",
+            json!({
+                "type": "object",
+                "propertyNames": {"enum": classes},
+                "additionalProperties": {"type": "integer", "minimum": 1, "maximum": MAX_QUOTA},
+            }),
         ),
     ];
-    let mut paths = serde_json::Map::new();
-    for (path, method, summary, ok) in summaries {
-        let security = if path.starts_with("/api/admin") { "adminToken" } else { "apiKey" };
-        let entry = paths.entry(path).or_insert_with(|| json!({}));
-        entry[method] = op(summary, security, ok);
+    for (schema, field, rule) in rules {
+        let slot = &mut doc["components"]["schemas"][schema]["properties"][field];
+        // An optional field stays optional: `null` is still accepted where serde takes an Option.
+        let nullable = slot["type"].as_array().is_some_and(|t| t.iter().any(|t| t == "null"));
+        *slot = rule;
+        if nullable && slot["type"] == "string" {
+            slot["type"] = json!(["string", "null"]);
+        }
     }
-    json!({
-        "openapi": "3.1.0",
-        "info": {"title": "Agentix Public API (agx-server)", "version": env!("CARGO_PKG_VERSION")},
-        "paths": paths,
-        "components": {
-            "securitySchemes": {
-                "apiKey": {"type": "http", "scheme": "bearer", "description": "agx_live_… or agx_test_…, as Authorization: Bearer or X-API-Key"},
-                "adminToken": {"type": "http", "scheme": "bearer"},
-            },
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "properties": {"error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}},
-                },
-            },
-        },
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Every path the server routes, with its methods.
-    const PATHS: [(&str, &[&str]); 12] = [
-        ("/api/public/agents/{agentId}/chat", &["post"]),
-        ("/api/public/teams/{teamId}/chat", &["post"]),
-        ("/api/public/agents/{agentId}", &["get"]),
-        ("/api/public/agents/{agentId}/widget", &["get"]),
-        ("/api/public/agents/{agentId}/conversations/{sessionId}", &["get", "patch"]),
-        ("/api/admin/orgs", &["post"]),
-        ("/api/admin/orgs/{orgId}/agents", &["post"]),
-        ("/api/admin/orgs/{orgId}/teams", &["post"]),
-        ("/api/admin/orgs/{orgId}/keys", &["post", "get"]),
-        ("/api/admin/orgs/{orgId}/keys/{keyId}", &["delete"]),
-        ("/api/admin/orgs/{orgId}/keys/{keyId}/roll", &["post"]),
-        ("/api/admin/orgs/{orgId}/keys/{keyId}/usage", &["get"]),
-    ];
-
     #[test]
-    fn every_routed_path_and_method_is_documented() {
-        let doc = document();
-        for (path, methods) in PATHS {
-            for method in methods {
-                assert!(doc["paths"][path][method].is_object(), "{method} {path} is not documented");
-            }
+    fn every_table_route_is_documented_with_its_parameters() {
+        let routes = Routes::agentix();
+        let doc = document(&routes);
+        let mut n = 0;
+        for route in routes.iter() {
+            let method = route.method().as_str().to_ascii_lowercase();
+            let op = &doc["paths"][route.pattern()][&method];
+            assert!(op.is_object(), "{method} {} is not documented", route.pattern());
+            let params: Vec<&str> = op["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["in"] == "path")
+                .map(|p| p["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(params, route.params().collect::<Vec<_>>());
+            n += 1;
         }
-        assert_eq!(doc["paths"].as_object().map(|p| p.len()), Some(PATHS.len()));
+        for route in &admin::ROUTES {
+            let method = route.method.as_str().to_ascii_lowercase();
+            assert!(doc["paths"][route.path][&method].is_object(), "{method} {}", route.path);
+            n += 1;
+        }
+        let documented: usize = doc["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().len()).sum();
+        assert_eq!(documented, n);
+        assert_eq!(doc["openapi"], "3.1.0");
+        let chat = &doc["paths"]["/api/public/agents/{agentId}/chat"]["post"];
+        assert_eq!(chat["requestBody"]["required"], true);
+        assert_eq!(doc["components"]["schemas"]["ChatRequest"]["additionalProperties"], false);
+        assert_eq!(
+            doc["components"]["schemas"]["NewKey"]["properties"]["scopes"]["items"]["enum"],
+            json!(["chat", "config", "conversations"])
+        );
+        assert!(doc["components"]["securitySchemes"][API_KEY].is_object());
     }
 }

@@ -1,107 +1,94 @@
-//! The Agentix Public API (contract §7) behind the axum adapter. Every
-//! request reaching a handler here has passed agx-auth; the handlers only do
-//! the API's own work.
+//! The Agentix Public API behind the axum adapter. The router is built from
+//! the authenticator's route table: each declared route names its operation,
+//! and [`handler`] gives the operation's handler, so a route cannot be served
+//! without being classified, nor classified without being served (the server
+//! refuses to start if the two lists differ). Every request reaching a
+//! handler here has passed agx-auth; the handlers only do the API's work.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use agx_auth::{AgentRecord, Principal};
+use agx_auth::{AgentRecord, EndpointClass, ops};
 use agx_auth_axum::{AuthLayer, Authenticated};
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::extract::State;
+use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{MethodFilter, MethodRouter, any, on};
 use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
 
-use crate::conversations::{Conversation, Conversations, Message, Turn};
-use crate::errors::{ApiError, JsonBody, QueryParams};
+use crate::conversations::{Conversation, ConversationError, Conversations, Message, Turn};
+use crate::errors::{ApiError, JsonBody, PathParams, QueryParams};
+use crate::input::{
+    self, BAD_METADATA, MAX_MESSAGE_CHARS, MAX_MESSAGES, MAX_NAME_CHARS, MAX_PAGE, check_optional, check_text,
+};
+use crate::schema::{AgentConfig, ChatRequest, ConversationPatch, ConversationView, MessageView, Theme, Widget};
 use crate::state::AppState;
-use agx_auth::rfc3339 as time;
+use crate::time;
 
-const MAX_MESSAGE_LENGTH: usize = 4000;
-const BODY_LIMIT: usize = 64 * 1024;
+pub const CONVERSATION_NOT_FOUND: ApiError = ApiError::new(
+    http::StatusCode::NOT_FOUND,
+    "CONVERSATION_NOT_FOUND",
+    "No conversation with this sessionId for this agent",
+);
+const CONVERSATION_FULL: ApiError = ApiError::invalid("The conversation holds the most messages allowed (1000)");
+const METADATA_TOO_LARGE: ApiError = ApiError::new(
+    http::StatusCode::PAYLOAD_TOO_LARGE,
+    "PAYLOAD_TOO_LARGE",
+    "The conversation's metadata would pass 16 KiB",
+);
+const BAD_MESSAGE: ApiError = ApiError::invalid("message must be 1 to 4000 characters, without control characters");
+const BAD_SESSION: ApiError =
+    ApiError::invalid("sessionId must be 1 to 128 characters, without '/' or control characters");
+const BAD_VISITOR: ApiError =
+    ApiError::invalid("visitor fields must be 1 to 200 characters, without control characters");
+const BAD_PAGE: ApiError = ApiError::invalid("limit must be 1 to 100 and offset at most 1000");
 
-pub fn router(state: Arc<AppState>, conversations: Conversations) -> Router {
+/// The handler of each operation the core's table names, on the method the
+/// table declares for it.
+fn handler(operation: &str, method: MethodFilter) -> Option<MethodRouter<Arc<Api>>> {
+    Some(match operation {
+        ops::AGENT_CHAT => on(method, agent_chat),
+        ops::TEAM_CHAT => on(method, team_chat),
+        ops::AGENT_CONFIG => on(method, agent_config),
+        ops::AGENT_WIDGET => on(method, widget),
+        ops::GET_CONVERSATION => on(method, conversation),
+        ops::PATCH_CONVERSATION => on(method, patch_conversation),
+        _ => return None,
+    })
+}
+
+/// Why the public router could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error("route {0} in the table has no operation name")]
+    Unnamed(String),
+    #[error("operation {0} in the route table has no handler")]
+    NoHandler(&'static str),
+    #[error("route {0} is declared for a method a router cannot serve")]
+    Method(String),
+}
+
+pub fn router(state: Arc<AppState>, conversations: Conversations) -> Result<Router, RouterError> {
     let api = Arc::new(Api { state: state.clone(), conversations });
-    Router::new()
-        .route("/api/public/agents/{agent}/chat", post(agent_chat).options(preflight))
-        .route("/api/public/teams/{team}/chat", post(team_chat).options(preflight))
-        .route("/api/public/agents/{agent}", get(agent_config).options(preflight))
-        .route("/api/public/agents/{agent}/widget", get(widget).options(preflight))
-        .route(
-            "/api/public/agents/{agent}/conversations/{session}",
-            get(conversation).patch(patch_conversation).options(preflight),
-        )
+    let mut router: Router<Arc<Api>> = Router::new();
+    for route in state.auth.routes().iter() {
+        let operation = route.operation().ok_or_else(|| RouterError::Unnamed(route.pattern().to_owned()))?;
+        let method = MethodFilter::try_from(route.method().clone())
+            .map_err(|_| RouterError::Method(route.pattern().to_owned()))?;
+        router = router.route(route.pattern(), handler(operation, method).ok_or(RouterError::NoHandler(operation))?);
+    }
+    Ok(router
         // Anything else under the public base still goes through the auth
         // layer (undeclared routes need a key), then answers 404.
-        .route(
-            "/api/public/{*rest}",
-            any(|| async { ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "No such route") }),
-        )
+        .route("/api/public/{*rest}", any(|| async { ApiError::NO_ROUTE }))
+        .method_not_allowed_fallback(|| async { ApiError::METHOD_NOT_ALLOWED })
         .layer(AuthLayer::new(state.auth.clone()))
-        .layer(axum::middleware::from_fn(allow_origin))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(api)
-}
-
-/// CORS preflights reach us without a key (the auth layer passes them
-/// through). An agent's preflight is answered per its allowed domains; a
-/// team has no domain list. A refused preflight is a 204 without CORS
-/// headers, which the browser treats as a refusal.
-async fn preflight(
-    State(api): State<Arc<Api>>,
-    Path(params): Path<HashMap<String, String>>,
-    headers: http::HeaderMap,
-) -> Response {
-    let origin = headers.get(http::header::ORIGIN).cloned();
-    let allowed = match (&origin, params.get("agent")) {
-        (None, _) => false,
-        (Some(o), Some(agent)) => match api.state.backend.directory.agent(agent).await {
-            Ok(Some(a)) => a.allowed_domains.is_empty() || agx_auth::origin_allowed(o.as_bytes(), &a.allowed_domains),
-            _ => false,
-        },
-        (Some(_), None) => true,
-    };
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    if let (true, Some(origin)) = (allowed, origin) {
-        let h = response.headers_mut();
-        h.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        h.insert(http::header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, PATCH, OPTIONS"));
-        h.insert(
-            http::header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("authorization, x-api-key, content-type"),
-        );
-        h.insert(http::header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
-        h.insert(http::header::VARY, HeaderValue::from_static("origin"));
-    }
-    response
-}
-
-/// Lets a browser page read the answer to its request (the auth layer has
-/// already refused origins an agent does not allow), including the
-/// conversation ids and the rate-limit fields.
-async fn allow_origin(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let origin = req.headers().get(http::header::ORIGIN).cloned();
-    let mut response = next.run(req).await;
-    if let Some(origin) = origin
-        && !response.headers().contains_key(http::header::ACCESS_CONTROL_ALLOW_ORIGIN)
-        && response.status() != StatusCode::NO_CONTENT
-    {
-        let h = response.headers_mut();
-        h.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        h.insert(
-            http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("x-conversation-id, x-message-id, ratelimit, ratelimit-policy, retry-after"),
-        );
-        h.append(http::header::VARY, HeaderValue::from_static("origin"));
-    }
-    response
+        .layer(crate::cors::layer(state.auth.clone()))
+        .with_state(api))
 }
 
 struct Api {
@@ -117,33 +104,22 @@ impl Api {
 
     async fn agent(&self, id: &str) -> Result<Arc<AgentRecord>, ApiError> {
         // The auth layer already found it; a race with a deletion reads as unavailable.
-        self.state.backend.directory.agent(id).await.ok().flatten().ok_or_else(ApiError::unavailable)
+        self.state.backend.directory.agent(id).await.ok().flatten().ok_or(ApiError::UNAVAILABLE)
     }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ChatRequest {
-    message: String,
-    session_id: String,
-    visitor_id: Option<String>,
-    visitor_email: Option<String>,
-    visitor_name: Option<String>,
-    metadata: Option<Map<String, Value>>,
 }
 
 impl ChatRequest {
     fn validate(&self) -> Result<(), ApiError> {
-        if self.message.trim().is_empty() {
-            return Err(ApiError::invalid("message must not be empty"));
+        check_text(&self.message, MAX_MESSAGE_CHARS, BAD_MESSAGE)?;
+        if !input::session_id(&self.session_id) {
+            return Err(BAD_SESSION);
         }
-        if self.message.chars().count() > MAX_MESSAGE_LENGTH {
-            return Err(ApiError::invalid(format!("message is longer than {MAX_MESSAGE_LENGTH} characters")));
+        for field in [&self.visitor_id, &self.visitor_email, &self.visitor_name] {
+            check_optional(field.as_deref(), MAX_NAME_CHARS, BAD_VISITOR)?;
         }
-        if self.session_id.is_empty() || self.session_id.len() > 128 {
-            return Err(ApiError::invalid("sessionId must be 1 to 128 characters"));
+        if let Some(m) = &self.metadata {
+            input::check_metadata(m)?;
         }
-        let _ = (&self.visitor_id, &self.visitor_email);
         Ok(())
     }
 }
@@ -152,6 +128,17 @@ impl ChatRequest {
 fn reply(agent_name: &str, req: &ChatRequest) -> String {
     let greeting = req.visitor_name.as_deref().map_or_else(|| "Hello".to_owned(), |n| format!("Hello, {n}"));
     format!("{greeting}! This is {agent_name}. You said: \"{}\". How can I help further?", req.message.trim())
+}
+
+fn conversation_error(e: ConversationError) -> ApiError {
+    match e {
+        ConversationError::Full => CONVERSATION_FULL,
+        ConversationError::MetadataTooLarge => METADATA_TOO_LARGE,
+        other => {
+            tracing::error!(error = %other, "conversation store failed");
+            ApiError::UNAVAILABLE
+        }
+    }
 }
 
 async fn chat(api: &Api, owner: String, owner_name: String, req: ChatRequest) -> Result<Response, ApiError> {
@@ -168,7 +155,7 @@ async fn chat(api: &Api, owner: String, owner_name: String, req: ChatRequest) ->
         messages: [user, answer],
         metadata: req.metadata,
     };
-    let conversation_id = api.conversations.append(turn).await.map_err(internal)?;
+    let conversation_id = api.conversations.append(turn).await.map_err(conversation_error)?;
     // Streamed word by word: no length is known up front, so the response is chunked.
     let words: Vec<Result<Bytes, Infallible>> =
         text.split_inclusive(' ').map(|w| Ok(Bytes::copy_from_slice(w.as_bytes()))).collect();
@@ -183,15 +170,9 @@ async fn chat(api: &Api, owner: String, owner_name: String, req: ChatRequest) ->
     Ok(response)
 }
 
-/// A failure of ours: logged, and answered 500 `INTERNAL_ERROR` without detail.
-fn internal(why: String) -> ApiError {
-    tracing::error!(%why, "internal error");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "An internal error occurred")
-}
-
 async fn agent_chat(
     State(api): State<Arc<Api>>,
-    Path(agent): Path<String>,
+    PathParams(agent): PathParams<String>,
     Authenticated(_): Authenticated,
     JsonBody(req): JsonBody<ChatRequest>,
 ) -> Result<Response, ApiError> {
@@ -202,116 +183,99 @@ async fn agent_chat(
 
 async fn team_chat(
     State(api): State<Arc<Api>>,
-    Path(team): Path<String>,
+    PathParams(team): PathParams<String>,
     Authenticated(_): Authenticated,
     JsonBody(req): JsonBody<ChatRequest>,
 ) -> Result<Response, ApiError> {
     req.validate()?;
-    let record = api.state.backend.directory.team(&team).await.ok().flatten().ok_or_else(ApiError::unavailable)?;
+    let record = api.state.backend.directory.team(&team).await.ok().flatten().ok_or(ApiError::UNAVAILABLE)?;
     // Agents and teams are separate namespaces: a team named like an agent
     // must not write into that agent's conversations. Ids never hold ':'.
     chat(&api, format!("team:{team}"), record.name.clone(), req).await
 }
 
-fn config_json(agent: &AgentRecord, principal: &Principal, rate_limit: u32) -> Value {
-    let _ = principal;
-    json!({
-        "id": agent.id,
-        "name": agent.name,
-        "description": format!("{} answers questions for its organization.", agent.name),
-        "welcomeMessage": format!("Hi! I'm {}. How can I help?", agent.name),
-        "placeholderText": "Type your message…",
-        "theme": {"primaryColor": "#4f46e5", "position": "bottom-right"},
-        "features": {"streaming": true, "conversationHistory": true},
-        "limits": {"maxMessageLength": MAX_MESSAGE_LENGTH, "rateLimitPerMinute": rate_limit},
-    })
+fn theme() -> Theme {
+    Theme { primary_color: "#4f46e5", position: "bottom-right" }
 }
 
 async fn agent_config(
     State(api): State<Arc<Api>>,
-    Path(agent): Path<String>,
+    PathParams(agent): PathParams<String>,
     Authenticated(principal): Authenticated,
 ) -> Result<Response, ApiError> {
     let record = api.agent(&agent).await?;
-    let chat_quota = principal.record().quota_override(agx_auth::EndpointClass::CHAT).map_or(60, agx_auth::Quota::get);
-    Ok(Json(config_json(&record, &principal, chat_quota)).into_response())
+    // What the limiter enforces for this key, not a number of our own.
+    let rate_limit = api.state.auth.quota(&principal, EndpointClass::CHAT).get();
+    Ok(Json(AgentConfig::new(&record, theme(), MAX_MESSAGE_CHARS, rate_limit)).into_response())
 }
 
 async fn widget(
     State(api): State<Arc<Api>>,
-    Path(agent): Path<String>,
+    PathParams(agent): PathParams<String>,
     Authenticated(_): Authenticated,
 ) -> Result<Response, ApiError> {
     let record = api.agent(&agent).await?;
-    Ok(Json(json!({
-        "agentId": record.id,
-        "name": record.name,
-        "welcomeMessage": format!("Hi! I'm {}. How can I help?", record.name),
-        "placeholderText": "Type your message…",
-        "theme": {"primaryColor": "#4f46e5", "position": "bottom-right"},
-        "allowedDomains": record.allowed_domains,
-    }))
-    .into_response())
+    Ok(Json(Widget::new(&record, theme())).into_response())
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Page {
     limit: Option<usize>,
     offset: Option<usize>,
 }
 
-fn conversation_json(c: &Conversation, session: &str) -> Value {
-    let messages: Vec<Value> = c
-        .messages
-        .iter()
-        .map(|m| json!({"id": m.id, "role": m.role, "content": m.content, "timestamp": time::format(m.at)}))
-        .collect();
-    json!({
-        "id": c.id,
-        "sessionId": session,
-        "agentId": c.agent_id,
-        "agentName": c.agent_name,
-        "messages": messages,
-        "messageCount": c.message_count,
-        "createdAt": time::format(c.created_at),
-        "updatedAt": time::format(c.updated_at),
-        "metadata": c.metadata,
-    })
-}
-
-fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "CONVERSATION_NOT_FOUND", "No conversation with this sessionId for this agent")
+fn conversation_view(c: Conversation, session: String) -> ConversationView {
+    ConversationView {
+        id: c.id,
+        session_id: session,
+        agent_id: c.agent_id,
+        agent_name: c.agent_name,
+        messages: c
+            .messages
+            .into_iter()
+            .map(|m| MessageView { id: m.id, role: m.role, content: m.content, timestamp: time::format(m.at) })
+            .collect(),
+        message_count: c.message_count,
+        created_at: time::format(c.created_at),
+        updated_at: time::format(c.updated_at),
+        metadata: c.metadata,
+    }
 }
 
 async fn conversation(
     State(api): State<Arc<Api>>,
-    Path((agent, session)): Path<(String, String)>,
+    PathParams((agent, session)): PathParams<(String, String)>,
     QueryParams(page): QueryParams<Page>,
     Authenticated(_): Authenticated,
 ) -> Result<Response, ApiError> {
     let limit = page.limit.unwrap_or(50);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid("limit must be between 1 and 100"));
+    let offset = page.offset.unwrap_or(0);
+    if !(1..=MAX_PAGE).contains(&limit) || offset > MAX_MESSAGES {
+        return Err(BAD_PAGE);
     }
-    let c = api.conversations.get(&agent, &session, limit, page.offset.unwrap_or(0)).await.map_err(internal)?;
-    Ok(Json(conversation_json(&c.ok_or_else(not_found)?, &session)).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Patch {
-    metadata: Map<String, Value>,
+    // A session id chat would refuse names no conversation; no store is asked.
+    if !input::session_id(&session) {
+        return Err(CONVERSATION_NOT_FOUND);
+    }
+    let c = api.conversations.get(&agent, &session, limit, offset).await.map_err(conversation_error)?;
+    Ok(Json(conversation_view(c.ok_or(CONVERSATION_NOT_FOUND)?, session)).into_response())
 }
 
 async fn patch_conversation(
     State(api): State<Arc<Api>>,
-    Path((agent, session)): Path<(String, String)>,
+    PathParams((agent, session)): PathParams<(String, String)>,
     Authenticated(_): Authenticated,
-    JsonBody(patch): JsonBody<Patch>,
+    JsonBody(patch): JsonBody<ConversationPatch>,
 ) -> Result<Response, ApiError> {
-    if !api.conversations.merge_metadata(&agent, &session, patch.metadata).await.map_err(internal)? {
-        return Err(not_found());
+    input::check_metadata(&patch.metadata).map_err(|_| BAD_METADATA)?;
+    if !input::session_id(&session) {
+        return Err(CONVERSATION_NOT_FOUND);
     }
-    let c = api.conversations.get(&agent, &session, 50, 0).await.map_err(internal)?.ok_or_else(not_found)?;
-    Ok(Json(conversation_json(&c, &session)).into_response())
+    let merged = api.conversations.merge_metadata(&agent, &session, patch.metadata).await;
+    if !merged.map_err(conversation_error)? {
+        return Err(CONVERSATION_NOT_FOUND);
+    }
+    let c = api.conversations.get(&agent, &session, 50, 0).await.map_err(conversation_error)?;
+    Ok(Json(conversation_view(c.ok_or(CONVERSATION_NOT_FOUND)?, session)).into_response())
 }

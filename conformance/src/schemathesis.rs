@@ -1,0 +1,72 @@
+//! `agx-conformance schemathesis --server PATH`: schemathesis, a tool no one
+//! here wrote, against the reference server's own `/openapi.json`, with every
+//! check, on the memory store and on a fresh PostgreSQL database.
+//!
+//! The public operations run with an API key (`X-API-Key`), the admin ones
+//! with the admin token: one `Authorization` header for both would be a
+//! credential conflict on the public API. The key has high quotas so that
+//! rate limits do not answer in place of the operation. Each run is bounded
+//! by `--max-examples` and a wall-clock limit.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::blackbox::{Backends, launch};
+
+/// Examples per operation, and the wall-clock bound of one run.
+const MAX_EXAMPLES: &str = "60";
+const TIME_LIMIT: Duration = Duration::from_secs(600);
+
+pub async fn run(server: &str) -> Result<(), String> {
+    if Command::new("schemathesis").arg("--version").output().is_err() {
+        if std::env::var("AGX_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
+            return Err("schemathesis is not installed (pip install schemathesis)".into());
+        }
+        eprintln!("schemathesis: not installed; skipped (pip install schemathesis)");
+        return Ok(());
+    }
+    let mut targets = vec![("memory", Backends::default())];
+    if let Some(url) = agx_auth_postgres::testing::fresh_database("schemathesis server/postgres").await {
+        targets.push(("postgres", Backends { database_url: Some(url), redis_url: None }));
+    }
+    let mut failed = Vec::new();
+    for (name, backends) in targets {
+        let (_server, admin) = launch(server, &format!("server/{name}"), &backends).await?;
+        let key = admin
+            .create_key_with(json!({"name": "schemathesis", "rateLimits": {"chat": 1_000_000, "config": 1_000_000, "conversations": 1_000_000}}))
+            .await?;
+        for (tag, header) in
+            [("public", format!("X-API-Key: {key}")), ("admin", format!("Authorization: Bearer {}", admin.token()))]
+        {
+            let started = Instant::now();
+            let url = format!("{}/openapi.json", admin.base_url);
+            eprintln!("schemathesis: {name}, {tag} operations");
+            let mut child = Command::new("schemathesis")
+                .args(["run", &url, "--checks", "all", "--max-examples", MAX_EXAMPLES, "--include-tag", tag])
+                .args(["-H", &header, "--request-timeout", "10", "--no-color"])
+                .env("SCHEMATHESIS_HOOKS", "")
+                .spawn()
+                .map_err(|e| format!("schemathesis: {e}"))?;
+            let status = loop {
+                if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                    break Some(status);
+                }
+                if started.elapsed() > TIME_LIMIT {
+                    let _ = child.kill();
+                    break None;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            };
+            match status {
+                Some(s) if s.success() => {
+                    eprintln!("schemathesis: {name}/{tag}: 0 failures, 0 errors in {:?}", started.elapsed())
+                }
+                Some(s) => failed.push(format!("{name}/{tag} ({s})")),
+                None => failed.push(format!("{name}/{tag} (over {TIME_LIMIT:?})")),
+            }
+        }
+    }
+    if failed.is_empty() { Ok(()) } else { Err(format!("schemathesis failed: {}", failed.join(", "))) }
+}

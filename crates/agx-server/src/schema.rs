@@ -1,0 +1,332 @@
+//! The bodies the APIs take and give, as types: serde reads and writes them,
+//! and `utoipa` derives the OpenAPI schemas from the same definitions, so
+//! the document cannot describe a field the server does not have.
+
+use std::collections::BTreeMap;
+
+use agx_auth::{AgentRecord, KeyRecord};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::time;
+
+/// `POST /api/public/agents/{agentId}/chat` and the team's.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChatRequest {
+    /// 1 to 4000 characters.
+    #[schema(min_length = 1, max_length = 4000)]
+    pub message: String,
+    /// The conversation: 1 to 128 characters, no `/`.
+    #[schema(min_length = 1, max_length = 128)]
+    pub session_id: String,
+    #[schema(min_length = 1, max_length = 200)]
+    pub visitor_id: Option<String>,
+    #[schema(min_length = 1, max_length = 200)]
+    pub visitor_email: Option<String>,
+    #[schema(min_length = 1, max_length = 200)]
+    pub visitor_name: Option<String>,
+    /// Merged into the conversation's metadata (at most 16 KiB in all).
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Map<String, Value>>,
+}
+
+/// `PATCH …/conversations/{sessionId}`: merged into the metadata.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConversationPatch {
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Theme {
+    pub primary_color: &'static str,
+    pub position: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Features {
+    pub streaming: bool,
+    pub conversation_history: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Limits {
+    pub max_message_length: usize,
+    /// The calling key's chat quota per minute: its own, or the default.
+    pub rate_limit_per_minute: u32,
+}
+
+/// `GET /api/public/agents/{agentId}`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentConfig {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub welcome_message: String,
+    pub placeholder_text: &'static str,
+    pub theme: Theme,
+    pub features: Features,
+    pub limits: Limits,
+}
+
+impl AgentConfig {
+    pub fn new(agent: &AgentRecord, theme: Theme, max_message_length: usize, rate_limit_per_minute: u32) -> Self {
+        AgentConfig {
+            id: agent.id.clone(),
+            name: agent.name.clone(),
+            description: format!("{} answers questions for its organization.", agent.name),
+            welcome_message: welcome(agent),
+            placeholder_text: PLACEHOLDER,
+            theme,
+            features: Features { streaming: true, conversation_history: true },
+            limits: Limits { max_message_length, rate_limit_per_minute },
+        }
+    }
+}
+
+const PLACEHOLDER: &str = "Type your message…";
+
+fn welcome(agent: &AgentRecord) -> String {
+    format!("Hi! I'm {}. How can I help?", agent.name)
+}
+
+/// `GET /api/public/agents/{agentId}/widget`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Widget {
+    pub agent_id: String,
+    pub name: String,
+    pub welcome_message: String,
+    pub placeholder_text: &'static str,
+    pub theme: Theme,
+    pub allowed_domains: Vec<String>,
+}
+
+impl Widget {
+    pub fn new(agent: &AgentRecord, theme: Theme) -> Self {
+        Widget {
+            agent_id: agent.id.clone(),
+            name: agent.name.clone(),
+            welcome_message: welcome(agent),
+            placeholder_text: PLACEHOLDER,
+            theme,
+            allowed_domains: agent.allowed_domains.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MessageView {
+    pub id: String,
+    /// `user` or `assistant`.
+    pub role: String,
+    pub content: String,
+    /// RFC 3339.
+    pub timestamp: String,
+}
+
+/// A conversation with one page of its messages.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationView {
+    pub id: String,
+    pub session_id: String,
+    pub agent_id: String,
+    pub agent_name: String,
+    pub messages: Vec<MessageView>,
+    /// All messages, not only this page's.
+    pub message_count: usize,
+    pub created_at: String,
+    pub updated_at: String,
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+}
+
+/// Every error: `{"error":{"code":…,"message":…}}`.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The documented code (docs/errors.md).
+    pub code: String,
+    /// A constant explanation: it never repeats a request value.
+    pub message: String,
+}
+
+/// `POST /api/admin/orgs`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrg {
+    /// Chosen by the server when absent.
+    pub id: Option<String>,
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Org {
+    pub id: String,
+    pub name: String,
+}
+
+/// `POST /api/admin/orgs/{orgId}/agents`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NewAgent {
+    pub id: Option<String>,
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+    /// Hosts (and their subdomains) whose pages may call this agent; empty: any.
+    #[serde(default)]
+    #[schema(max_items = 100)]
+    pub allowed_domains: Vec<String>,
+    #[serde(default = "yes")]
+    pub active: bool,
+    #[serde(default = "yes")]
+    pub public: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Agent {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+    pub allowed_domains: Vec<String>,
+    pub active: bool,
+    pub public: bool,
+}
+
+impl From<&AgentRecord> for Agent {
+    fn from(a: &AgentRecord) -> Self {
+        Agent {
+            id: a.id.clone(),
+            org_id: a.org.clone(),
+            name: a.name.clone(),
+            allowed_domains: a.allowed_domains.clone(),
+            active: a.active,
+            public: a.public,
+        }
+    }
+}
+
+/// `POST /api/admin/orgs/{orgId}/teams`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NewTeam {
+    pub id: Option<String>,
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+    /// Agents of the same org, each once.
+    #[schema(max_items = 100)]
+    pub agent_ids: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Team {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+    pub agent_ids: Vec<String>,
+}
+
+/// `POST /api/admin/orgs/{orgId}/keys`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NewKey {
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+    /// None: every scope. The names are the route table's scopes (the
+    /// document lists them).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// RFC 3339, e.g. `2027-01-01T00:00:00Z`.
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+    /// `live` (default) or `test`.
+    pub mode: Option<String>,
+    /// Requests per minute (1 to 1,000,000) per endpoint class, instead of
+    /// the defaults. The classes are the route table's (the document lists them).
+    #[serde(default)]
+    pub rate_limits: BTreeMap<String, u32>,
+}
+
+/// A key as listed: never the key itself.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Key {
+    pub id: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub mode: &'static str,
+    /// `agx_live_sk7G…mA`: enough to recognise a key, not to use it.
+    pub prefix: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    /// Per-class quota overrides.
+    pub rate_limits: BTreeMap<String, u32>,
+    /// Only in lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<Option<String>>,
+    /// Only when created or rolled: the plaintext key, shown this once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl From<&KeyRecord> for Key {
+    fn from(r: &KeyRecord) -> Self {
+        Key {
+            id: r.id.to_string(),
+            name: r.name.clone(),
+            scopes: r.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+            mode: r.mode.as_str(),
+            prefix: r.prefix.clone(),
+            created_at: time::format(r.created_at),
+            expires_at: r.expires_at.map(time::format),
+            rate_limits: r.rate_limits.iter().map(|(c, q)| (c.to_string(), q.get())).collect(),
+            last_used_at: None,
+            key: None,
+        }
+    }
+}
+
+/// `POST …/keys/{keyId}/roll`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Roll {
+    /// How long the old key keeps working; at most ten years.
+    #[schema(minimum = 0, maximum = 315_360_000)]
+    pub grace_period_seconds: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UsageDay {
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    pub class: String,
+    pub requests: u64,
+}
+
+/// `GET …/keys/{keyId}/usage`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    pub key_id: String,
+    pub last_used_at: Option<String>,
+    pub usage: Vec<UsageDay>,
+}
