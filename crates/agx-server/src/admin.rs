@@ -5,7 +5,7 @@
 //! and so are the OpenAPI document's admin paths.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use agx_auth::{AgentRecord, KeyId, KeyMode, KeySpec, Quota, Scope, StoreError, TeamRecord, routable_id};
 use axum::extract::{Request, State};
@@ -139,7 +139,9 @@ const BAD_AGENT_ID: ApiError =
     ApiError::new(StatusCode::BAD_REQUEST, "INVALID_AGENT_ID", "An agent id is 1 to 64 letters, digits, '-' or '_'");
 const BAD_DOMAINS: ApiError = ApiError::invalid("allowedDomains must be at most 100 host names");
 const BAD_TEAM_AGENTS: ApiError = ApiError::invalid("agentIds must be at most 100 distinct agent ids");
-const BAD_SCOPE: ApiError = ApiError::invalid("scopes must be chosen from the documented scopes");
+const FOREIGN_AGENT: ApiError =
+    ApiError::new(StatusCode::CONFLICT, "CONFLICT", "agentIds must name agents of this organization");
+const BAD_SCOPE: ApiError = ApiError::invalid("scopes must be distinct documented scopes");
 const BAD_MODE: ApiError = ApiError::invalid("mode must be \"live\" or \"test\"");
 const BAD_EXPIRY: ApiError =
     ApiError::invalid("expiresAt must be an RFC 3339 date-time after 1970 (e.g. 2027-01-01T00:00:00Z)");
@@ -243,7 +245,15 @@ async fn create_team(
     if team.repeated_agent().is_some() {
         return Err(BAD_TEAM_AGENTS);
     }
-    state.backend.admin.put_team(team.clone()).await.map_err(store_error)?;
+    // The org is the path's: 404 if it is missing. An agent the body names
+    // that is not the org's conflicts with what is stored: 409.
+    if state.backend.admin.org(&team.org).await.map_err(store_error)?.is_none() {
+        return Err(NO_ORG);
+    }
+    state.backend.admin.put_team(team.clone()).await.map_err(|e| match e {
+        StoreError::NotFound(_) => FOREIGN_AGENT,
+        other => store_error(other),
+    })?;
     let body = Team { id: team.id, org_id: team.org, name: team.name, agent_ids: team.agent_ids };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
@@ -256,7 +266,8 @@ async fn create_key(
     org_id(&org)?;
     check_text(&body.name, MAX_NAME_CHARS, BAD_NAME)?;
     let routes = state.auth.routes();
-    if !body.scopes.iter().all(|s| routes.scopes().any(|known| known.as_str() == s)) {
+    let repeated = body.scopes.iter().enumerate().any(|(i, s)| body.scopes[..i].contains(s));
+    if repeated || !body.scopes.iter().all(|s| routes.scopes().any(|known| known.as_str() == s)) {
         return Err(BAD_SCOPE);
     }
     let mode = match body.mode.as_deref() {
@@ -265,17 +276,15 @@ async fn create_key(
     };
     let mut spec = KeySpec::new(org, body.name).scopes(body.scopes.into_iter().map(Scope::new)).mode(mode);
     if let Some(at) = body.expires_at {
-        let at = time::parse(&at).map_err(|_| BAD_EXPIRY)?;
-        if at < SystemTime::UNIX_EPOCH {
-            return Err(BAD_EXPIRY);
-        }
-        spec = spec.expires_at(at);
+        // A date already past makes a key that is expired from the start.
+        spec = spec.expires_at(time::parse(&at).map_err(|_| BAD_EXPIRY)?);
     }
     for (class, n) in body.rate_limits {
         if !routes.classes().any(|c| c.as_str() == class) {
             return Err(BAD_CLASS);
         }
-        let quota = Quota::try_per_minute(n).filter(|_| n <= MAX_QUOTA).ok_or(BAD_QUOTA)?;
+        let n = u32::try_from(n.0).ok().filter(|n| *n <= MAX_QUOTA).ok_or(BAD_QUOTA)?;
+        let quota = Quota::try_per_minute(n).ok_or(BAD_QUOTA)?;
         spec = spec.rate_limit(class, quota);
     }
     let (key, record) = state.auth.issue_key(spec).await.map_err(store_error)?;
@@ -329,10 +338,10 @@ async fn roll_key(
 ) -> Result<Response, ApiError> {
     let id = key_path(&org, &key)?;
     // At most ten years: longer periods overflow timestamp conversions.
-    if body.grace_period_seconds > 10 * 365 * 86_400 {
+    if body.grace_period_seconds.0 > 10 * 365 * 86_400 {
         return Err(BAD_GRACE);
     }
-    let grace = Duration::from_secs(body.grace_period_seconds);
+    let grace = Duration::from_secs(body.grace_period_seconds.0);
     match state.auth.roll_key(&org, id, grace).await.map_err(store_error)? {
         Some((key, record)) => {
             let rolled = Key { key: Some(key.expose_secret().to_owned()), ..Key::from(&*record) };

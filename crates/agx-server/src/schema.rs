@@ -263,7 +263,41 @@ pub struct NewKey {
     /// Requests per minute (1 to 1,000,000) per endpoint class, instead of
     /// the defaults. The classes are the route table's (the document lists them).
     #[serde(default)]
-    pub rate_limits: BTreeMap<String, u32>,
+    #[schema(value_type = BTreeMap<String, u32>)]
+    pub rate_limits: BTreeMap<String, Whole>,
+}
+
+/// A whole number, however JSON writes it: `14` or `14.0` (JSON Schema's
+/// `integer` admits both, so a client generated from the document may send
+/// either).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Whole(pub u64);
+
+impl<'de> Deserialize<'de> for Whole {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Whole;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a whole number, 0 or more")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Whole, E> {
+                Ok(Whole(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Whole, E> {
+                u64::try_from(v).map(Whole).map_err(|_| E::custom("negative"))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Whole, E> {
+                // 2^53: past it, an f64 no longer holds every whole number.
+                if v.fract() == 0.0 && (0.0..9_007_199_254_740_992.0).contains(&v) {
+                    Ok(Whole(v as u64))
+                } else {
+                    Err(E::custom("not a whole number"))
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// A key as listed: never the key itself.
@@ -310,8 +344,8 @@ impl From<&KeyRecord> for Key {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Roll {
     /// How long the old key keeps working; at most ten years.
-    #[schema(minimum = 0, maximum = 315_360_000)]
-    pub grace_period_seconds: u64,
+    #[schema(value_type = u64, minimum = 0, maximum = 315_360_000)]
+    pub grace_period_seconds: Whole,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -61,7 +61,7 @@ async fn the_admin_rules_hold(base: String) {
 
     // Teams: only the org's own agents, valid ids, and no taking over.
     let (status, body) = admin.post("/orgs/rival/teams", r#"{"id":"t1","name":"T","agentIds":["support"]}"#).await;
-    assert_eq!(status, 404, "another org's agent is not acknowledged: {body}");
+    assert_eq!(status, 409, "another org's agent is answered like a missing one: {body}");
     let (status, body) = admin.post("/orgs/acme/teams", r#"{"id":"bad id!","name":"T","agentIds":[]}"#).await;
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("INVALID_REQUEST_DATA")), "{body}");
     assert_eq!(admin.post("/orgs/acme/teams", r#"{"id":"desk","name":"Desk","agentIds":["support"]}"#).await.0, 201);

@@ -152,8 +152,7 @@ async fn hostile_input_is_refused(base: String, tag: &str) {
     assert_eq!(status, 404);
 
     // Dates the calendar does not have, and text that is not a date.
-    for at in ["2026-02-30T00:00:00Z", "2026-12-02T12:00:00+25:00", "2026-12-02T12:00:00+0é00", "1969-12-31T23:59:59Z"]
-    {
+    for at in ["2026-02-30T00:00:00Z", "2026-12-02T12:00:00+25:00", "2026-12-02T12:00:00+0é00"] {
         let (status, body) =
             api.admin("POST", &format!("/orgs/{org}/keys"), &format!(r#"{{"name":"d","expiresAt":"{at}"}}"#)).await;
         assert_eq!((status, body["error"]["code"].as_str()), (400, Some("INVALID_REQUEST_DATA")), "{at}: {body}");
