@@ -30,10 +30,10 @@ pub const OVERHEAD: Plan = &[
 pub const REDIS: Plan = &[("axum", &["auth", "auth-redis"])];
 
 #[derive(Clone, Copy, Debug)]
-struct Load {
-    rps: f64,
-    p50_us: f64,
-    p99_us: f64,
+pub(crate) struct Load {
+    pub(crate) rps: f64,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
     /// The server process's CPU time (user + system) per request served.
     server_cpu_us: f64,
     /// Redis's CPU time per request, for the variants that call Redis (NaN
@@ -101,7 +101,7 @@ pub fn run(args: &[String], plan: Plan) -> Result<(), String> {
     Ok(())
 }
 
-fn ensure_wrk() -> Result<(), String> {
+pub(crate) fn ensure_wrk() -> Result<(), String> {
     if Command::new("wrk").arg("--version").output().is_ok() {
         return Ok(());
     }
@@ -117,7 +117,7 @@ fn ensure_wrk() -> Result<(), String> {
     }
 }
 
-struct Server(Child);
+pub(crate) struct Server(pub(crate) Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -172,7 +172,7 @@ fn measure(bin: &std::path::Path, framework: &str, variant: &str, port: u16, sec
 
 /// User + system CPU seconds of process `pid` so far (Linux `/proc`; NaN
 /// elsewhere). Clock ticks are 100 per second on every Linux this runs on.
-fn process_cpu_secs(pid: u32) -> f64 {
+pub(crate) fn process_cpu_secs(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return f64::NAN };
     // Fields after the command name, which is in parentheses and may hold spaces.
     let Some((_, rest)) = stat.rsplit_once(')') else { return f64::NAN };
@@ -195,7 +195,7 @@ fn redis_cpu_secs(variant: &str) -> f64 {
         .sum()
 }
 
-fn pinned(cpu: u8, program: &std::ffi::OsStr) -> Command {
+pub(crate) fn pinned(cpu: u8, program: &std::ffi::OsStr) -> Command {
     let has_taskset = Command::new("taskset").arg("-V").output().is_ok_and(|o| o.status.success());
     if has_taskset {
         let mut c = Command::new("taskset");
@@ -206,7 +206,7 @@ fn pinned(cpu: u8, program: &std::ffi::OsStr) -> Command {
     }
 }
 
-fn parse_wrk(text: &str) -> Option<Load> {
+pub(crate) fn parse_wrk(text: &str) -> Option<Load> {
     let mut load =
         Load { rps: f64::NAN, p50_us: f64::NAN, p99_us: f64::NAN, server_cpu_us: f64::NAN, redis_cpu_us: f64::NAN };
     for line in text.lines().map(str::trim) {
@@ -235,7 +235,7 @@ fn micros(v: &str) -> Option<f64> {
     number.parse::<f64>().ok().map(|n| n * scale)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }

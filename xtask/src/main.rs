@@ -7,6 +7,8 @@
 //!   behave as one (one rate limit, keys and deletions visible across both).
 //! - `schemathesis`: schemathesis with every check against the server's
 //!   OpenAPI document, on memory and PostgreSQL.
+//! - `bench-server`: the reference server's own overhead: a junk key and a
+//!   valid key against `/healthz`, same run.
 //! - `bench`: the criterion benchmarks of the hot path.
 //! - `bench-http`: hello-world apps on each framework, bare, with agx-auth and
 //!   with a governor peer, loaded with wrk side by side.
@@ -16,6 +18,7 @@
 //!   cache, and the revocation latency between two instances.
 
 mod bench_http;
+mod bench_server;
 
 use std::env;
 use std::process::{Command, ExitCode};
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
         "schemathesis" => schemathesis(),
         "bench" => bench(rest),
         "bench-http" => bench_http::run(rest, bench_http::OVERHEAD),
+        "bench-server" => bench_server::run(rest),
         "bench-redis" => bench_http::run(rest, bench_http::REDIS),
         "bench-pg" => cargo(&["run", "--release", "--package", "agx-auth-postgres", "--example", "pg_latency"]),
         other => Err(format!("unknown task `{other}`")),

@@ -260,7 +260,7 @@ pub struct NewKey {
     pub expires_at: Option<String>,
     /// `live` (default) or `test`.
     pub mode: Option<String>,
-    /// Requests per minute (1 to 1,000,000) per endpoint class, instead of
+    /// Requests per minute (1 to 1,000,000,000) per endpoint class, instead of
     /// the defaults. The classes are the route table's (the document lists them).
     #[serde(default)]
     #[schema(value_type = BTreeMap<String, u32>)]
