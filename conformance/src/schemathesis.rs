@@ -46,7 +46,6 @@ pub async fn run(server: &str) -> Result<(), String> {
             let mut child = Command::new("schemathesis")
                 .args(["run", &url, "--checks", "all", "--max-examples", MAX_EXAMPLES, "--include-tag", tag])
                 .args(["-H", &header, "--request-timeout", "10", "--no-color"])
-                .env("SCHEMATHESIS_HOOKS", "")
                 .spawn()
                 .map_err(|e| format!("schemathesis: {e}"))?;
             let status = loop {

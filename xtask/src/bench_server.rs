@@ -60,12 +60,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
     // A key whose config budget a benchmark cannot spend.
     let created =
         post(addr, "/api/admin/orgs/demo-org/keys", r#"{"name":"bench","rateLimits":{"config":1000000000}}"#)?;
-    let key = created
-        .split("\"key\":\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .ok_or_else(|| format!("no key in {created}"))?
-        .to_owned();
+    let created: serde_json::Value = serde_json::from_str(&created).map_err(|e| format!("{e}: {created}"))?;
+    let key = created["key"].as_str().ok_or_else(|| format!("no key in {created}"))?.to_owned();
 
     let config = format!("http://{addr}/api/public/agents/demo-agent");
     let variants: [(&str, String, String); 3] = [

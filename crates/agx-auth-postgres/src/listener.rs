@@ -136,11 +136,7 @@ fn parse(payload: &str) -> Revocation {
     if let Some(id) = payload.strip_prefix("team:") {
         return Revocation::Team(id.into());
     }
-    parse_hash(payload).map_or(Revocation::All, Revocation::Key)
-}
-
-fn parse_hash(hex: &str) -> Option<KeyHash> {
-    KeyHash::from_hex(hex)
+    KeyHash::from_hex(payload).map_or(Revocation::All, Revocation::Key)
 }
 
 #[cfg(test)]
@@ -150,9 +146,9 @@ mod tests {
     #[test]
     fn payloads_round_trip() {
         let hash = KeyHash([0xab; 32]);
-        assert_eq!(parse_hash(&hash.to_hex()), Some(hash));
-        assert_eq!(parse_hash("zz"), None);
-        assert_eq!(parse_hash(&"g".repeat(64)), None);
+        assert_eq!(KeyHash::from_hex(&hash.to_hex()), Some(hash));
+        assert_eq!(KeyHash::from_hex("zz"), None);
+        assert_eq!(KeyHash::from_hex(&"g".repeat(64)), None);
         assert_eq!(parse(&hash.to_hex()), Revocation::Key(hash));
         assert_eq!(parse("agent:support"), Revocation::Agent("support".into()));
         assert_eq!(parse("team:desk"), Revocation::Team("desk".into()));

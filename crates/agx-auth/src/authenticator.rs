@@ -545,9 +545,9 @@ impl Authenticator {
     /// a team, and a declared route naming no agent admit any origin. A
     /// preflight carries no key, so it must not tell which agents exist any
     /// more than a keyless request does (401 for all): an unknown agent is
-    /// answered like an agent without a list. An
-    /// undeclared route, or a directory that cannot answer gets `false`
-    /// (nothing to allow, or fail closed). This never admits a request: the
+    /// answered like an agent without a list. An undeclared route, or a
+    /// directory that cannot answer, gets `false` (nothing to allow, or fail
+    /// closed). This never admits a request: the
     /// verdict still checks the key, the org and the domain.
     pub async fn cors_allows(
         &self,

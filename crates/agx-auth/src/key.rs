@@ -251,16 +251,14 @@ impl fmt::Display for KeyIdParseError {
 impl std::error::Error for KeyIdParseError {}
 
 impl KeyId {
+    /// What [`KeyId`]'s `FromStr` accepts, as a JSON Schema pattern.
+    pub const PATTERN: &'static str = "^key_[0-9a-f]{32}$";
+
     pub fn generate(rng: &dyn SecureRandom) -> Result<Self, ring::error::Unspecified> {
         let mut b = [0u8; 16];
         rng.fill(&mut b)?;
         Ok(KeyId(u128::from_be_bytes(b)))
     }
-}
-
-impl KeyId {
-    /// What [`KeyId`]'s `FromStr` accepts, as a JSON Schema pattern.
-    pub const PATTERN: &'static str = "^key_[0-9a-f]{32}$";
 }
 
 impl std::str::FromStr for KeyId {

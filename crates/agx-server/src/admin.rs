@@ -19,6 +19,7 @@ use subtle::ConstantTimeEq;
 
 use crate::errors::{ApiError, JsonBody, PathParams};
 use crate::input::{MAX_LIST, MAX_NAME_CHARS, check_text, host};
+use crate::routing::{self, RouterError};
 use crate::schema::{Agent, Key, NewAgent, NewKey, NewOrg, NewTeam, Org, Roll, Team, Usage, UsageDay};
 use crate::state::AppState;
 use crate::time;
@@ -35,7 +36,7 @@ pub struct AdminRoute {
     pub ok: (&'static str, Option<&'static str>),
 }
 
-pub const ROUTES: [AdminRoute; 8] = {
+pub static ROUTES: [AdminRoute; 8] = {
     const fn r(
         method: Method,
         path: &'static str,
@@ -115,14 +116,10 @@ fn handler(operation: &str, method: MethodFilter) -> Option<MethodRouter<Arc<App
     })
 }
 
-/// The admin router; `None` names an operation of [`ROUTES`] without a handler.
-pub fn router(state: Arc<AppState>) -> Result<Router, &'static str> {
-    let mut router = Router::new();
-    for r in &ROUTES {
-        let method = MethodFilter::try_from(r.method.clone()).map_err(|_| r.operation)?;
-        router = router.route(r.path, handler(r.operation, method).ok_or(r.operation)?);
-    }
-    Ok(router
+/// The admin router, built from [`ROUTES`].
+pub fn router(state: Arc<AppState>) -> Result<Router, RouterError> {
+    let table = ROUTES.iter().map(|r| (&r.method, r.path, Some(r.operation)));
+    Ok(routing::from_table(table, handler)?
         .method_not_allowed_fallback(|| async { ApiError::METHOD_NOT_ALLOWED })
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_admin))
         .with_state(state))
@@ -190,11 +187,7 @@ fn id_or_new(state: &AppState, id: Option<String>, prefix: &str, bad: ApiError) 
     match id {
         Some(id) if !routable_id(&id) => Err(bad),
         Some(id) => Ok(id),
-        None => {
-            // A readable id for things created without one: `org_` and 16 hex digits.
-            let id = KeyId::generate(&state.rng).map_err(|_| ApiError::UNAVAILABLE)?;
-            Ok(format!("{prefix}_{:016x}", id.0 as u64))
-        }
+        None => state.new_id(prefix).map_err(|_| ApiError::UNAVAILABLE),
     }
 }
 

@@ -86,7 +86,7 @@ pub fn session_id(text: &str) -> bool {
         && !text.bytes().any(|b| b == b'/' || b < 0x20 || b == 0x7f)
 }
 
-pub const BAD_METADATA: ApiError = ApiError::invalid("metadata must be an object whose keys and strings hold no NUL");
+const BAD_METADATA: ApiError = ApiError::invalid("metadata must be an object whose keys and strings hold no NUL");
 
 /// Metadata that every store can hold: no NUL (nor other control
 /// characters) in any key or string, at any depth.

@@ -11,6 +11,7 @@ mod metrics;
 mod openapi;
 mod ops;
 mod public;
+mod routing;
 mod schema;
 mod serve;
 mod state;
@@ -226,7 +227,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         routes.iter().map(|r| r.pattern()).chain(admin::ROUTES.iter().map(|r| r.path)).chain(ops::ROUTES).collect();
     let sources = Arc::new(ScrapeSources { backend: backend.clone(), limiter: limiter.clone() });
     let metrics = Arc::new(metrics::Metrics::new(patterns, sources));
-    let auth = Arc::new(builder.routes(routes.clone()).observer(metrics.clone()).build());
+    let auth = Arc::new(builder.routes(routes).observer(metrics.clone()).build());
     let rng = SystemRandom::new();
     let admin_token = match args.admin_token {
         // An empty or short token would open the admin API to anyone.
@@ -267,8 +268,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         store_down: AtomicBool::new(false),
         redis_down: AtomicBool::new(false),
     });
-    let app = admin::router(state.clone())
-        .map_err(|op| anyhow!("admin operation {op} has no handler"))?
+    let app = admin::router(state.clone())?
         .merge(public::router(state.clone(), conversations)?)
         .merge(ops::router(state.clone()))
         .fallback(|| async { ApiError::NO_ROUTE })
@@ -283,8 +283,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // `count_requests`): never a header or a query, so never a key.
         .layer(
             TraceLayer::new_for_http()
+                // Inside the router (`Router::layer` wraps each route), so
+                // the matched template is known here.
                 .make_span_with(|req: &axum::extract::Request| {
-                    tracing::debug_span!("request", method = %req.method(), route = tracing::field::Empty)
+                    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str());
+                    tracing::debug_span!("request", method = %req.method(), route = route.unwrap_or(metrics::UNMATCHED))
                 })
                 .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG)),
         );

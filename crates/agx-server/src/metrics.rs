@@ -72,8 +72,11 @@ impl Metrics {
         let family = Family::<RequestLabels, Counter>::default();
         registry.register("agx_http_requests", "Requests by route template and status", family.clone());
         let mut names: Vec<String> = vec![UNMATCHED.to_owned()];
-        names.extend(routes.into_iter().map(str::to_owned));
-        names.dedup();
+        for route in routes {
+            if !names.iter().any(|n| n == route) {
+                names.push(route.to_owned());
+            }
+        }
         let requests = names
             .iter()
             .map(|route| {

@@ -1,8 +1,8 @@
 //! The Agentix Public API behind the axum adapter. The router is built from
 //! the authenticator's route table: each declared route names its operation,
 //! and [`handler`] gives the operation's handler, so a route cannot be served
-//! without being classified, nor classified without being served (the server
-//! refuses to start if the two lists differ). Every request reaching a
+//! without being classified, nor classified without being served (a declared
+//! operation without a handler stops the server at start). Every request reaching a
 //! handler here has passed agx-auth; the handlers only do the API's work.
 
 use std::convert::Infallible;
@@ -22,9 +22,8 @@ use serde::Deserialize;
 
 use crate::conversations::{Conversation, ConversationError, Conversations, Message, Turn};
 use crate::errors::{ApiError, JsonBody, PathParams, QueryParams};
-use crate::input::{
-    self, BAD_METADATA, MAX_MESSAGE_CHARS, MAX_MESSAGES, MAX_NAME_CHARS, MAX_PAGE, check_optional, check_text,
-};
+use crate::input::{self, MAX_MESSAGE_CHARS, MAX_MESSAGES, MAX_NAME_CHARS, MAX_PAGE, check_optional, check_text};
+use crate::routing::{self, RouterError};
 use crate::schema::{AgentConfig, ChatRequest, ConversationPatch, ConversationView, MessageView, Theme, Widget};
 use crate::state::AppState;
 use crate::time;
@@ -61,27 +60,10 @@ fn handler(operation: &str, method: MethodFilter) -> Option<MethodRouter<Arc<Api
     })
 }
 
-/// Why the public router could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum RouterError {
-    #[error("route {0} in the table has no operation name")]
-    Unnamed(String),
-    #[error("operation {0} in the route table has no handler")]
-    NoHandler(&'static str),
-    #[error("route {0} is declared for a method a router cannot serve")]
-    Method(String),
-}
-
 pub fn router(state: Arc<AppState>, conversations: Conversations) -> Result<Router, RouterError> {
     let api = Arc::new(Api { state: state.clone(), conversations });
-    let mut router: Router<Arc<Api>> = Router::new();
-    for route in state.auth.routes().iter() {
-        let operation = route.operation().ok_or_else(|| RouterError::Unnamed(route.pattern().to_owned()))?;
-        let method = MethodFilter::try_from(route.method().clone())
-            .map_err(|_| RouterError::Method(route.pattern().to_owned()))?;
-        router = router.route(route.pattern(), handler(operation, method).ok_or(RouterError::NoHandler(operation))?);
-    }
-    Ok(router
+    let table = state.auth.routes().iter().map(|r| (r.method(), r.pattern(), r.operation()));
+    Ok(routing::from_table(table, handler)?
         // Anything else under the public base still goes through the auth
         // layer (undeclared routes need a key), then answers 404.
         .route("/api/public/{*rest}", any(|| async { ApiError::NO_ROUTE }))
@@ -98,8 +80,7 @@ struct Api {
 
 impl Api {
     fn new_id(&self, prefix: &str) -> String {
-        let n = agx_auth::KeyId::generate(&self.state.rng).map_or(0, |id| id.0 as u64);
-        format!("{prefix}_{n:016x}")
+        self.state.new_id(prefix).unwrap_or_else(|_| format!("{prefix}_{:016x}", 0))
     }
 
     async fn agent(&self, id: &str) -> Result<Arc<AgentRecord>, ApiError> {
@@ -268,7 +249,7 @@ async fn patch_conversation(
     Authenticated(_): Authenticated,
     JsonBody(patch): JsonBody<ConversationPatch>,
 ) -> Result<Response, ApiError> {
-    input::check_metadata(&patch.metadata).map_err(|_| BAD_METADATA)?;
+    input::check_metadata(&patch.metadata)?;
     if !input::session_id(&session) {
         return Err(CONVERSATION_NOT_FOUND);
     }

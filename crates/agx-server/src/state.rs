@@ -27,6 +27,15 @@ pub struct AppState {
     pub redis_down: AtomicBool,
 }
 
+impl AppState {
+    /// A readable id for things created without one: `prefix`, `_` and 16
+    /// hex digits.
+    pub fn new_id(&self, prefix: &str) -> Result<String, ring::error::Unspecified> {
+        let id = agx_auth::KeyId::generate(&self.rng)?;
+        Ok(format!("{prefix}_{:016x}", id.0 as u64))
+    }
+}
+
 /// What `/metrics` reads at scrape time.
 pub struct ScrapeSources {
     pub backend: Arc<Backend>,

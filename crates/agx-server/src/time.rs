@@ -17,9 +17,7 @@ pub fn format(t: SystemTime) -> String {
 
 /// `YYYY-MM-DD` of a day counted from the epoch.
 pub fn day(days_since_epoch: u32) -> String {
-    let at = OffsetDateTime::UNIX_EPOCH + time::Duration::days(i64::from(days_since_epoch));
-    let date = at.date();
-    format!("{:04}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day())
+    (OffsetDateTime::UNIX_EPOCH + time::Duration::days(i64::from(days_since_epoch))).date().to_string()
 }
 
 /// Why a timestamp was refused. Carries no part of the input.
