@@ -7,8 +7,11 @@
 //! - a junk key on the config route: refused by the checksum (401), no store;
 //! - a valid key on the config route: the whole verdict and the handler (200).
 //!
-//! The table gives medians over rounds, each request's ratio to `/healthz`
-//! in the same round, and the server's CPU time per request.
+//! The table gives medians over rounds: each request's throughput ratio to
+//! `/healthz` in the same round (the goal's measure), and the server's CPU
+//! time per request, with its ratio too. On two cores wrk itself is near
+//! saturation for `/healthz`, so the throughput ratio understates what the
+//! server adds less than the CPU ratio does; both are printed.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -23,7 +26,7 @@ const TOKEN: &str = "bench-server-admin-token";
 const JUNK: &str = "agx_live_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
 pub fn run(args: &[String]) -> Result<(), String> {
-    let rounds: usize = args.first().map_or(Ok(7), |a| a.parse()).map_err(|e| format!("rounds: {e}"))?;
+    let rounds: usize = args.first().map_or(Ok(9), |a| a.parse()).map_err(|e| format!("rounds: {e}"))?;
     let seconds: u64 = args.get(1).map_or(Ok(3), |a| a.parse()).map_err(|e| format!("seconds: {e}"))?;
     ensure_wrk()?;
     cargo(&["build", "--release", "--package", "agx-server"])?;
@@ -97,13 +100,20 @@ pub fn run(args: &[String]) -> Result<(), String> {
             results[v].push((load.rps, load.p99_us, cpu_us));
         }
     }
-    println!("\n| request | req/s | vs /healthz | p99 | server CPU / req |\n|---|---|---|---|---|");
+    println!(
+        "\n| request | req/s | vs /healthz | p99 | server CPU / req | CPU: /healthz's ÷ this |\n|---|---|---|---|---|---|"
+    );
     for (v, (name, _, _)) in variants.iter().enumerate() {
         let ratios: Vec<f64> = (0..rounds).map(|r| results[v][r].0 / results[0][r].0).collect();
+        let cpu_ratios: Vec<f64> = (0..rounds).map(|r| results[0][r].2 / results[v][r].2).collect();
         let rps = median(results[v].iter().map(|l| l.0).collect());
         let p99 = median(results[v].iter().map(|l| l.1).collect());
         let cpu = median(results[v].iter().map(|l| l.2).collect());
-        println!("| {name} | {rps:.0} | {:.2} | {p99:.0} µs | {cpu:.1} µs |", median(ratios));
+        println!(
+            "| {name} | {rps:.0} | {:.2} | {p99:.0} µs | {cpu:.1} µs | {:.2} |",
+            median(ratios),
+            median(cpu_ratios)
+        );
     }
     println!("\n{rounds} rounds of {seconds} s, medians; ratios within each round. Goals: junk ≥ 0.90, valid ≥ 0.80.");
     Ok(())

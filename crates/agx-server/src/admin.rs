@@ -117,11 +117,12 @@ fn handler(operation: &str, method: MethodFilter) -> Option<MethodRouter<Arc<App
 }
 
 /// The admin router, built from [`ROUTES`].
-pub fn router(state: Arc<AppState>) -> Result<Router, RouterError> {
+/// The admin routes, without their layers: `app::build` puts
+/// [`require_admin`] in front of them.
+pub fn routes(state: Arc<AppState>) -> Result<Router, RouterError> {
     let table = ROUTES.iter().map(|r| (&r.method, r.path, Some(r.operation)));
     Ok(routing::from_table(table, handler)?
         .method_not_allowed_fallback(|| async { ApiError::METHOD_NOT_ALLOWED })
-        .layer(axum::middleware::from_fn_with_state(state.clone(), require_admin))
         .with_state(state))
 }
 
@@ -151,7 +152,7 @@ const BAD_GRACE: ApiError = ApiError::invalid("gracePeriodSeconds must be at mos
 pub const MAX_QUOTA: u32 = 1_000_000_000;
 
 /// `Authorization: Bearer <admin token>`, compared in constant time; anything else is 401.
-async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+pub async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let given = req
         .headers()
         .get(http::header::AUTHORIZATION)

@@ -2,9 +2,11 @@
 //! for keys, on the embedded memory store or on PostgreSQL.
 
 mod admin;
+mod app;
 mod backend;
 mod conversations;
 mod cors;
+mod count;
 mod errors;
 mod input;
 mod metrics;
@@ -24,15 +26,10 @@ use std::time::{Duration, SystemTime};
 use agx_auth::{AgentRecord, Authenticator, KeyHasher, KeyId, KeyMode, KeySpec, Scope, TeamRecord};
 use agx_auth_redis::{OnOutage, RedisLimiter, RedisSettings};
 use anyhow::{Context as _, anyhow, bail};
-use axum::error_handling::HandleErrorLayer;
-use axum::extract::DefaultBodyLimit;
 use clap::{Args, Parser, Subcommand};
 use ring::rand::SystemRandom;
-use tower::ServiceBuilder;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::backend::Backend;
-use crate::errors::ApiError;
 use crate::state::{AppState, ScrapeSources};
 
 /// How long a stopping server waits to flush usage counts to PostgreSQL.
@@ -268,33 +265,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         store_down: AtomicBool::new(false),
         redis_down: AtomicBool::new(false),
     });
-    let app = admin::router(state.clone())?
-        .merge(public::router(state.clone(), conversations)?)
-        .merge(ops::router(state.clone()))
-        .fallback(|| async { ApiError::NO_ROUTE })
-        .layer(axum::middleware::from_fn_with_state(state.clone(), ops::count_requests))
-        .layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(|_: tower::BoxError| async { ApiError::TIMEOUT }))
-                .timeout(args.request_timeout),
-        )
-        .layer(DefaultBodyLimit::max(input::BODY_LIMIT))
-        // Method and route template only (the template is recorded by
-        // `count_requests`): never a header or a query, so never a key.
-        .layer(
-            TraceLayer::new_for_http()
-                // Inside the router (`Router::layer` wraps each route), so
-                // the matched template is known here.
-                .make_span_with(|req: &axum::extract::Request| {
-                    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str());
-                    tracing::debug_span!("request", method = %req.method(), route = route.unwrap_or(metrics::UNMATCHED))
-                })
-                .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG)),
-        );
+    let app = app::build(state.clone(), conversations)?;
     let limits = serve::Limits {
         max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
         header_timeout: args.header_timeout,
         max_header_bytes: 32 * 1024,
+        request_timeout: args.request_timeout,
     };
     serve::serve(listener, app, limits, shutdown_signal(), args.drain_limit).await?;
     tracing::info!("shutting down: flushing usage");

@@ -107,9 +107,14 @@ impl Metrics {
         Metrics { registry, requests, routes, verdicts, rate_limited, latency }
     }
 
-    /// Counts one response. `route` is the matched router pattern, or `None`.
-    pub fn count_request(&self, route: Option<&str>, status: u16) {
-        let route = route.and_then(|r| self.routes.get(r).copied()).unwrap_or(0);
+    /// The counters' index of a matched router pattern (`None`: unmatched),
+    /// found once per request, before the handler runs.
+    pub fn route_index(&self, route: Option<&str>) -> usize {
+        route.and_then(|r| self.routes.get(r).copied()).unwrap_or(0)
+    }
+
+    /// Counts one response of the route at `route` (from [`Metrics::route_index`]).
+    pub fn count(&self, route: usize, status: u16) {
         let status = STATUSES.iter().position(|s| *s == status).unwrap_or(STATUSES.len() - 1);
         if let Some(counters) = self.requests.get(route) {
             counters[status].inc();
@@ -240,10 +245,10 @@ mod tests {
     #[test]
     fn counts_render_as_openmetrics() {
         let m = Metrics::new(["/healthz", "/api/public/agents/{agentId}"], Arc::new(None_));
-        m.count_request(Some("/healthz"), 200);
-        m.count_request(Some("/healthz"), 200);
-        m.count_request(None, 404);
-        m.count_request(Some("/api/public/agents/{agentId}"), 299);
+        m.count(m.route_index(Some("/healthz")), 200);
+        m.count(m.route_index(Some("/healthz")), 200);
+        m.count(m.route_index(None), 404);
+        m.count(m.route_index(Some("/api/public/agents/{agentId}")), 299);
         m.observe(Some("RATE_LIMITED"), Duration::from_micros(3));
         m.observe(None, Duration::from_secs(1));
         let text = m.render();

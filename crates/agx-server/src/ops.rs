@@ -1,5 +1,4 @@
-//! Operations: liveness, readiness, Prometheus metrics, the OpenAPI document,
-//! and the per-request counting.
+//! Operations: liveness, readiness, Prometheus metrics, the OpenAPI document.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -7,9 +6,8 @@ use std::time::{Duration, Instant};
 
 use agx_auth_redis::OnOutage;
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
@@ -18,16 +16,7 @@ use crate::state::AppState;
 /// The routes of this module.
 pub const ROUTES: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/openapi.json"];
 
-/// Counts every response by its route template and status: two lookups and
-/// an atomic add. Logging a request is the trace layer's, at debug level.
-pub async fn count_requests(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let response = next.run(req).await;
-    state.metrics.count_request(route.as_ref().map(MatchedPath::as_str), response.status().as_u16());
-    response
-}
-
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn routes(state: Arc<AppState>) -> Router {
     let [healthz, readyz_path, metrics_path, openapi_path] = ROUTES;
     Router::new()
         .route(healthz, get(|| async { "ok" }))

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use agx_auth::{AgentRecord, EndpointClass, ops};
-use agx_auth_axum::{AuthLayer, Authenticated};
+use agx_auth_axum::Authenticated;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderValue;
@@ -60,7 +60,10 @@ fn handler(operation: &str, method: MethodFilter) -> Option<MethodRouter<Arc<Api
     })
 }
 
-pub fn router(state: Arc<AppState>, conversations: Conversations) -> Result<Router, RouterError> {
+/// The public routes, without their layers: `app::build` wraps them in CORS
+/// and agx-auth. (Were it forgotten, `Authenticated` would refuse every
+/// request with 401: the handlers cannot run for nobody.)
+pub fn routes(state: Arc<AppState>, conversations: Conversations) -> Result<Router, RouterError> {
     let api = Arc::new(Api { state: state.clone(), conversations });
     let table = state.auth.routes().iter().map(|r| (r.method(), r.pattern(), r.operation()));
     Ok(routing::from_table(table, handler)?
@@ -68,8 +71,6 @@ pub fn router(state: Arc<AppState>, conversations: Conversations) -> Result<Rout
         // layer (undeclared routes need a key), then answers 404.
         .route("/api/public/{*rest}", any(|| async { ApiError::NO_ROUTE }))
         .method_not_allowed_fallback(|| async { ApiError::METHOD_NOT_ALLOWED })
-        .layer(AuthLayer::new(state.auth.clone()))
-        .layer(crate::cors::layer(state.auth.clone()))
         .with_state(api))
 }
 

@@ -62,26 +62,30 @@ pub struct Limits {
     pub rate_limit_per_minute: u32,
 }
 
-/// `GET /api/public/agents/{agentId}`.
+/// `GET /api/public/agents/{agentId}`. It borrows from the agent's record:
+/// the config route is the hot one, and this answer needs no allocation
+/// but its JSON text.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct AgentConfig {
-    pub id: String,
-    pub name: String,
-    pub description: String,
-    pub welcome_message: String,
+pub struct AgentConfig<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    #[schema(value_type = String)]
+    pub description: Sentence<'a>,
+    #[schema(value_type = String)]
+    pub welcome_message: Sentence<'a>,
     pub placeholder_text: &'static str,
     pub theme: Theme,
     pub features: Features,
     pub limits: Limits,
 }
 
-impl AgentConfig {
-    pub fn new(agent: &AgentRecord, theme: Theme, max_message_length: usize, rate_limit_per_minute: u32) -> Self {
+impl<'a> AgentConfig<'a> {
+    pub fn new(agent: &'a AgentRecord, theme: Theme, max_message_length: usize, rate_limit_per_minute: u32) -> Self {
         AgentConfig {
-            id: agent.id.clone(),
-            name: agent.name.clone(),
-            description: format!("{} answers questions for its organization.", agent.name),
+            id: &agent.id,
+            name: &agent.name,
+            description: Sentence("", &agent.name, " answers questions for its organization."),
             welcome_message: welcome(agent),
             placeholder_text: PLACEHOLDER,
             theme,
@@ -91,33 +95,44 @@ impl AgentConfig {
     }
 }
 
+/// A sentence around a name, written straight into the JSON text.
+pub struct Sentence<'a>(&'static str, &'a str, &'static str);
+
+impl Serialize for Sentence<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Sentence(before, name, after) = self;
+        serializer.collect_str(&format_args!("{before}{name}{after}"))
+    }
+}
+
 const PLACEHOLDER: &str = "Type your message…";
 
-fn welcome(agent: &AgentRecord) -> String {
-    format!("Hi! I'm {}. How can I help?", agent.name)
+fn welcome(agent: &AgentRecord) -> Sentence<'_> {
+    Sentence("Hi! I'm ", &agent.name, ". How can I help?")
 }
 
-/// `GET /api/public/agents/{agentId}/widget`.
+/// `GET /api/public/agents/{agentId}/widget`, borrowed like [`AgentConfig`].
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct Widget {
-    pub agent_id: String,
-    pub name: String,
-    pub welcome_message: String,
+pub struct Widget<'a> {
+    pub agent_id: &'a str,
+    pub name: &'a str,
+    #[schema(value_type = String)]
+    pub welcome_message: Sentence<'a>,
     pub placeholder_text: &'static str,
     pub theme: Theme,
-    pub allowed_domains: Vec<String>,
+    pub allowed_domains: &'a [String],
 }
 
-impl Widget {
-    pub fn new(agent: &AgentRecord, theme: Theme) -> Self {
+impl<'a> Widget<'a> {
+    pub fn new(agent: &'a AgentRecord, theme: Theme) -> Self {
         Widget {
-            agent_id: agent.id.clone(),
-            name: agent.name.clone(),
+            agent_id: &agent.id,
+            name: &agent.name,
             welcome_message: welcome(agent),
             placeholder_text: PLACEHOLDER,
             theme,
-            allowed_domains: agent.allowed_domains.clone(),
+            allowed_domains: &agent.allowed_domains,
         }
     }
 }

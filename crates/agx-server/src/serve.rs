@@ -1,20 +1,37 @@
 //! Serving connections with bounds: at most `max_connections` open at once
 //! (past that, new ones wait in the listen backlog), a deadline for a
 //! request's head (which also closes a keep-alive connection left idle, and
-//! one that never sends a byte), and a graceful shutdown that gives open
-//! connections the drain limit to finish. hyper's HTTP/1 builder does the
-//! work; this is the accept loop around it.
+//! one that never sends a byte), a deadline for the whole request, and a
+//! graceful shutdown that gives open connections the drain limit to finish.
+//! hyper's HTTP/1 builder does the work; this is the accept loop around it.
+//!
+//! The request deadline is here, around the router, rather than a layer in
+//! it: `tower::timeout` needs axum's `HandleErrorLayer`, which clones the
+//! route's whole layer stack and boxes a future on every request, and
+//! `tower-http`'s timeout answers with an empty body instead of the JSON
+//! envelope. Here it is one `tokio::time::timeout` per request, for every
+//! route and the fallback alike.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
+use futures_util::future::Map;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::time::Timeout;
+use tokio::time::error::Elapsed;
+use tower::ServiceExt;
+use tower::util::Oneshot;
+
+use crate::errors::ApiError;
 
 /// How connections are bounded.
 #[derive(Clone, Copy, Debug)]
@@ -26,6 +43,9 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// Headers past this many bytes are refused (431).
     pub max_header_bytes: usize,
+    /// The longest a request, its body included, may take before it is
+    /// answered 408.
+    pub request_timeout: Duration,
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then waits at most
@@ -66,7 +86,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        let service = Deadline { app: app.clone(), limit: limits.request_timeout };
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             // A closed or timed-out connection is the client's business, not an error of ours.
@@ -84,4 +104,27 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// The router as hyper's service, each request with its deadline.
+struct Deadline {
+    app: Router,
+    limit: Duration,
+}
+
+type Answer = Result<Response, Infallible>;
+
+impl hyper::service::Service<http::Request<Incoming>> for Deadline {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Map<Timeout<Oneshot<Router, http::Request<Incoming>>>, fn(Result<Answer, Elapsed>) -> Answer>;
+
+    fn call(&self, req: http::Request<Incoming>) -> Self::Future {
+        // Cloning a `Router` clones an `Arc`.
+        tokio::time::timeout(self.limit, self.app.clone().oneshot(req)).map(in_time)
+    }
+}
+
+fn in_time(answer: Result<Answer, Elapsed>) -> Answer {
+    answer.unwrap_or_else(|_| Ok(ApiError::TIMEOUT.into_response()))
 }

@@ -234,7 +234,8 @@ async fn cors_follows_the_core(base: String, tag: &str) {
     assert_eq!(status, 401);
 }
 
-/// Idle and half-sent connections are closed; past the cap, a connection waits.
+/// Idle and half-sent connections are closed, a stalled body is answered
+/// 408; past the cap, a connection waits.
 fn connections_are_bounded(port: u16) {
     let started = Instant::now();
     let mut idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -249,6 +250,24 @@ fn connections_are_bounded(port: u16) {
         assert!(n == 0 || text.starts_with("HTTP/1.1 408"), "{text}");
     }
     assert!(started.elapsed() < Duration::from_secs(5), "closed after {:?}", started.elapsed());
+
+    // A body that stops half-way is answered 408, in the JSON envelope, at the request deadline.
+    let started = Instant::now();
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    slow.write_all(
+        b"POST /api/admin/orgs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-admin-token\r\n\
+          Content-Type: application/json\r\nContent-Length: 40\r\n\r\n{\"id\":",
+    )
+    .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut answer = String::new();
+    let _ = slow.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.ends_with(r#"{"error":{"code":"REQUEST_TIMEOUT","message":"The request took too long"}}"#),
+        "{answer}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "answered after {:?}", started.elapsed());
 
     // The cap is 2: a third connection is not served while two are open.
     let a = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -285,6 +304,7 @@ async fn hostile_input_on_postgres() {
 #[test]
 fn idle_half_sent_and_surplus_connections() {
     let port = free_port();
-    let (_server, _) = start_with(port, None, &[("AGX_HEADER_TIMEOUT", "1s"), ("AGX_MAX_CONNECTIONS", "2")]);
+    let env = [("AGX_HEADER_TIMEOUT", "1s"), ("AGX_REQUEST_TIMEOUT", "1s"), ("AGX_MAX_CONNECTIONS", "2")];
+    let (_server, _) = start_with(port, None, &env);
     connections_are_bounded(port);
 }

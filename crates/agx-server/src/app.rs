@@ -1,0 +1,48 @@
+//! The whole HTTP application: the public, admin and operations routers,
+//! each wrapped in its layer stack by one `Router::layer` call.
+//!
+//! axum boxes a route's service once per `Router::layer` call and clones the
+//! box, with every layer in it, on each request, so layers added one call at
+//! a time cost an allocation and a clone per layer per request
+//! (`cargo xtask bench-server` measured it). Here every route has one stack:
+//! the shared layers (tracing, body limit, counting), then the
+//! router's own: CORS and agx-auth for the public API, the admin token for
+//! the admin API. (The request deadline is `serve`'s, around all of it.)
+
+use std::sync::Arc;
+
+use agx_auth_axum::AuthLayer;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use tower::ServiceBuilder;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+use crate::conversations::Conversations;
+use crate::count::CountLayer;
+use crate::errors::ApiError;
+use crate::routing::RouterError;
+use crate::state::AppState;
+use crate::{admin, cors, input, metrics, ops, public};
+
+/// The application, ready to serve.
+pub fn build(state: Arc<AppState>, conversations: Conversations) -> Result<Router, RouterError> {
+    let shared = ServiceBuilder::new()
+        // Method and route template only: never a header or a query, so never a key.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+                    tracing::debug_span!("request", method = %req.method(), route = route.unwrap_or(metrics::UNMATCHED))
+                })
+                .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG)),
+        )
+        .layer(DefaultBodyLimit::max(input::BODY_LIMIT))
+        .layer(CountLayer::new(state.metrics.clone()));
+    let auth = state.auth.clone();
+    let public = public::routes(state.clone(), conversations)?
+        .layer(shared.clone().layer(cors::layer(auth.clone())).layer(AuthLayer::new(auth)));
+    let admin = admin::routes(state.clone())?
+        .layer(shared.clone().layer(axum::middleware::from_fn_with_state(state.clone(), admin::require_admin)));
+    let ops = ops::routes(state).fallback(|| async { ApiError::NO_ROUTE }).layer(shared);
+    Ok(ops.merge(admin).merge(public))
+}
