@@ -1,5 +1,12 @@
 //! `cargo xtask bench-server [ROUNDS] [SECONDS]`: the reference server's own
-//! overhead. One release `agx-server` on the memory store (CPU 0), loaded by
+//! overhead.
+//!
+//! `cargo xtask bench-server instructions [SECONDS]` counts instead: the
+//! server runs under valgrind's callgrind, and each request's instructions
+//! (the server's user space, not the kernel's) are counted over a fixed
+//! load. The count is the same from run to run, whatever else the machine
+//! is doing, where throughput on a shared 2-core machine moves by a quarter
+//! between runs; it is what to compare a change by. One release `agx-server` on the memory store (CPU 0), loaded by
 //! wrk (CPU 1, one thread, 32 connections) on three requests in rotated
 //! order each round:
 //!
@@ -15,7 +22,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::bench_http::{Server, ensure_wrk, median, parse_wrk, pinned, process_cpu_secs};
@@ -26,52 +33,17 @@ const TOKEN: &str = "bench-server-admin-token";
 const JUNK: &str = "agx_live_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
 pub fn run(args: &[String]) -> Result<(), String> {
+    if args.first().map(String::as_str) == Some("instructions") {
+        return instructions(&args[1..]);
+    }
     let rounds: usize = args.first().map_or(Ok(9), |a| a.parse()).map_err(|e| format!("rounds: {e}"))?;
     let seconds: u64 = args.get(1).map_or(Ok(3), |a| a.parse()).map_err(|e| format!("seconds: {e}"))?;
     ensure_wrk()?;
-    cargo(&["build", "--release", "--package", "agx-server"])?;
-    let bin = workspace_root().join("target/release/agx-server");
+    let bin = build()?;
     let addr = "127.0.0.1:18790";
-    let child = pinned(0, bin.as_os_str())
-        .env("AGX_BIND", addr)
-        .env("AGX_ADMIN_TOKEN", TOKEN)
-        .env_remove("AGX_DATABASE_URL")
-        .env_remove("AGX_REDIS_URL")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("start {}: {e}", bin.display()))?;
-    let pid = child.id();
-    let mut server = Server(child);
-    let stdout = server.0.stdout.take().ok_or("no stdout")?;
-    // Read the banner until the curl line, then keep the pipe drained.
-    let mut lines = BufReader::new(stdout).lines();
-    for line in lines.by_ref() {
-        if line.map_err(|e| e.to_string())?.starts_with("try:") {
-            break;
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    let started = Instant::now();
-    while TcpStream::connect(addr).is_err() {
-        if started.elapsed() > Duration::from_secs(10) {
-            return Err(format!("agx-server did not listen on {addr}"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // A key whose config budget a benchmark cannot spend.
-    let created =
-        post(addr, "/api/admin/orgs/demo-org/keys", r#"{"name":"bench","rateLimits":{"config":1000000000}}"#)?;
-    let created: serde_json::Value = serde_json::from_str(&created).map_err(|e| format!("{e}: {created}"))?;
-    let key = created["key"].as_str().ok_or_else(|| format!("no key in {created}"))?.to_owned();
-
-    let config = format!("http://{addr}/api/public/agents/demo-agent");
-    let variants: [(&str, String, String); 3] = [
-        ("/healthz", format!("http://{addr}/healthz"), String::new()),
-        ("junk key, config route (401)", config.clone(), format!("X-API-Key: {JUNK}")),
-        ("valid key, config route (200)", config, format!("X-API-Key: {key}")),
-    ];
+    let (server, key) = start(pinned(0, bin.as_os_str()), addr, Duration::from_secs(10))?;
+    let pid = server.0.id();
+    let variants = variants(addr, &key);
     let mut results: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); variants.len()];
     for round in 0..rounds {
         for step in 0..variants.len() {
@@ -116,6 +88,128 @@ pub fn run(args: &[String]) -> Result<(), String> {
         );
     }
     println!("\n{rounds} rounds of {seconds} s, medians; ratios within each round. Goals: junk ≥ 0.90, valid ≥ 0.80.");
+    drop(server);
+    Ok(())
+}
+
+/// The three requests: name, URL, the header wrk adds (or none).
+fn variants(addr: &str, key: &str) -> [(&'static str, String, String); 3] {
+    let config = format!("http://{addr}/api/public/agents/demo-agent");
+    [
+        ("/healthz", format!("http://{addr}/healthz"), String::new()),
+        ("junk key, config route (401)", config.clone(), format!("X-API-Key: {JUNK}")),
+        ("valid key, config route (200)", config, format!("X-API-Key: {key}")),
+    ]
+}
+
+fn build() -> Result<std::path::PathBuf, String> {
+    cargo(&["build", "--release", "--package", "agx-server"])?;
+    Ok(workspace_root().join("target/release/agx-server"))
+}
+
+/// Starts `command` (the server, perhaps under a wrapper) on the memory store
+/// and makes a key whose config budget a benchmark cannot spend.
+fn start(mut command: Command, addr: &str, patience: Duration) -> Result<(Server, String), String> {
+    let child = command
+        .env("AGX_BIND", addr)
+        .env("AGX_ADMIN_TOKEN", TOKEN)
+        .env_remove("AGX_DATABASE_URL")
+        .env_remove("AGX_REDIS_URL")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("start the server: {e}"))?;
+    let mut server = Server(child);
+    let stdout = server.0.stdout.take().ok_or("no stdout")?;
+    // Read the banner until the curl line, then keep the pipe drained.
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        if line.map_err(|e| e.to_string())?.starts_with("try:") {
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    let started = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        if started.elapsed() > patience {
+            return Err(format!("agx-server did not listen on {addr}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let created =
+        post(addr, "/api/admin/orgs/demo-org/keys", r#"{"name":"bench","rateLimits":{"config":1000000000}}"#)?;
+    let created: serde_json::Value = serde_json::from_str(&created).map_err(|e| format!("{e}: {created}"))?;
+    let key = created["key"].as_str().ok_or_else(|| format!("no key in {created}"))?.to_owned();
+    Ok((server, key))
+}
+
+/// Instructions per request under callgrind, each variant over the same
+/// wrk load (one thread, 4 connections), counted from zero after a warm-up.
+fn instructions(args: &[String]) -> Result<(), String> {
+    let seconds: u64 = args.first().map_or(Ok(5), |a| a.parse()).map_err(|e| format!("seconds: {e}"))?;
+    ensure_wrk()?;
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        return Err("valgrind is not installed (apt-get install valgrind)".into());
+    }
+    let bin = build()?;
+    let dir = std::env::temp_dir().join(format!("agx-bench-callgrind-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let mut command = Command::new("valgrind");
+    command
+        .args(["--tool=callgrind", "--instr-atstart=no"])
+        .arg(format!("--callgrind-out-file={}/cg.%p", dir.display()))
+        .arg(&bin);
+    let addr = "127.0.0.1:18791";
+    let (server, key) = start(command, addr, Duration::from_secs(120))?;
+    let pid = server.0.id().to_string();
+    let control = |args: &[&str]| -> Result<(), String> {
+        let ok = Command::new("callgrind_control").args(args).arg(&pid).output().map_err(|e| e.to_string())?;
+        if ok.status.success() { Ok(()) } else { Err(format!("callgrind_control {args:?} failed")) }
+    };
+    let mut rows = Vec::new();
+    for (i, (name, url, header)) in variants(addr, &key).iter().enumerate() {
+        let wrk = |secs: u64| -> Result<String, String> {
+            let mut c = Command::new("wrk");
+            c.args(["-t1", "-c4", &format!("-d{secs}s")]);
+            if !header.is_empty() {
+                c.args(["-H", header]);
+            }
+            let out = c.arg(url).output().map_err(|e| format!("wrk: {e}"))?;
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        };
+        wrk(1)?;
+        control(&["-z"])?;
+        control(&["-i", "on"])?;
+        let text = wrk(seconds)?;
+        control(&["-i", "off"])?;
+        control(&["-d", &format!("v{i}")])?;
+        let requests: f64 = text
+            .lines()
+            .find_map(|l| l.trim().split_once(" requests in").and_then(|(n, _)| n.trim().parse().ok()))
+            .ok_or_else(|| format!("cannot read wrk's output:\n{text}"))?;
+        let dump = std::fs::read_dir(&dir)
+            .map_err(|e| e.to_string())?
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(&format!(".{}", i + 1)))
+            .map(|e| e.path())
+            .next()
+            .ok_or("no callgrind dump")?;
+        let text = std::fs::read_to_string(&dump).map_err(|e| e.to_string())?;
+        let total: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("totals:").and_then(|v| v.trim().parse().ok()))
+            .ok_or("no totals in the callgrind dump")?;
+        eprintln!("{name}: {requests} requests, {total} instructions");
+        rows.push((*name, requests, total / requests));
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("\n| request | requests counted | instructions / request | /healthz's ÷ this |\n|---|---|---|---|");
+    for (name, requests, per) in &rows {
+        println!("| {name} | {requests:.0} | {per:.0} | {:.2} |", rows[0].2 / per);
+    }
+    println!("\nThe server's user-space instructions under callgrind; the kernel's share of a request is not counted.");
     Ok(())
 }
 
