@@ -32,7 +32,7 @@ use deadpool_postgres::{ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtim
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
-pub use usage::{UsageFlusher, UsageReport, UsageWriter};
+pub use usage::{UsageFlusher, UsageWriter};
 
 /// The `NOTIFY` channel of revocations. The payload is a key's hash in hex,
 /// `agent:<id>` or `team:<id>` (ids never hold `:`). The name predates the

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use agx_auth::{StoreError, UsageBatch, UsageCounter};
+use agx_auth::{StoreError, Tally, UsageBatch, UsageCounter, UsageDay, UsageReport};
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::{Mutex, oneshot};
 use tokio::task::JoinHandle;
@@ -22,20 +22,22 @@ use crate::{PgStore, db};
 /// counts as unknown.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Adds a batch (`$1`…`$6`) unless its id (`$7`) was added before.
+/// Adds a batch (`$1`…`$8`) unless its id (`$9`) was added before.
 const FLUSH: &str = "WITH claimed AS ( \
-               INSERT INTO usage_batches (id) VALUES ($7) ON CONFLICT (id) DO NOTHING RETURNING id), \
+               INSERT INTO usage_batches (id) VALUES ($9) ON CONFLICT (id) DO NOTHING RETURNING id), \
              pruned AS ( \
                DELETE FROM usage_batches WHERE flushed_at < now() - interval '7 days'), \
              counted AS ( \
-               INSERT INTO key_usage (key_id, day, class, requests) \
-               SELECT k, DATE '1970-01-01' + d, c, n FROM UNNEST($1::text[], $2::int4[], $3::text[], $4::int8[]) AS u(k, d, c, n) \
+               INSERT INTO key_usage (key_id, day, class, requests, rate_limited, refused) \
+               SELECT k, DATE '1970-01-01' + d, c, n, l, r \
+               FROM UNNEST($1::text[], $2::int4[], $3::text[], $4::int8[], $5::int8[], $6::int8[]) AS u(k, d, c, n, l, r) \
                WHERE EXISTS (SELECT 1 FROM claimed) \
-               ON CONFLICT (key_id, day, class) DO UPDATE SET requests = key_usage.requests + EXCLUDED.requests \
+               ON CONFLICT (key_id, day, class) DO UPDATE SET requests = key_usage.requests + EXCLUDED.requests, \
+                 rate_limited = key_usage.rate_limited + EXCLUDED.rate_limited, refused = key_usage.refused + EXCLUDED.refused \
                RETURNING 1), \
              touched AS ( \
                UPDATE api_keys SET last_used_at = GREATEST(api_keys.last_used_at, u.at) \
-               FROM UNNEST($5::text[], $6::timestamptz[]) AS u(id, at) \
+               FROM UNNEST($7::text[], $8::timestamptz[]) AS u(id, at) \
                WHERE api_keys.id = u.id AND EXISTS (SELECT 1 FROM claimed) \
                RETURNING 1) \
              SELECT (SELECT count(*) FROM claimed) > 0";
@@ -65,12 +67,15 @@ impl PgStore {
         let keys: Vec<String> = batch.rows.iter().map(|r| r.key.to_string()).collect();
         let days: Vec<i32> = batch.rows.iter().map(|r| i32::try_from(r.day).unwrap_or(i32::MAX)).collect();
         let classes: Vec<&str> = batch.rows.iter().map(|r| r.class).collect();
-        let counts: Vec<i64> = batch.rows.iter().map(|r| i64::try_from(r.requests).unwrap_or(i64::MAX)).collect();
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let admitted: Vec<i64> = batch.rows.iter().map(|r| count(r.tally.admitted)).collect();
+        let limited: Vec<i64> = batch.rows.iter().map(|r| count(r.tally.rate_limited)).collect();
+        let refused: Vec<i64> = batch.rows.iter().map(|r| count(r.tally.refused)).collect();
         let used_keys: Vec<String> = batch.last_used.iter().map(|(k, _)| k.to_string()).collect();
         let used_at: Vec<SystemTime> = batch.last_used.iter().map(|(_, at)| *at).collect();
         let client = self.client().await.map_err(FlushError::NotAdded)?;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
-            [&keys, &days, &classes, &counts, &used_keys, &used_at, &id];
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] =
+            [&keys, &days, &classes, &admitted, &limited, &refused, &used_keys, &used_at, &id];
         // Data-modifying CTEs all run, once, whether or not the final SELECT
         // reads them; `claimed` is empty when the id was added before.
         let statement = async {
@@ -153,31 +158,30 @@ impl UsageWriter {
     }
 }
 
-/// One key's usage as stored: (day since the epoch, class, requests), oldest
-/// first, and its last use.
-pub type UsageReport = (Vec<(u32, String, u64)>, Option<SystemTime>);
-
 impl PgStore {
+    /// One key's usage as stored, oldest day first, and its last use.
     pub async fn usage_of(&self, key: agx_auth::KeyId) -> Result<UsageReport, StoreError> {
         let client = self.client().await?;
         let id = key.to_string();
         let rows = client
             .query(
-                "SELECT (day - DATE '1970-01-01')::int4, class, requests FROM key_usage WHERE key_id = $1 ORDER BY day, class",
+                "SELECT (day - DATE '1970-01-01')::int4, class, requests, rate_limited, refused \
+                 FROM key_usage WHERE key_id = $1 ORDER BY day, class",
                 &[&id],
             )
             .await
             .map_err(db)?;
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
         let days = rows
             .iter()
-            .map(|r| {
-                let day: i32 = r.get(0);
-                let requests: i64 = r.get(2);
-                (u32::try_from(day).unwrap_or(0), r.get::<_, String>(1), u64::try_from(requests).unwrap_or(0))
+            .map(|r| UsageDay {
+                day: u32::try_from(r.get::<_, i32>(0)).unwrap_or(0),
+                class: r.get(1),
+                tally: Tally { admitted: count(r.get(2)), rate_limited: count(r.get(3)), refused: count(r.get(4)) },
             })
             .collect();
         let last = client.query_opt("SELECT last_used_at FROM api_keys WHERE id = $1", &[&id]).await.map_err(db)?;
-        Ok((days, last.and_then(|r| r.get(0))))
+        Ok(UsageReport { days, last_used: last.and_then(|r| r.get(0)) })
     }
 
     /// Last use of every key of an org that has been used.

@@ -441,6 +441,39 @@ async fn usage_is_counted_in_memory_and_flushed_in_batches() {
     assert!(row.get::<_, bool>(2), "last_used_at set");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_of_a_known_key_are_counted_apart() {
+    let Some(url) = fresh_database("refusals_of_a_known_key_are_counted_apart").await else { return };
+    let pg = seeded(&url, PgSettings::default()).await;
+    pg.put_org("org_2", "Other").await.unwrap();
+    pg.put_agent(AgentRecord::new("agent_2", "org_2", "Theirs")).await.unwrap();
+    let counter = Arc::new(agx_auth::UsageCounter::new());
+    let limits = agx_auth::RateLimits::default()
+        .with(agx_auth::EndpointClass::CONFIG, agx_auth::Quota::try_per_minute(2).unwrap());
+    let auth = Authenticator::builder(pg.clone(), pg.clone()).usage(counter.clone()).rate_limits(limits).build();
+    let (key, record) = auth.issue_key(KeySpec::new("org_1", "refused")).await.unwrap();
+    let headers = bearer(key.expose_secret());
+    let statuses = [
+        status(&auth, key.expose_secret()).await,
+        status(&auth, key.expose_secret()).await,
+        status(&auth, key.expose_secret()).await,
+        match auth.authenticate(&Method::GET, "/api/public/agents/agent_2", &headers).await {
+            Outcome::Deny(r) => r.response().status().as_u16(),
+            _ => 0,
+        },
+    ];
+    assert_eq!(statuses, [200, 200, 429, 403]);
+    // A junk key names no key: nothing is counted for it.
+    assert_eq!(status(&auth, "agx_live_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").await, 401);
+    let writer = UsageWriter::new(PgStore::clone(&pg), counter);
+    writer.flush().await.unwrap();
+    let report = pg.usage_of(record.id).await.unwrap();
+    assert_eq!(report.days.len(), 1, "{report:?}");
+    let tally = report.days[0].tally;
+    assert_eq!((report.days[0].class.as_str(), tally.admitted, tally.rate_limited, tally.refused), ("config", 2, 1, 1));
+    assert!(report.last_used.is_some());
+}
+
 /// An authenticator over `pg` that counts usage, and a key of org_1.
 async fn counted_key(
     pg: &Arc<PgStore>,

@@ -19,7 +19,7 @@ use crate::render::{ErrorRenderer, JsonEnvelope};
 use crate::request::{RequestHeader, RequestHeaders};
 use crate::route::{EndpointClass, Resource, RouteMatch, Routes, Scope, Unmatched, routable_id};
 use crate::store::{Directory, KeyRecord, KeySpec, KeyStore, StoreError};
-use crate::usage::UsageRecorder;
+use crate::usage::{UsageOutcome, UsageRecorder};
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers-10).
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static(RATELIMIT_POLICY_NAME);
@@ -457,21 +457,29 @@ impl Authenticator {
                 AuthError::Unavailable { .. } => None,
                 _ => self.limiter.peek(record.id, route.class, quota, now.into()).await.ok(),
             };
+            if error.status() == http::StatusCode::FORBIDDEN {
+                self.count(record, route.class, UsageOutcome::Refused, now.into());
+            }
             return Err((error, status));
         }
         // Step 9.
         let now = Timestamp::from(now);
         match self.limiter.check(record.id, route.class, quota, now).await {
             Ok(RateDecision::Admit(status)) => {
-                if let Some(usage) = &self.usage {
-                    usage.record(record.id, route.class, now);
-                }
+                self.count(record, route.class, UsageOutcome::Admitted, now);
                 Ok(Grant { rate_limit: Some((self.policy(status.class, status.quota), status)), principal })
             }
             Ok(RateDecision::Deny { status, retry_after }) => {
+                self.count(record, route.class, UsageOutcome::RateLimited, now);
                 Err((AuthError::RateLimited { retry_after }, Some(status)))
             }
             Err(_) => Err(self.unavailable()),
+        }
+    }
+
+    fn count(&self, record: &KeyRecord, class: EndpointClass, outcome: UsageOutcome, at: Timestamp) {
+        if let Some(usage) = &self.usage {
+            usage.record(record.id, class, outcome, at);
         }
     }
 

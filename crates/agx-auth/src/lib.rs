@@ -72,4 +72,4 @@ pub use store::{
     AgentRecord, Directory, DirectoryAdmin, KeyRecord, KeySpec, KeyStore, MemoryStore, Revocation, RevocationSink,
     StoreError, TeamRecord,
 };
-pub use usage::{UsageBatch, UsageCounter, UsageRecorder, UsageRow};
+pub use usage::{Tally, UsageBatch, UsageCounter, UsageDay, UsageOutcome, UsageRecorder, UsageReport, UsageRow};

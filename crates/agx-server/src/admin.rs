@@ -354,8 +354,17 @@ async fn key_usage(
     if state.backend.keys.get(&org, id).await.map_err(store_error)?.is_none() {
         return Err(KEY_NOT_FOUND);
     }
-    let (days, last_used) = state.backend.usage_of(id).await.map_err(store_error)?;
-    let usage =
-        days.into_iter().map(|(day, class, requests)| UsageDay { day: time::day(day), class, requests }).collect();
-    Ok(Json(Usage { key_id: id.to_string(), last_used_at: last_used.map(time::format), usage }).into_response())
+    let report = state.backend.usage_of(id).await.map_err(store_error)?;
+    let usage = report
+        .days
+        .into_iter()
+        .map(|d| UsageDay {
+            day: time::day(d.day),
+            class: d.class,
+            requests: d.tally.admitted,
+            rate_limited: d.tally.rate_limited,
+            refused: d.tally.refused,
+        })
+        .collect();
+    Ok(Json(Usage { key_id: id.to_string(), last_used_at: report.last_used.map(time::format), usage }).into_response())
 }

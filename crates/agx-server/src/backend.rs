@@ -9,7 +9,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use agx_auth::{Directory, DirectoryAdmin, KeyId, KeyStore, MemoryStore, StoreError, UsageBatch, UsageCounter};
+use agx_auth::{
+    Directory, DirectoryAdmin, KeyId, KeyStore, MemoryStore, StoreError, Tally, UsageBatch, UsageCounter, UsageDay,
+    UsageReport,
+};
 use agx_auth_moka::{CacheSettings, CachedStore};
 use agx_auth_postgres::listener::{self, ListenerHandle};
 use agx_auth_postgres::{PgError, PgSettings, PgStore, UsageFlusher, UsageWriter};
@@ -107,7 +110,7 @@ impl Backend {
 
     /// One key's usage: per day and class, and its last use. Counts still in
     /// memory are flushed first, so the report is exact.
-    pub async fn usage_of(&self, key: KeyId) -> Result<agx_auth_postgres::UsageReport, StoreError> {
+    pub async fn usage_of(&self, key: KeyId) -> Result<UsageReport, StoreError> {
         match &self.store {
             Store::Postgres { pg, writer, .. } => {
                 writer.flush().await?;
@@ -152,14 +155,14 @@ impl Backend {
 
 #[derive(Default)]
 struct Ledger {
-    counts: HashMap<(KeyId, u32, String), u64>,
+    counts: HashMap<(KeyId, u32, &'static str), Tally>,
     last_used: HashMap<KeyId, SystemTime>,
 }
 
 impl Ledger {
     fn absorb(&mut self, batch: UsageBatch) {
         for row in batch.rows {
-            *self.counts.entry((row.key, row.day, row.class.to_owned())).or_default() += row.requests;
+            self.counts.entry((row.key, row.day, row.class)).or_default().add(row.tally);
         }
         for (key, at) in batch.last_used {
             let slot = self.last_used.entry(key).or_insert(at);
@@ -167,10 +170,14 @@ impl Ledger {
         }
     }
 
-    fn report(&self, key: KeyId) -> agx_auth_postgres::UsageReport {
-        let mut days: Vec<(u32, String, u64)> =
-            self.counts.iter().filter(|((k, _, _), _)| *k == key).map(|((_, d, c), n)| (*d, c.clone(), *n)).collect();
-        days.sort();
-        (days, self.last_used.get(&key).copied())
+    fn report(&self, key: KeyId) -> UsageReport {
+        let mut days: Vec<UsageDay> = self
+            .counts
+            .iter()
+            .filter(|((k, _, _), _)| *k == key)
+            .map(|((_, day, class), tally)| UsageDay { day: *day, class: (*class).to_owned(), tally: *tally })
+            .collect();
+        days.sort_by(|a, b| (a.day, &a.class).cmp(&(b.day, &b.class)));
+        UsageReport { days, last_used: self.last_used.get(&key).copied() }
     }
 }

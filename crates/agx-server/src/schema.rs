@@ -364,11 +364,18 @@ pub struct Roll {
 }
 
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct UsageDay {
     /// `YYYY-MM-DD`, UTC.
     pub day: String,
     pub class: String,
+    /// Requests admitted.
     pub requests: u64,
+    /// Requests refused with 429 `RATE_LIMITED`.
+    pub rate_limited: u64,
+    /// Requests refused with 403: the key's scope or org, or the agent's
+    /// domains or state.
+    pub refused: u64,
 }
 
 /// `GET …/keys/{keyId}/usage`.
