@@ -222,6 +222,19 @@ impl<S: DirectoryAdmin> DirectoryAdmin for CachedStore<S> {
         self.inner.org(id).await
     }
 
+    // Listings are for admin tools: always the store's, never the cache's.
+    async fn orgs(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.inner.orgs().await
+    }
+
+    async fn agents_of(&self, org: &str) -> Result<Vec<AgentRecord>, StoreError> {
+        self.inner.agents_of(org).await
+    }
+
+    async fn teams_of(&self, org: &str) -> Result<Vec<TeamRecord>, StoreError> {
+        self.inner.teams_of(org).await
+    }
+
     async fn put_agent(&self, agent: AgentRecord) -> Result<(), StoreError> {
         let id = agent.id.clone();
         self.inner.put_agent(agent).await?;

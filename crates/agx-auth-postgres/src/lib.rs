@@ -160,45 +160,43 @@ impl PgStore {
 
     async fn agent_by_id(&self, id: &str) -> Result<Option<Arc<AgentRecord>>, StoreError> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached("SELECT id, org_id, name, allowed_domains, active, public FROM agents WHERE id = $1")
-            .await
-            .map_err(db)?;
+        let stmt = client.prepare_cached(&format!("{AGENTS} WHERE id = $1")).await.map_err(db)?;
         let row = client.query_opt(&stmt, &[&id]).await.map_err(db)?;
-        row.map(|r| {
-            Ok(Arc::new(AgentRecord {
-                id: r.try_get("id").map_err(corrupt)?,
-                org: r.try_get("org_id").map_err(corrupt)?,
-                name: r.try_get("name").map_err(corrupt)?,
-                allowed_domains: r.try_get("allowed_domains").map_err(corrupt)?,
-                active: r.try_get("active").map_err(corrupt)?,
-                public: r.try_get("public").map_err(corrupt)?,
-            }))
-        })
-        .transpose()
+        row.map(|r| agent_from_row(&r).map(Arc::new)).transpose()
     }
 
     async fn team_by_id(&self, id: &str) -> Result<Option<Arc<TeamRecord>>, StoreError> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
-                "SELECT t.id, t.org_id, t.name, \
-                 COALESCE(array_agg(ta.agent_id ORDER BY ta.position) FILTER (WHERE ta.agent_id IS NOT NULL), '{}') AS agents \
-                 FROM teams t LEFT JOIN team_agents ta ON ta.team_id = t.id WHERE t.id = $1 GROUP BY t.id",
-            )
-            .await
-            .map_err(db)?;
+        let stmt = client.prepare_cached(&format!("{TEAMS} WHERE t.id = $1 GROUP BY t.id")).await.map_err(db)?;
         let row = client.query_opt(&stmt, &[&id]).await.map_err(db)?;
-        row.map(|r| {
-            Ok(Arc::new(TeamRecord {
-                id: r.try_get("id").map_err(corrupt)?,
-                org: r.try_get("org_id").map_err(corrupt)?,
-                name: r.try_get("name").map_err(corrupt)?,
-                agent_ids: r.try_get("agents").map_err(corrupt)?,
-            }))
-        })
-        .transpose()
+        row.map(|r| team_from_row(&r).map(Arc::new)).transpose()
     }
+}
+
+const AGENTS: &str = "SELECT id, org_id, name, allowed_domains, active, public FROM agents";
+
+const TEAMS: &str = "SELECT t.id, t.org_id, t.name, \
+     COALESCE(array_agg(ta.agent_id ORDER BY ta.position) FILTER (WHERE ta.agent_id IS NOT NULL), '{}') AS agents \
+     FROM teams t LEFT JOIN team_agents ta ON ta.team_id = t.id";
+
+fn agent_from_row(r: &tokio_postgres::Row) -> Result<AgentRecord, StoreError> {
+    Ok(AgentRecord {
+        id: r.try_get("id").map_err(corrupt)?,
+        org: r.try_get("org_id").map_err(corrupt)?,
+        name: r.try_get("name").map_err(corrupt)?,
+        allowed_domains: r.try_get("allowed_domains").map_err(corrupt)?,
+        active: r.try_get("active").map_err(corrupt)?,
+        public: r.try_get("public").map_err(corrupt)?,
+    })
+}
+
+fn team_from_row(r: &tokio_postgres::Row) -> Result<TeamRecord, StoreError> {
+    Ok(TeamRecord {
+        id: r.try_get("id").map_err(corrupt)?,
+        org: r.try_get("org_id").map_err(corrupt)?,
+        name: r.try_get("name").map_err(corrupt)?,
+        agent_ids: r.try_get("agents").map_err(corrupt)?,
+    })
 }
 
 const KEY_COLUMNS: &str = "id, org_id, name, hash, prefix, scopes, mode, created_at, expires_at, deleted_at, \
@@ -395,6 +393,25 @@ impl DirectoryAdmin for PgStore {
         let client = self.client().await?;
         let row = client.query_opt("SELECT name FROM organizations WHERE id = $1", &[&id]).await.map_err(db)?;
         row.map(|r| r.try_get(0).map_err(corrupt)).transpose()
+    }
+
+    async fn orgs(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let client = self.client().await?;
+        let rows = client.query("SELECT id, name FROM organizations ORDER BY id", &[]).await.map_err(db)?;
+        rows.iter().map(|r| Ok((r.try_get(0).map_err(corrupt)?, r.try_get(1).map_err(corrupt)?))).collect()
+    }
+
+    async fn agents_of(&self, org: &str) -> Result<Vec<AgentRecord>, StoreError> {
+        let client = self.client().await?;
+        let rows = client.query(&format!("{AGENTS} WHERE org_id = $1 ORDER BY id"), &[&org]).await.map_err(db)?;
+        rows.iter().map(agent_from_row).collect()
+    }
+
+    async fn teams_of(&self, org: &str) -> Result<Vec<TeamRecord>, StoreError> {
+        let client = self.client().await?;
+        let query = format!("{TEAMS} WHERE t.org_id = $1 GROUP BY t.id ORDER BY t.id");
+        let rows = client.query(&query, &[&org]).await.map_err(db)?;
+        rows.iter().map(team_from_row).collect()
     }
 
     async fn put_agent(&self, a: AgentRecord) -> Result<(), StoreError> {

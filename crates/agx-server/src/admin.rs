@@ -8,19 +8,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agx_auth::{AgentRecord, KeyId, KeyMode, KeySpec, Quota, Scope, StoreError, TeamRecord, routable_id};
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Json, Router};
 use http::Method;
-use subtle::ConstantTimeEq;
 
+use crate::dashboard::{Caller, NO_ORG};
 use crate::errors::{ApiError, JsonBody, PathParams};
 use crate::input::{MAX_LIST, MAX_NAME_CHARS, check_text, host};
 use crate::routing::{self, RouterError};
-use crate::schema::{Agent, Key, NewAgent, NewKey, NewOrg, NewTeam, Org, Roll, Team, Usage, UsageDay};
+use crate::schema::{
+    Agent, AgentPatch, DashboardToken, Key, NewAgent, NewDashboardToken, NewKey, NewOrg, NewTeam, Org, Roll, Team,
+    Usage, UsageDay,
+};
 use crate::state::AppState;
 use crate::time;
 
@@ -36,7 +38,7 @@ pub struct AdminRoute {
     pub ok: (&'static str, Option<&'static str>),
 }
 
-pub static ROUTES: [AdminRoute; 8] = {
+pub static ROUTES: [AdminRoute; 15] = {
     const fn r(
         method: Method,
         path: &'static str,
@@ -50,6 +52,48 @@ pub static ROUTES: [AdminRoute; 8] = {
     const KEY: &str = "/api/admin/orgs/{orgId}/keys/{keyId}";
     [
         r(Method::POST, "/api/admin/orgs", "createOrg", "Create an organization", Some("NewOrg"), ("201", Some("Org"))),
+        r(
+            Method::GET,
+            "/api/admin/orgs",
+            "listOrgs",
+            "The organizations the caller may reach",
+            None,
+            ("200", Some("OrgList")),
+        ),
+        r(Method::GET, "/api/admin/orgs/{orgId}/agents", "listAgents", "List agents", None, ("200", Some("AgentList"))),
+        r(
+            Method::PATCH,
+            "/api/admin/orgs/{orgId}/agents/{agentId}",
+            "updateAgent",
+            "Change an agent's name, allowed domains or state",
+            Some("AgentPatch"),
+            ("200", Some("Agent")),
+        ),
+        r(Method::GET, "/api/admin/orgs/{orgId}/teams", "listTeams", "List teams", None, ("200", Some("TeamList"))),
+        r(
+            Method::POST,
+            "/api/admin/orgs/{orgId}/dashboard-tokens",
+            "createDashboardToken",
+            "Create an org dashboard token (admin token only); the only answer that holds it",
+            Some("NewDashboardToken"),
+            ("201", Some("DashboardToken")),
+        ),
+        r(
+            Method::GET,
+            "/api/admin/orgs/{orgId}/dashboard-tokens",
+            "listDashboardTokens",
+            "List an org's dashboard tokens (never the tokens themselves)",
+            None,
+            ("200", Some("DashboardTokenList")),
+        ),
+        r(
+            Method::DELETE,
+            "/api/admin/orgs/{orgId}/dashboard-tokens/{tokenId}",
+            "deleteDashboardToken",
+            "Delete a dashboard token, and end its sessions",
+            None,
+            ("204", None),
+        ),
         r(
             Method::POST,
             "/api/admin/orgs/{orgId}/agents",
@@ -105,6 +149,13 @@ pub static ROUTES: [AdminRoute; 8] = {
 fn handler(operation: &str, method: MethodFilter) -> Option<MethodRouter<Arc<AppState>>> {
     Some(match operation {
         "createOrg" => on(method, create_org),
+        "listOrgs" => on(method, list_orgs),
+        "listAgents" => on(method, list_agents),
+        "updateAgent" => on(method, update_agent),
+        "listTeams" => on(method, list_teams),
+        "createDashboardToken" => on(method, create_dashboard_token),
+        "listDashboardTokens" => on(method, list_dashboard_tokens),
+        "deleteDashboardToken" => on(method, delete_dashboard_token),
         "createAgent" => on(method, create_agent),
         "createTeam" => on(method, create_team),
         "createKey" => on(method, create_key),
@@ -117,8 +168,9 @@ fn handler(operation: &str, method: MethodFilter) -> Option<MethodRouter<Arc<App
 }
 
 /// The admin router, built from [`ROUTES`].
-/// The admin routes, without their layers: `app::build` puts
-/// [`require_admin`] in front of them.
+/// The admin routes, without their layers: `app::build` puts the guard
+/// (`dashboard::access::guard`) in front of them, which hands each handler
+/// its [`Caller`].
 pub fn routes(state: Arc<AppState>) -> Result<Router, RouterError> {
     let table = ROUTES.iter().map(|r| (&r.method, r.path, Some(r.operation)));
     Ok(routing::from_table(table, handler)?
@@ -126,9 +178,6 @@ pub fn routes(state: Arc<AppState>) -> Result<Router, RouterError> {
         .with_state(state))
 }
 
-const UNAUTHORIZED: ApiError =
-    ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "A valid admin token is required");
-const NO_ORG: ApiError = ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "No such organization");
 const KEY_NOT_FOUND: ApiError = ApiError::new(StatusCode::NOT_FOUND, "KEY_NOT_FOUND", "No such key");
 const CONFLICT: ApiError = ApiError::new(StatusCode::CONFLICT, "CONFLICT", "The request conflicts with what is stored");
 const BAD_NAME: ApiError = ApiError::invalid("name must be 1 to 200 characters, without control characters");
@@ -150,20 +199,6 @@ const BAD_GRACE: ApiError = ApiError::invalid("gracePeriodSeconds must be at mos
 /// The most a per-key quota may be, per minute (some 16 million a second:
 /// enough for a load test, far from the limiter's arithmetic limits).
 pub const MAX_QUOTA: u32 = 1_000_000_000;
-
-/// `Authorization: Bearer <admin token>`, compared in constant time; anything else is 401.
-pub async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let given = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-        .unwrap_or_default();
-    if bool::from(given.ct_eq(state.admin_token.as_bytes())) {
-        next.run(req).await
-    } else {
-        UNAUTHORIZED.into_response()
-    }
-}
 
 fn store_error(e: StoreError) -> ApiError {
     match e {
@@ -194,8 +229,10 @@ fn id_or_new(state: &AppState, id: Option<String>, prefix: &str, bad: ApiError) 
 
 async fn create_org(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     JsonBody(body): JsonBody<NewOrg>,
 ) -> Result<Response, ApiError> {
+    caller.admin()?;
     check_text(&body.name, MAX_NAME_CHARS, BAD_NAME)?;
     let id = id_or_new(&state, body.id, "org", BAD_ID)?;
     state.backend.admin.put_org(&id, &body.name).await.map_err(store_error)?;
@@ -204,10 +241,11 @@ async fn create_org(
 
 async fn create_agent(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     PathParams(org): PathParams<String>,
     JsonBody(body): JsonBody<NewAgent>,
 ) -> Result<Response, ApiError> {
-    org_id(&org)?;
+    org_id(caller.org(&org)?)?;
     check_text(&body.name, MAX_NAME_CHARS, BAD_NAME)?;
     let domains = body.allowed_domains;
     if domains.len() > MAX_LIST || !domains.iter().all(|d| host(d)) {
@@ -227,10 +265,11 @@ async fn create_agent(
 
 async fn create_team(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     PathParams(org): PathParams<String>,
     JsonBody(body): JsonBody<NewTeam>,
 ) -> Result<Response, ApiError> {
-    org_id(&org)?;
+    org_id(caller.org(&org)?)?;
     check_text(&body.name, MAX_NAME_CHARS, BAD_NAME)?;
     let agent_ids = body.agent_ids;
     if agent_ids.len() > MAX_LIST || !agent_ids.iter().all(|a| routable_id(a)) {
@@ -255,10 +294,11 @@ async fn create_team(
 
 async fn create_key(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     PathParams(org): PathParams<String>,
     JsonBody(body): JsonBody<NewKey>,
 ) -> Result<Response, ApiError> {
-    org_id(&org)?;
+    org_id(caller.org(&org)?)?;
     check_text(&body.name, MAX_NAME_CHARS, BAD_NAME)?;
     let routes = state.auth.routes();
     let repeated = body.scopes.iter().enumerate().any(|(i, s)| body.scopes[..i].contains(s));
@@ -289,9 +329,10 @@ async fn create_key(
 
 async fn list_keys(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     PathParams(org): PathParams<String>,
 ) -> Result<Response, ApiError> {
-    org_id(&org)?;
+    org_id(caller.org(&org)?)?;
     // An empty list would say the org exists and has no keys.
     if state.backend.admin.org(&org).await.map_err(store_error)?.is_none() {
         return Err(NO_ORG);
@@ -316,9 +357,10 @@ fn key_path(org: &str, key: &str) -> Result<KeyId, ApiError> {
 
 async fn delete_key(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     PathParams((org, key)): PathParams<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let id = key_path(&org, &key)?;
+    let id = key_path(caller.org(&org)?, &key)?;
     if state.auth.delete_key(&org, id).await.map_err(store_error)? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
@@ -328,10 +370,11 @@ async fn delete_key(
 
 async fn roll_key(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     PathParams((org, key)): PathParams<(String, String)>,
     JsonBody(body): JsonBody<Roll>,
 ) -> Result<Response, ApiError> {
-    let id = key_path(&org, &key)?;
+    let id = key_path(caller.org(&org)?, &key)?;
     // At most ten years: longer periods overflow timestamp conversions.
     if body.grace_period_seconds.0 > 10 * 365 * 86_400 {
         return Err(BAD_GRACE);
@@ -348,9 +391,10 @@ async fn roll_key(
 
 async fn key_usage(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     PathParams((org, key)): PathParams<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let id = key_path(&org, &key)?;
+    let id = key_path(caller.org(&org)?, &key)?;
     if state.backend.keys.get(&org, id).await.map_err(store_error)?.is_none() {
         return Err(KEY_NOT_FOUND);
     }
@@ -367,4 +411,118 @@ async fn key_usage(
         })
         .collect();
     Ok(Json(Usage { key_id: id.to_string(), last_used_at: report.last_used.map(time::format), usage }).into_response())
+}
+
+async fn list_orgs(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Response, ApiError> {
+    let orgs = state.backend.admin.orgs().await.map_err(store_error)?;
+    let body: Vec<Org> =
+        orgs.into_iter().filter(|(id, _)| caller.0.allows(id)).map(|(id, name)| Org { id, name }).collect();
+    Ok(Json(body).into_response())
+}
+
+/// The org of the path, reachable by the caller and existing; else 404.
+async fn known_org<'a>(state: &AppState, caller: &Caller, org: &'a str) -> Result<&'a str, ApiError> {
+    org_id(caller.org(org)?)?;
+    match state.backend.admin.org(org).await.map_err(store_error)? {
+        Some(_) => Ok(org),
+        None => Err(NO_ORG),
+    }
+}
+
+async fn list_agents(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(org): PathParams<String>,
+) -> Result<Response, ApiError> {
+    let org = known_org(&state, &caller, &org).await?;
+    let agents = state.backend.admin.agents_of(org).await.map_err(store_error)?;
+    Ok(Json(agents.iter().map(Agent::from).collect::<Vec<_>>()).into_response())
+}
+
+async fn update_agent(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams((org, agent)): PathParams<(String, String)>,
+    JsonBody(patch): JsonBody<AgentPatch>,
+) -> Result<Response, ApiError> {
+    const NO_AGENT: ApiError = ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "No such agent");
+    org_id(caller.org(&org)?)?;
+    if !routable_id(&agent) {
+        return Err(NO_AGENT);
+    }
+    if let Some(name) = &patch.name {
+        check_text(name, MAX_NAME_CHARS, BAD_NAME)?;
+    }
+    if let Some(domains) = &patch.allowed_domains
+        && (domains.len() > MAX_LIST || !domains.iter().all(|d| host(d)))
+    {
+        return Err(BAD_DOMAINS);
+    }
+    // The directory's record, not a cached one: this is a read before a write.
+    let current = state.backend.admin.agents_of(&org).await.map_err(store_error)?;
+    let mut record = current.into_iter().find(|a| a.id == agent).ok_or(NO_AGENT)?;
+    record.name = patch.name.unwrap_or(record.name);
+    record.allowed_domains = patch.allowed_domains.unwrap_or(record.allowed_domains);
+    record.active = patch.active.unwrap_or(record.active);
+    record.public = patch.public.unwrap_or(record.public);
+    state.backend.admin.put_agent(record.clone()).await.map_err(store_error)?;
+    Ok(Json(Agent::from(&record)).into_response())
+}
+
+async fn list_teams(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(org): PathParams<String>,
+) -> Result<Response, ApiError> {
+    let org = known_org(&state, &caller, &org).await?;
+    let teams = state.backend.admin.teams_of(org).await.map_err(store_error)?;
+    let body: Vec<Team> =
+        teams.into_iter().map(|t| Team { id: t.id, org_id: t.org, name: t.name, agent_ids: t.agent_ids }).collect();
+    Ok(Json(body).into_response())
+}
+
+fn dashboard_error(e: crate::dashboard::DashboardError) -> ApiError {
+    tracing::warn!(error = %e, "dashboard store unavailable");
+    ApiError::UNAVAILABLE
+}
+
+async fn create_dashboard_token(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(org): PathParams<String>,
+    JsonBody(body): JsonBody<NewDashboardToken>,
+) -> Result<Response, ApiError> {
+    caller.admin()?;
+    let org = known_org(&state, &caller, &org).await?;
+    check_text(&body.name, MAX_NAME_CHARS, BAD_NAME)?;
+    let (token, info) = state.dashboard.create_token(org, &body.name, &state.rng).await.map_err(dashboard_error)?;
+    let created = DashboardToken { token: Some(token), ..DashboardToken::from(&info) };
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+async fn list_dashboard_tokens(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(org): PathParams<String>,
+) -> Result<Response, ApiError> {
+    let org = known_org(&state, &caller, &org).await?;
+    let tokens = state.dashboard.tokens(org).await.map_err(dashboard_error)?;
+    Ok(Json(tokens.iter().map(DashboardToken::from).collect::<Vec<_>>()).into_response())
+}
+
+async fn delete_dashboard_token(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams((org, token)): PathParams<(String, String)>,
+) -> Result<Response, ApiError> {
+    const NO_TOKEN: ApiError = ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "No such dashboard token");
+    org_id(caller.org(&org)?)?;
+    if !routable_id(&token) {
+        return Err(NO_TOKEN);
+    }
+    if state.dashboard.delete_token(&org, &token).await.map_err(dashboard_error)? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(NO_TOKEN)
+    }
 }

@@ -6,15 +6,18 @@
 //! a time cost an allocation and a clone per layer per request
 //! (`cargo xtask bench-server` measured it). Here every route has one stack:
 //! the shared layers (tracing, body limit, counting), then the
-//! router's own: CORS and agx-auth for the public API, the admin token for
-//! the admin API. (The request deadline is `serve`'s, around all of it.)
+//! router's own: CORS and agx-auth for the public API, the caller's access
+//! (a token, or a dashboard session and its CSRF token) for the admin API,
+//! security headers for the dashboard's pages. (The request deadline is `serve`'s, around all of it.)
 
 use std::sync::Arc;
 
 use agx_auth_axum::AuthLayer;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use http::{HeaderValue, header};
 use tower::ServiceBuilder;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::conversations::Conversations;
@@ -22,7 +25,12 @@ use crate::count::CountLayer;
 use crate::errors::ApiError;
 use crate::routing::RouterError;
 use crate::state::AppState;
-use crate::{admin, cors, input, metrics, ops, public};
+use crate::{admin, cors, dashboard, input, metrics, ops, public};
+
+/// The dashboard's pages load their own script and style sheet only, make
+/// requests only to this origin, and are never framed.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
+                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The application, ready to serve.
 pub fn build(state: Arc<AppState>, conversations: Conversations) -> Result<Router, RouterError> {
@@ -42,7 +50,19 @@ pub fn build(state: Arc<AppState>, conversations: Conversations) -> Result<Route
     let public = public::routes(state.clone(), conversations)?
         .layer(shared.clone().layer(cors::layer(auth.clone())).layer(AuthLayer::new(auth)));
     let admin = admin::routes(state.clone())?
-        .layer(shared.clone().layer(axum::middleware::from_fn_with_state(state.clone(), admin::require_admin)));
+        .layer(shared.clone().layer(axum::middleware::from_fn_with_state(state.clone(), dashboard::access::guard)));
+    let pages = dashboard::pages::routes().with_state(state.clone()).layer(
+        shared
+            .clone()
+            .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
+            .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+            .layer(SetResponseHeaderLayer::overriding(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ))
+            .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+            .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))),
+    );
     let ops = ops::routes(state).fallback(|| async { ApiError::NO_ROUTE }).layer(shared);
-    Ok(ops.merge(admin).merge(public))
+    Ok(ops.merge(admin).merge(public).merge(pages))
 }

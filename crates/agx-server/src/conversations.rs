@@ -49,10 +49,6 @@ pub enum Conversations {
     Postgres(Arc<PgStore>),
 }
 
-mod embedded {
-    refinery::embed_migrations!("migrations");
-}
-
 /// Why a conversation was not changed or read.
 #[derive(Debug, thiserror::Error)]
 pub enum ConversationError {
@@ -66,8 +62,8 @@ pub enum ConversationError {
     Database(#[from] tokio_postgres::Error),
     #[error("no database connection: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
-    #[error("conversation migrations: {0}")]
-    Migration(#[from] refinery::Error),
+    #[error("{0}")]
+    Migration(#[from] crate::migrate::MigrationError),
 }
 
 type Failure = ConversationError;
@@ -105,14 +101,7 @@ fn object(v: Value) -> Map<String, Value> {
 
 impl Conversations {
     pub async fn postgres(pg: Arc<PgStore>) -> Result<Self, Failure> {
-        let mut client = pg.pool().get().await?;
-        let mut runner = embedded::migrations::runner();
-        runner.set_migration_table_name("agx_server_schema_history");
-        // Instances starting together take turns, as agx-auth-postgres's migrations do.
-        client.batch_execute("SELECT pg_advisory_lock(hashtext('agx-server-migrations'))").await?;
-        let migrated = runner.run_async(&mut **client).await;
-        client.batch_execute("SELECT pg_advisory_unlock(hashtext('agx-server-migrations'))").await?;
-        migrated?;
+        crate::migrate::run(&pg).await?;
         Ok(Conversations::Postgres(pg))
     }
 

@@ -7,9 +7,11 @@ mod backend;
 mod conversations;
 mod cors;
 mod count;
+mod dashboard;
 mod errors;
 mod input;
 mod metrics;
+mod migrate;
 mod openapi;
 mod ops;
 mod public;
@@ -48,6 +50,13 @@ struct Cli {
 enum Command {
     /// Serve the public and admin APIs (the default).
     Serve(ServeArgs),
+    /// Manage organizations directly in the database.
+    Orgs {
+        #[command(subcommand)]
+        command: OrgsCommand,
+        #[arg(long, env = "AGX_DATABASE_URL", global = true, hide_env_values = true)]
+        database_url: Option<String>,
+    },
     /// Manage keys directly in the database.
     Keys {
         #[command(subcommand)]
@@ -102,6 +111,16 @@ struct ServeArgs {
     /// How long a request (its body included) may take before it is answered 408.
     #[arg(long, env = "AGX_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     request_timeout: Duration,
+    /// How long a dashboard sign-in lasts (`8h`, `30m`).
+    #[arg(long, env = "AGX_SESSION_TTL", default_value = "8h", value_parser = humantime::parse_duration)]
+    session_ttl: Duration,
+    /// Mark the dashboard's cookies `Secure`: the server is reached over TLS.
+    #[arg(long, env = "AGX_SECURE_COOKIES")]
+    secure_cookies: bool,
+    /// A proxy (IP address) whose `X-Forwarded-Proto: https` marks the
+    /// dashboard's cookies `Secure`; repeatable.
+    #[arg(long = "trusted-proxy", env = "AGX_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -117,6 +136,18 @@ impl From<RedisOutage> for OnOutage {
             RedisOutage::Local => OnOutage::FailOpenLocal,
         }
     }
+}
+
+#[derive(Subcommand)]
+enum OrgsCommand {
+    /// A dashboard token for one organization; printed once, stored hashed.
+    Token {
+        #[arg(long)]
+        org: String,
+        /// What the token is for, as the admin API lists it.
+        #[arg(long, default_value = "dashboard")]
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -168,6 +199,7 @@ async fn main() -> std::process::ExitCode {
         Some(Command::Serve(args)) => serve(args).await,
         None => serve(cli.serve).await,
         Some(Command::Keys { command, database_url, key_pepper }) => keys(command, database_url, key_pepper).await,
+        Some(Command::Orgs { command, database_url }) => orgs(command, database_url).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -249,9 +281,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let limits = if limiter.is_some() { "redis (one limit for every instance)" } else { "in-process" };
     tracing::info!(%addr, store = backend.kind(), rate_limits = limits, "agx-server listening");
-    let conversations = match backend.pg() {
-        Some(pg) => conversations::Conversations::postgres(pg.clone()).await?,
-        None => conversations::Conversations::Memory(std::sync::Mutex::default()),
+    let (conversations, dashboard) = match backend.pg() {
+        Some(pg) => {
+            (conversations::Conversations::postgres(pg.clone()).await?, dashboard::DashboardStore::Postgres(pg.clone()))
+        }
+        None => {
+            (conversations::Conversations::Memory(std::sync::Mutex::default()), dashboard::DashboardStore::memory())
+        }
     };
     let openapi = serde_json::to_vec(&openapi::document(auth.routes()))?.into();
     let state = Arc::new(AppState {
@@ -264,6 +300,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         openapi,
         store_down: AtomicBool::new(false),
         redis_down: AtomicBool::new(false),
+        dashboard,
+        dashboard_settings: dashboard::Settings {
+            session_ttl: args.session_ttl,
+            secure_cookies: args.secure_cookies,
+            trusted_proxies: args.trusted_proxies.clone(),
+        },
     });
     let app = app::build(state.clone(), conversations)?;
     let limits = serve::Limits {
@@ -311,6 +353,25 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { () = ctrl_c => {}, () = term => {} }
+}
+
+async fn orgs(command: OrgsCommand, database_url: Option<String>) -> anyhow::Result<()> {
+    let url = database_url.context("orgs commands need --database-url (or AGX_DATABASE_URL)")?;
+    let backend = Backend::postgres(&url).await.context("PostgreSQL")?;
+    let pg = backend.pg().context("a PostgreSQL backend")?.clone();
+    migrate::run(&pg).await?;
+    match command {
+        OrgsCommand::Token { org, name } => {
+            if backend.admin.org(&org).await?.is_none() {
+                bail!("no organization {org}");
+            }
+            let store = dashboard::DashboardStore::Postgres(pg);
+            let (token, info) = store.create_token(&org, &name, &SystemRandom::new()).await?;
+            println!("id:    {}\ntoken: {token}  (shown once; only its hash is stored)", info.id);
+        }
+    }
+    backend.shutdown(SHUTDOWN_FLUSH_LIMIT).await;
+    Ok(())
 }
 
 async fn keys(command: KeysCommand, database_url: Option<String>, pepper: Option<String>) -> anyhow::Result<()> {

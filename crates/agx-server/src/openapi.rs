@@ -23,18 +23,21 @@ use utoipa::openapi::{
 
 use crate::admin::MAX_QUOTA;
 use crate::admin::{self, AdminRoute};
+use crate::dashboard::access::SESSION_COOKIE;
 use crate::input::{
     HOST_PATTERN, MAX_LIST, MAX_MESSAGE_CHARS, MAX_MESSAGES, MAX_NAME_CHARS, MAX_PAGE, MAX_SESSION_CHARS,
     SESSION_PATTERN, TEXT_PATTERN,
 };
 use crate::schema::{
-    Agent, AgentConfig, ChatRequest, ConversationPatch, ConversationView, ErrorEnvelope, Key, NewAgent, NewKey, NewOrg,
-    NewTeam, Org, Roll, Team, Usage, Widget,
+    Agent, AgentConfig, AgentPatch, ChatRequest, ConversationPatch, ConversationView, DashboardToken, ErrorEnvelope,
+    Key, NewAgent, NewDashboardToken, NewKey, NewOrg, NewTeam, Org, Roll, Team, Usage, Widget,
 };
 
 const BEARER: &str = "bearerAuth";
 const API_KEY: &str = "apiKeyHeader";
 const ADMIN: &str = "adminToken";
+const SESSION: &str = "dashboardSession";
+const CSRF: &str = "csrfToken";
 
 /// The document for a server whose public routes are `routes`.
 pub fn document(routes: &Routes) -> Value {
@@ -226,7 +229,9 @@ fn admin_operation(route: &AdminRoute) -> utoipa::openapi::path::Operation {
         .operation_id(Some(route.operation))
         .summary(Some(route.summary))
         .tag("admin")
-        .security(SecurityRequirement::new::<_, [&str; 0], &str>(ADMIN, []));
+        .security(SecurityRequirement::new::<_, [&str; 0], &str>(ADMIN, []))
+        // The dashboard's page script: its session cookie and the session's CSRF token, both.
+        .security(SecurityRequirement::new::<_, [&str; 0], &str>(SESSION, []).add::<_, [&str; 0], &str>(CSRF, []));
     for segment in route.path.split('/') {
         if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
             let pattern = if name == "keyId" { KeyId::PATTERN } else { ROUTABLE_ID_PATTERN };
@@ -252,6 +257,7 @@ fn admin_operation(route: &AdminRoute) -> utoipa::openapi::path::Operation {
     op.response(ok_status, ok.build())
         .response("400", error_response(&bad_request))
         .response("401", error_response(&["UNAUTHORIZED"]))
+        .response("403", error_response(&["CSRF_TOKEN_INVALID", "FORBIDDEN"]))
         .response("404", error_response(&["NOT_FOUND", "KEY_NOT_FOUND"]))
         .response("405", error_response(&["METHOD_NOT_ALLOWED"]))
         .response("503", error_response(&["SERVICE_UNAVAILABLE"]))
@@ -280,8 +286,13 @@ fn components() -> utoipa::openapi::Components {
     add::<Key>(&mut schemas);
     add::<Roll>(&mut schemas);
     add::<Usage>(&mut schemas);
-    let key_list = utoipa::openapi::schema::ArrayBuilder::new().items(Ref::from_schema_name("Key")).build();
-    schemas.push(("KeyList".to_owned(), RefOr::T(key_list.into())));
+    add::<AgentPatch>(&mut schemas);
+    add::<NewDashboardToken>(&mut schemas);
+    add::<DashboardToken>(&mut schemas);
+    for item in ["Key", "Org", "Agent", "Team", "DashboardToken"] {
+        let list = utoipa::openapi::schema::ArrayBuilder::new().items(Ref::from_schema_name(item)).build();
+        schemas.push((format!("{item}List"), RefOr::T(list.into())));
+    }
     ComponentsBuilder::new()
         .schemas_from_iter(schemas)
         .security_scheme(
@@ -289,7 +300,19 @@ fn components() -> utoipa::openapi::Components {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("agx_live_…").build()),
         )
         .security_scheme(API_KEY, SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))))
-        .security_scheme(ADMIN, SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()))
+        .security_scheme(
+            ADMIN,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The admin token (every organization) or an org dashboard token (agxd_…, one org)",
+                    ))
+                    .build(),
+            ),
+        )
+        .security_scheme(SESSION, SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(SESSION_COOKIE))))
+        .security_scheme(CSRF, SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-CSRF-Token"))))
         .build()
 }
 

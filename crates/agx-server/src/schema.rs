@@ -226,6 +226,52 @@ pub struct Agent {
     pub public: bool,
 }
 
+/// `PATCH /api/admin/orgs/{orgId}/agents/{agentId}`: what is present changes.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AgentPatch {
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: Option<String>,
+    /// Replaces the list; empty: any origin.
+    #[schema(max_items = 100)]
+    pub allowed_domains: Option<Vec<String>>,
+    pub active: Option<bool>,
+    pub public: Option<bool>,
+}
+
+/// `POST /api/admin/orgs/{orgId}/dashboard-tokens`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewDashboardToken {
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+}
+
+/// An org dashboard token: signs one org into the dashboard and the admin API.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DashboardToken {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+    pub created_at: String,
+    /// Only when created: the plaintext token, shown this once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+impl From<&crate::dashboard::TokenInfo> for DashboardToken {
+    fn from(t: &crate::dashboard::TokenInfo) -> Self {
+        DashboardToken {
+            id: t.id.clone(),
+            org_id: t.org.clone(),
+            name: t.name.clone(),
+            created_at: time::format(t.created_at),
+            token: None,
+        }
+    }
+}
+
 impl From<&AgentRecord> for Agent {
     fn from(a: &AgentRecord) -> Self {
         Agent {

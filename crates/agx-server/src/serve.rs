@@ -13,10 +13,12 @@
 //! route and the fallback alike.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
 use futures_util::future::Map;
@@ -73,7 +75,7 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(s) => s,
                 Err(e) => {
@@ -86,7 +88,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = Deadline { app: app.clone(), limit: limits.request_timeout };
+        let service = Deadline { app: app.clone(), limit: limits.request_timeout, peer };
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             // A closed or timed-out connection is the client's business, not an error of ours.
@@ -106,10 +108,12 @@ pub async fn serve(
     Ok(())
 }
 
-/// The router as hyper's service, each request with its deadline.
+/// The router as hyper's service, each request with its deadline and the
+/// peer's address (`ConnectInfo`, for the dashboard's trusted proxies).
 struct Deadline {
     app: Router,
     limit: Duration,
+    peer: SocketAddr,
 }
 
 type Answer = Result<Response, Infallible>;
@@ -119,7 +123,8 @@ impl hyper::service::Service<http::Request<Incoming>> for Deadline {
     type Error = Infallible;
     type Future = Map<Timeout<Oneshot<Router, http::Request<Incoming>>>, fn(Result<Answer, Elapsed>) -> Answer>;
 
-    fn call(&self, req: http::Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: http::Request<Incoming>) -> Self::Future {
+        req.extensions_mut().insert(ConnectInfo(self.peer));
         // Cloning a `Router` clones an `Arc`.
         tokio::time::timeout(self.limit, self.app.clone().oneshot(req)).map(in_time)
     }

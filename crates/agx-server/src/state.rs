@@ -9,6 +9,7 @@ use bytes::Bytes;
 use ring::rand::SystemRandom;
 
 use crate::backend::Backend;
+use crate::dashboard::DashboardStore;
 use crate::metrics::{Gauges, Metrics};
 
 pub struct AppState {
@@ -25,6 +26,9 @@ pub struct AppState {
     /// that a probe every few seconds logs an outage once, not once per probe.
     pub store_down: AtomicBool,
     pub redis_down: AtomicBool,
+    /// The dashboard's tokens and sessions.
+    pub dashboard: DashboardStore,
+    pub dashboard_settings: crate::dashboard::Settings,
 }
 
 impl AppState {

@@ -179,6 +179,27 @@ impl DirectoryAdmin for MemoryStore {
         Ok(self.org_name(id))
     }
 
+    async fn orgs(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.check()?;
+        let mut orgs: Vec<_> = self.read().orgs.iter().map(|(id, name)| (id.clone(), name.clone())).collect();
+        orgs.sort();
+        Ok(orgs)
+    }
+
+    async fn agents_of(&self, org: &str) -> Result<Vec<AgentRecord>, StoreError> {
+        self.check()?;
+        let mut agents: Vec<_> = self.read().agents.values().filter(|a| a.org == org).map(|a| (**a).clone()).collect();
+        agents.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(agents)
+    }
+
+    async fn teams_of(&self, org: &str) -> Result<Vec<TeamRecord>, StoreError> {
+        self.check()?;
+        let mut teams: Vec<_> = self.read().teams.values().filter(|t| t.org == org).map(|t| (**t).clone()).collect();
+        teams.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(teams)
+    }
+
     async fn put_agent(&self, agent: AgentRecord) -> Result<(), StoreError> {
         self.check()?;
         let mut inner = self.write();

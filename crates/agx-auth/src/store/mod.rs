@@ -215,6 +215,12 @@ pub trait DirectoryAdmin: Send + Sync + 'static {
     async fn put_org(&self, id: &str, name: &str) -> Result<(), StoreError>;
     /// The organization's name, if it exists.
     async fn org(&self, id: &str) -> Result<Option<String>, StoreError>;
+    /// Every organization, `(id, name)`, by id.
+    async fn orgs(&self) -> Result<Vec<(String, String)>, StoreError>;
+    /// The organization's agents, by id.
+    async fn agents_of(&self, org: &str) -> Result<Vec<AgentRecord>, StoreError>;
+    /// The organization's teams, by id.
+    async fn teams_of(&self, org: &str) -> Result<Vec<TeamRecord>, StoreError>;
     /// Creates or replaces an agent. Its org must exist (else `NotFound`),
     /// and an agent id of another org is not taken over (`Conflict`): a
     /// write to one org must never move another org's agent, and with it

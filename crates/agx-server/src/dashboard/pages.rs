@@ -1,0 +1,466 @@
+//! The dashboard's pages: server-rendered HTML (askama templates in
+//! `templates/`), one embedded script and one style sheet. Pages only read;
+//! every change is the page's script calling the admin API.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use askama::Template;
+use axum::extract::{ConnectInfo, State};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::{Form, Router, routing::get};
+use cookie::{Cookie, SameSite};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde::Deserialize;
+
+use super::access::{SESSION_COOKIE, bearer_access, cookie, csrf_ok, session_of};
+use super::chart;
+use super::store::{Access, Session};
+use crate::errors::PathParams;
+use crate::state::AppState;
+use crate::time;
+
+/// How sessions are made: their lifetime, and when the cookie is `Secure`.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub session_ttl: Duration,
+    /// Always `Secure` (the server is behind TLS).
+    pub secure_cookies: bool,
+    /// Proxies whose `X-Forwarded-Proto: https` makes the cookie `Secure`.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+/// The login form's own CSRF cookie (there is no session to hold it yet).
+const LOGIN_COOKIE: &str = "agx_login";
+/// When a key's status turns from `active` to `expiring`.
+const EXPIRING_WITHIN: Duration = Duration::from_secs(7 * 86_400);
+
+const SCRIPT: &str = include_str!("../../assets/app.js");
+const STYLE: &str = include_str!("../../assets/app.css");
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/dashboard", get(home))
+        .route("/dashboard/login", get(login_page).post(login))
+        .route("/dashboard/logout", axum::routing::post(logout))
+        .route("/dashboard/orgs", get(orgs))
+        .route("/dashboard/orgs/{orgId}/settings/api-keys", get(keys))
+        .route("/dashboard/orgs/{orgId}/keys/{keyId}/usage", get(usage))
+        .route("/dashboard/orgs/{orgId}/agents", get(agents))
+        .route("/dashboard/assets/app.js", get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }))
+        .route("/dashboard/assets/app.css", get(|| async { asset("text/css; charset=utf-8", STYLE) }))
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+/// What the layout needs: the page title, the session's CSRF token, the org.
+struct Nav {
+    title: String,
+    csrf: Option<String>,
+    org: Option<OrgRef>,
+    all_orgs: bool,
+}
+
+struct OrgRef {
+    id: String,
+    name: String,
+}
+
+impl Nav {
+    fn signed_out(title: &str) -> Self {
+        Nav { title: title.to_owned(), csrf: None, org: None, all_orgs: false }
+    }
+
+    fn of(session: &Session, title: impl Into<String>, org: Option<OrgRef>) -> Self {
+        Nav { title: title.into(), csrf: Some(session.csrf.clone()), org, all_orgs: session.access == Access::All }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    nav: Nav,
+    login_csrf: String,
+    failed: bool,
+}
+
+#[derive(Template)]
+#[template(path = "orgs.html")]
+struct OrgsPage {
+    nav: Nav,
+    orgs: Vec<OrgRef>,
+}
+
+struct KeyRow {
+    id: String,
+    name: String,
+    prefix: String,
+    mode: &'static str,
+    scopes: String,
+    created: String,
+    expires: String,
+    last_used: String,
+    status: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "keys.html")]
+struct KeysPage {
+    nav: Nav,
+    org_id: String,
+    keys: Vec<KeyRow>,
+    scopes: Vec<String>,
+    classes: Vec<String>,
+}
+
+struct UsageRow {
+    day: String,
+    class: String,
+    admitted: u64,
+    rate_limited: u64,
+    refused: u64,
+    flag: Option<&'static str>,
+}
+
+#[derive(Template)]
+#[template(path = "usage.html")]
+struct UsagePage {
+    nav: Nav,
+    org_id: String,
+    key_name: String,
+    last_used: String,
+    chart: String,
+    legend: Vec<String>,
+    rows: Vec<UsageRow>,
+}
+
+struct AgentRow {
+    id: String,
+    name: String,
+    active: bool,
+    public: bool,
+    domains: String,
+}
+
+#[derive(Template)]
+#[template(path = "agents.html")]
+struct AgentsPage {
+    nav: Nav,
+    org_id: String,
+    agents: Vec<AgentRow>,
+}
+
+/// A page, or why not: signed out (to the login page), not found, or the
+/// store is down.
+enum Refusal {
+    SignedOut,
+    NotFound,
+    Unavailable,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let (status, text) = match self {
+            Refusal::SignedOut => return Redirect::to("/dashboard/login").into_response(),
+            Refusal::NotFound => (StatusCode::NOT_FOUND, "Not found"),
+            Refusal::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "The store does not answer; try again shortly"),
+        };
+        let page = format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{text} · Agentix</title>\
+             <link rel=\"stylesheet\" href=\"/dashboard/assets/app.css\"></head><body><main><h1>{text}</h1>\
+             <p><a href=\"/dashboard\">Back to the dashboard</a></p></main></body></html>"
+        );
+        (status, Html(page)).into_response()
+    }
+}
+
+fn render(page: impl Template) -> Response {
+    match page.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a dashboard template failed");
+            Refusal::Unavailable.into_response()
+        }
+    }
+}
+
+async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Session, Refusal> {
+    match session_of(state, headers).await {
+        Ok(Some(session)) => Ok(session),
+        Ok(None) => Err(Refusal::SignedOut),
+        Err(_) => Err(Refusal::Unavailable),
+    }
+}
+
+/// The session's view of `org`: the org's name, if the session may see it
+/// and it exists.
+async fn org_of(state: &AppState, session: &Session, org: &str) -> Result<OrgRef, Refusal> {
+    if !session.access.allows(org) || !agx_auth::routable_id(org) {
+        return Err(Refusal::NotFound);
+    }
+    match state.backend.admin.org(org).await {
+        Ok(Some(name)) => Ok(OrgRef { id: org.to_owned(), name }),
+        Ok(None) => Err(Refusal::NotFound),
+        Err(_) => Err(Refusal::Unavailable),
+    }
+}
+
+async fn home(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    match signed_in(&state, &headers).await {
+        Ok(Session { access: Access::All, .. }) => Redirect::to("/dashboard/orgs").into_response(),
+        Ok(Session { access: Access::Org(org), .. }) => {
+            Redirect::to(&format!("/dashboard/orgs/{org}/settings/api-keys")).into_response()
+        }
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+fn set_cookie(response: &mut Response, cookie: Cookie<'_>) {
+    if let Ok(value) = HeaderValue::try_from(cookie.to_string()) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+}
+
+/// Whether the browser reached us over TLS: always, by the settings, or by
+/// a trusted proxy's word.
+fn secure(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> bool {
+    let settings = &state.dashboard_settings;
+    settings.secure_cookies
+        || (settings.trusted_proxies.contains(&peer.ip())
+            && headers.get("x-forwarded-proto").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")))
+}
+
+async fn login_page(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    login_form(&state, peer, &headers, false)
+}
+
+fn login_form(state: &AppState, peer: SocketAddr, headers: &HeaderMap, failed: bool) -> Response {
+    let Ok(login_csrf) = state.new_id("login") else { return Refusal::Unavailable.into_response() };
+    let mut response = render(LoginPage { nav: Nav::signed_out("Sign in"), login_csrf: login_csrf.clone(), failed });
+    if failed {
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+    }
+    let cookie = Cookie::build((LOGIN_COOKIE, login_csrf))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .path("/dashboard")
+        .secure(secure(state, peer, headers))
+        .build();
+    set_cookie(&mut response, cookie);
+    response
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    csrf: String,
+    token: String,
+}
+
+async fn login(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    // The form must come from our own login page: its token matches the cookie that page set.
+    let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
+    let same =
+        !expected.is_empty() && bool::from(subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), form.csrf.as_bytes()));
+    let found = if same { bearer_access(&state, form.token.as_bytes()).await } else { Ok(None) };
+    let (access, token_id) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) => return login_form(&state, peer, &headers, true),
+        Err(_) => return Refusal::Unavailable.into_response(),
+    };
+    let ttl = state.dashboard_settings.session_ttl;
+    let Ok((value, _)) = state.dashboard.open_session(access, token_id, ttl, &state.rng).await else {
+        return Refusal::Unavailable.into_response();
+    };
+    let secure = secure(&state, peer, &headers);
+    let mut response = Redirect::to("/dashboard").into_response();
+    let max_age = cookie::time::Duration::seconds(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
+    let session = Cookie::build((SESSION_COOKIE, value))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .path("/")
+        .max_age(max_age)
+        .secure(secure)
+        .build();
+    set_cookie(&mut response, session);
+    set_cookie(
+        &mut response,
+        Cookie::build((LOGIN_COOKIE, "")).path("/dashboard").max_age(cookie::time::Duration::ZERO).build(),
+    );
+    response
+}
+
+#[derive(Deserialize)]
+struct LogoutForm {
+    csrf: String,
+}
+
+async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap, Form(form): Form<LogoutForm>) -> Response {
+    let session = match signed_in(&state, &headers).await {
+        Ok(session) => session,
+        Err(refusal) => return refusal.into_response(),
+    };
+    if !csrf_ok(&session, Some(form.csrf.as_bytes())) {
+        return (StatusCode::FORBIDDEN, "The form lacks this session's token").into_response();
+    }
+    if let Some(value) = cookie(&headers, SESSION_COOKIE)
+        && state.dashboard.close_session(value).await.is_err()
+    {
+        return Refusal::Unavailable.into_response();
+    }
+    let mut response = Redirect::to("/dashboard/login").into_response();
+    set_cookie(
+        &mut response,
+        Cookie::build((SESSION_COOKIE, "")).path("/").max_age(cookie::time::Duration::ZERO).build(),
+    );
+    response
+}
+
+async fn orgs(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, Refusal> {
+    let session = signed_in(&state, &headers).await?;
+    if let Access::Org(org) = &session.access {
+        return Ok(Redirect::to(&format!("/dashboard/orgs/{org}/settings/api-keys")).into_response());
+    }
+    let all = state.backend.admin.orgs().await.map_err(|_| Refusal::Unavailable)?;
+    let orgs = all.into_iter().map(|(id, name)| OrgRef { id, name }).collect();
+    Ok(render(OrgsPage { nav: Nav::of(&session, "Organizations", None), orgs }))
+}
+
+fn when(t: SystemTime) -> String {
+    // `2026-12-02T14:37:13Z` → `2026-12-02 14:37 UTC`.
+    let text = time::format(t);
+    match (text.get(..10), text.get(11..16)) {
+        (Some(day), Some(hm)) => format!("{day} {hm} UTC"),
+        _ => text,
+    }
+}
+
+fn status(expires_at: Option<SystemTime>, now: SystemTime) -> &'static str {
+    match expires_at {
+        Some(at) if at <= now => "expired",
+        Some(at) if at <= now + EXPIRING_WITHIN => "expiring",
+        _ => "active",
+    }
+}
+
+async fn keys(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    PathParams(org): PathParams<String>,
+) -> Result<Response, Refusal> {
+    let session = signed_in(&state, &headers).await?;
+    let org = org_of(&state, &session, &org).await?;
+    let records = state.backend.keys.list(&org.id).await.map_err(|_| Refusal::Unavailable)?;
+    let ids: Vec<_> = records.iter().map(|r| r.id).collect();
+    let last_used = state.backend.last_used(&org.id, &ids).await.map_err(|_| Refusal::Unavailable)?;
+    let now = SystemTime::now();
+    let keys = records
+        .iter()
+        .map(|r| KeyRow {
+            id: r.id.to_string(),
+            name: r.name.clone(),
+            prefix: r.prefix.clone(),
+            mode: r.mode.as_str(),
+            scopes: if r.scopes.is_empty() {
+                "every scope".to_owned()
+            } else {
+                r.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            },
+            created: when(r.created_at),
+            expires: r.expires_at.map_or_else(|| "never".to_owned(), when),
+            last_used: last_used.get(&r.id).map_or_else(|| "never".to_owned(), |t| when(*t)),
+            status: status(r.expires_at, now),
+        })
+        .collect();
+    let routes = state.auth.routes();
+    let page = KeysPage {
+        nav: Nav::of(&session, "Settings > API Keys", Some(OrgRef { id: org.id.clone(), name: org.name })),
+        org_id: org.id,
+        keys,
+        scopes: routes.scopes().map(|s| s.as_str().to_owned()).collect(),
+        classes: routes.classes().map(|c| c.as_str().to_owned()).collect(),
+    };
+    Ok(render(page))
+}
+
+async fn usage(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    PathParams((org, key)): PathParams<(String, String)>,
+) -> Result<Response, Refusal> {
+    let session = signed_in(&state, &headers).await?;
+    let org = org_of(&state, &session, &org).await?;
+    let id = key.parse().map_err(|_| Refusal::NotFound)?;
+    let record =
+        state.backend.keys.get(&org.id, id).await.map_err(|_| Refusal::Unavailable)?.ok_or(Refusal::NotFound)?;
+    let report = state.backend.usage_of(id).await.map_err(|_| Refusal::Unavailable)?;
+    let today = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() / 86_400);
+    let days = chart::days(&report, u32::try_from(today).unwrap_or(u32::MAX));
+    let classes: Vec<String> = state.auth.routes().classes().map(|c| c.as_str().to_owned()).collect();
+    let chart = chart::svg(&days, &classes);
+    let rows = days
+        .iter()
+        .rev()
+        .flat_map(|d| {
+            d.classes.iter().map(move |(class, t)| UsageRow {
+                day: time::day(d.day),
+                class: class.clone(),
+                admitted: t.admitted,
+                rate_limited: t.rate_limited,
+                refused: t.refused,
+                flag: d.flag,
+            })
+        })
+        .collect();
+    let page = UsagePage {
+        nav: Nav::of(
+            &session,
+            format!("Usage of {}", record.name),
+            Some(OrgRef { id: org.id.clone(), name: org.name }),
+        ),
+        org_id: org.id,
+        key_name: record.name.clone(),
+        last_used: report.last_used.map_or_else(|| "never".to_owned(), when),
+        chart,
+        legend: classes,
+        rows,
+    };
+    Ok(render(page))
+}
+
+async fn agents(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    PathParams(org): PathParams<String>,
+) -> Result<Response, Refusal> {
+    let session = signed_in(&state, &headers).await?;
+    let org = org_of(&state, &session, &org).await?;
+    let records = state.backend.admin.agents_of(&org.id).await.map_err(|_| Refusal::Unavailable)?;
+    let agents = records
+        .into_iter()
+        .map(|a| AgentRow {
+            id: a.id,
+            name: a.name,
+            active: a.active,
+            public: a.public,
+            domains: a.allowed_domains.join(", "),
+        })
+        .collect();
+    let page = AgentsPage {
+        nav: Nav::of(&session, "Agents", Some(OrgRef { id: org.id.clone(), name: org.name })),
+        org_id: org.id,
+        agents,
+    };
+    Ok(render(page))
+}
