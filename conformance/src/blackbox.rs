@@ -181,6 +181,17 @@ async fn spawn_server(path: &str, name: &str, backends: &Backends) -> Result<(Se
 /// Starts the server at `path` on a free port with a known admin token, waits
 /// until it listens, and returns it with its admin API.
 pub async fn launch(path: &str, name: &str, backends: &Backends) -> Result<(ServerProcess, AdminApi), String> {
+    launch_logged(path, name, backends, None).await
+}
+
+/// [`launch`], with the server's log (debug level, request logs included)
+/// written to `log` when one is given.
+pub async fn launch_logged(
+    path: &str,
+    name: &str,
+    backends: &Backends,
+    log: Option<std::fs::File>,
+) -> Result<(ServerProcess, AdminApi), String> {
     let port =
         std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
     let token = format!("conformance-{}", run_namespace());
@@ -190,8 +201,11 @@ pub async fn launch(path: &str, name: &str, backends: &Backends) -> Result<(Serv
         .env("AGX_ADMIN_TOKEN", &token)
         .env_remove("AGX_DATABASE_URL")
         .env_remove("AGX_REDIS_URL")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+        .stdout(std::process::Stdio::null());
+    match log {
+        Some(file) => command.env("RUST_LOG", "debug").stderr(file),
+        None => command.stderr(std::process::Stdio::null()),
+    };
     if let Some(url) = &backends.database_url {
         command.env("AGX_DATABASE_URL", url);
     }

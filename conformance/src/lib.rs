@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod blackbox;
+pub mod browser;
 pub mod case;
 pub mod client;
 pub mod compare;

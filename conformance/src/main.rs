@@ -39,6 +39,11 @@ async fn run() -> Result<bool, String> {
     if args.first().is_some_and(|a| a == "multi-instance") {
         return multi_instance(&flag(&args, "--server").ok_or("multi-instance needs --server PATH")?).await;
     }
+    if args.first().is_some_and(|a| a == "browser") {
+        let server = flag(&args, "--server").ok_or("browser needs --server PATH")?;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        return agx_conformance::browser::run(&server, &root).await.map(|()| true);
+    }
     if args.first().is_some_and(|a| a == "schemathesis") {
         let server = flag(&args, "--server").ok_or("schemathesis needs --server PATH")?;
         return agx_conformance::schemathesis::run(&server).await.map(|()| true);

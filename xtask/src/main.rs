@@ -7,6 +7,8 @@
 //!   behave as one (one rate limit, keys and deletions visible across both).
 //! - `schemathesis`: schemathesis with every check against the server's
 //!   OpenAPI document, on memory and PostgreSQL.
+//! - `browser`: the dashboard in real Chromium (Playwright for Python), the
+//!   product page's steps, on memory and PostgreSQL.
 //! - `bench-server`: the reference server's own overhead: a junk key and a
 //!   valid key against `/healthz`, same run.
 //! - `bench`: the criterion benchmarks of the hot path.
@@ -27,7 +29,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let Some(task) = args.first() else {
         eprintln!(
-            "usage: cargo xtask <ci|test|conformance|multi-instance|schemathesis|bench-server|bench|bench-http|bench-redis|bench-pg> [args…]"
+            "usage: cargo xtask <ci|test|conformance|multi-instance|schemathesis|browser|bench-server|bench|bench-http|bench-redis|bench-pg> [args…]"
         );
         return ExitCode::FAILURE;
     };
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         "conformance" => conformance(rest),
         "multi-instance" => multi_instance(),
         "schemathesis" => schemathesis(),
+        "browser" => browser(),
         "bench" => bench(rest),
         "bench-http" => bench_http::run(rest, bench_http::OVERHEAD),
         "bench-server" => bench_server::run(rest),
@@ -75,7 +78,8 @@ fn ci() -> Result<(), String> {
     test()?;
     conformance(&[])?;
     multi_instance()?;
-    schemathesis()
+    schemathesis()?;
+    browser()
 }
 
 /// The test command README.md gives.
@@ -102,6 +106,15 @@ fn multi_instance() -> Result<(), String> {
     let server = server.to_string_lossy();
     let args = ["run", "--quiet", "--package", "agx-conformance", "--", "multi-instance", "--server", &server];
     cargo_with(&args, &[("AGX_REQUIRE_SERVICES", "1")])
+}
+
+/// The dashboard in a real browser (Chromium and Playwright), on memory and
+/// PostgreSQL.
+fn browser() -> Result<(), String> {
+    cargo(&["build", "--quiet", "--package", "agx-server"])?;
+    let server = workspace_root().join("target/debug/agx-server");
+    let server = server.to_string_lossy();
+    cargo(&["run", "--quiet", "--package", "agx-conformance", "--", "browser", "--server", &server])
 }
 
 /// schemathesis, with every check, against the server's generated OpenAPI

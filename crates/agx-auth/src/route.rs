@@ -341,9 +341,13 @@ impl Routes {
         seen.into_iter()
     }
 
-    /// Every endpoint class some route uses.
+    /// Every endpoint class some route uses, each once, in table order.
     pub fn classes(&self) -> impl Iterator<Item = EndpointClass> + '_ {
-        self.routes.iter().map(|r| r.class)
+        self.routes
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| !self.routes[..*i].iter().any(|o| o.class == r.class))
+            .map(|(_, r)| r.class)
     }
 
     /// Classifies a request. `HEAD` matches `GET` routes, because frameworks
