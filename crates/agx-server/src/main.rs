@@ -271,6 +271,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let listener = tokio::net::TcpListener::bind(&args.bind).await.with_context(|| format!("bind {}", args.bind))?;
     let addr = listener.local_addr()?;
+    println!("dashboard: http://{addr}/dashboard  (sign in with the admin token)");
     if backend.pg().is_none() {
         let key = seed(&backend, &auth).await?;
         println!("demo org `demo-org`, agent `demo-agent`, team `demo-team`");

@@ -325,7 +325,7 @@ fn apply_rules(doc: &mut Value, routes: &Routes) {
     let scopes: Vec<&str> = routes.scopes().map(|s| s.as_str()).collect();
     let mut classes: Vec<&str> = routes.classes().map(|c| c.as_str()).collect();
     classes.sort_unstable();
-    classes.dedup();
+    let domains = json!({"type": "array", "maxItems": MAX_LIST, "items": {"type": "string", "maxLength": 253, "pattern": HOST_PATTERN}});
     let modes: Vec<&str> = [KeyMode::Live, KeyMode::Test].iter().map(|m| m.as_str()).collect();
     let rules = [
         ("ChatRequest", "message", text(MAX_MESSAGE_CHARS)),
@@ -341,11 +341,10 @@ fn apply_rules(doc: &mut Value, routes: &Routes) {
         ("NewOrg", "id", id.clone()),
         ("NewAgent", "name", text(MAX_NAME_CHARS)),
         ("NewAgent", "id", id.clone()),
-        (
-            "NewAgent",
-            "allowedDomains",
-            json!({"type": "array", "maxItems": MAX_LIST, "items": {"type": "string", "maxLength": 253, "pattern": HOST_PATTERN}}),
-        ),
+        ("NewAgent", "allowedDomains", domains.clone()),
+        ("AgentPatch", "name", text(MAX_NAME_CHARS)),
+        ("AgentPatch", "allowedDomains", domains),
+        ("NewDashboardToken", "name", text(MAX_NAME_CHARS)),
         ("NewTeam", "name", text(MAX_NAME_CHARS)),
         ("NewTeam", "id", id.clone()),
         ("NewTeam", "agentIds", json!({"type": "array", "maxItems": MAX_LIST, "uniqueItems": true, "items": id})),
@@ -371,8 +370,8 @@ fn apply_rules(doc: &mut Value, routes: &Routes) {
         // An optional field stays optional: `null` is still accepted where serde takes an Option.
         let nullable = slot["type"].as_array().is_some_and(|t| t.iter().any(|t| t == "null"));
         *slot = rule;
-        if nullable && slot["type"] == "string" {
-            slot["type"] = json!(["string", "null"]);
+        if nullable && let Some(kind) = slot["type"].as_str() {
+            slot["type"] = json!([kind, "null"]);
         }
     }
 }

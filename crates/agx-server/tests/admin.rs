@@ -102,11 +102,52 @@ async fn the_admin_rules_hold(base: String) {
     assert_eq!((status, body["error"]["code"].as_str()), (409, Some("CONFLICT")), "{body}");
 }
 
+/// An org dashboard token reaches its own org through the admin API and
+/// nothing else, cannot make orgs or tokens, and stops working once deleted.
+async fn dashboard_tokens_reach_one_org(base: String) {
+    let admin = Admin { base: base.clone() };
+    for id in ["own", "other"] {
+        assert_eq!(admin.post("/orgs", &format!(r#"{{"id":"{id}","name":"{id}"}}"#)).await.0, 201);
+    }
+    let (status, created) = admin.post("/orgs/own/dashboard-tokens", r#"{"name":"ops"}"#).await;
+    assert_eq!(status, 201, "{created}");
+    let token = created["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("agxd_"));
+    let bearer = format!("Bearer {token}");
+    let as_org = |method: &'static str, path: &'static str, body: &'static str| {
+        let (base, bearer) = (base.clone(), bearer.clone());
+        async move {
+            let (status, text) =
+                call(method, &format!("{base}/api/admin{path}"), &[("authorization", bearer.as_str()), JSON], body)
+                    .await;
+            (status, serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text)))
+        }
+    };
+    assert_eq!(as_org("POST", "/orgs/own/keys", r#"{"name":"k"}"#).await.0, 201);
+    assert_eq!(as_org("GET", "/orgs/own/keys", "").await.0, 200);
+    let (status, body) = as_org("GET", "/orgs/other/keys", "").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("NOT_FOUND")), "as if it did not exist");
+    assert_eq!(as_org("POST", "/orgs/other/keys", r#"{"name":"k"}"#).await.0, 404);
+    let (_, orgs) = as_org("GET", "/orgs", "").await;
+    assert_eq!(orgs, serde_json::json!([{"id": "own", "name": "own"}]), "only its own org is listed");
+    let (status, body) = as_org("POST", "/orgs", r#"{"name":"mine"}"#).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("FORBIDDEN")), "{body}");
+    assert_eq!(as_org("POST", "/orgs/own/dashboard-tokens", r#"{"name":"more"}"#).await.0, 403);
+    // Listed without the token itself; deleted, it signs nobody in.
+    let (_, listed) = admin.get("/orgs/own/dashboard-tokens").await;
+    assert!(!listed.to_string().contains(&token), "{listed}");
+    let id = created["id"].as_str().unwrap();
+    let (status, _) = call("DELETE", &format!("{base}/api/admin/orgs/own/dashboard-tokens/{id}"), &[ADMIN], "").await;
+    assert_eq!(status, 204);
+    assert_eq!(as_org("GET", "/orgs/own/keys", "").await.0, 401);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_rules_on_memory() {
     let port = free_port();
     let (_server, _) = start_with(port, None, &[]);
     the_admin_rules_hold(format!("http://127.0.0.1:{port}")).await;
+    dashboard_tokens_reach_one_org(format!("http://127.0.0.1:{port}")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,4 +156,18 @@ async fn admin_rules_on_postgres() {
     let port = free_port();
     let (_server, _) = start_with(port, Some(&url), &[]);
     the_admin_rules_hold(format!("http://127.0.0.1:{port}")).await;
+    dashboard_tokens_reach_one_org(format!("http://127.0.0.1:{port}")).await;
+
+    // `agx-server orgs token` writes to the same database; the running server takes its token.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_agx-server"))
+        .args(["orgs", "token", "--org", "own", "--name", "cli"])
+        .env("AGX_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    let token = stdout.lines().find_map(|l| l.strip_prefix("token: ")).unwrap().split_whitespace().next().unwrap();
+    let bearer = format!("Bearer {token}");
+    let keys = format!("http://127.0.0.1:{port}/api/admin/orgs/own/keys");
+    assert_eq!(call("GET", &keys, &[("authorization", bearer.as_str())], "").await.0, 200);
 }

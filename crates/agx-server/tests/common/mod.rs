@@ -69,6 +69,13 @@ pub fn start_with(port: u16, database_url: Option<&str>, env: &[(&str, &str)]) -
 }
 
 pub async fn call(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    let (status, _, body) = exchange(method, url, headers, body).await;
+    (status, body)
+}
+
+/// [`call`], with the response's headers.
+#[allow(dead_code)] // not every test binary reads headers
+pub async fn exchange(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> (u16, http::HeaderMap, String) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut req = http::Request::builder().method(method).uri(url);
     for (n, v) in headers {
@@ -76,6 +83,7 @@ pub async fn call(method: &str, url: &str, headers: &[(&str, &str)], body: &str)
     }
     let resp = client.request(req.body(Full::new(Bytes::from(body.to_owned()))).unwrap()).await.unwrap();
     let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
