@@ -525,7 +525,10 @@ class DashboardTest:
     def step_chat(self) -> str:
         status = self.chat(self.key1)
         check(status == 200, f"public chat with the new key answered {status}, not 200")
-        return "public chat with the new key: 200"
+        # A chat-only key on the config route: 403, counted as a refusal of this key.
+        status, _, _ = http("GET", self.url(f"/api/public/agents/{self.agent_a}"), None, {"X-API-Key": self.key1})
+        check(status == 403, f"the chat-only key on the config route answered {status}, not 403")
+        return "public chat with the new key: 200; the config route: 403 INSUFFICIENT_SCOPE"
 
     def step_last_used(self) -> str:
         page = self.page
@@ -561,17 +564,24 @@ class DashboardTest:
             check(headers == USAGE_COLUMNS, f"'Usage by day' has columns {headers}, not {USAGE_COLUMNS}")
             rows = table.evaluate(BODY_ROWS_JS)
             i_class, i_adm = USAGE_COLUMNS.index("Class"), USAGE_COLUMNS.index("Admitted")
-            admitted = [r for r in rows if len(r) > i_adm and r[i_class] == "chat" and re.sub(r"[,\s]", "", r[i_adm]).isdigit()
-                        and int(re.sub(r"[,\s]", "", r[i_adm])) >= 1]
-            if admitted:
+            i_ref, i_flag = USAGE_COLUMNS.index("Refused"), USAGE_COLUMNS.index("Flag")
+
+            def count(r: list[str], i: int) -> int:
+                v = re.sub(r"[,\s]", "", r[i]) if len(r) > i else ""
+                return int(v) if v.isdigit() else 0
+
+            admitted = [r for r in rows if len(r) > i_adm and r[i_class] == "chat" and count(r, i_adm) >= 1]
+            refused = [r for r in rows if len(r) > i_ref and r[i_class] == "config" and count(r, i_ref) >= 1]
+            if admitted and refused:
+                check(refused[0][i_flag].startswith("Unusual"), f"a day with a refusal is not flagged: {refused[0]}")
                 break
-            check(time.monotonic() < deadline, f"no 'chat' row with Admitted >= 1 in 'Usage by day' after {USAGE_RETRY_S} s: {rows}")
+            check(time.monotonic() < deadline, f"no 'chat' row with Admitted >= 1 and 'config' row with Refused >= 1 in 'Usage by day' after {USAGE_RETRY_S} s: {rows}")
             time.sleep(0.5)
             page.reload()
         self.check_nav(page)
         self.shot(page, "usage.png")
         self.snap(page, "usage")
-        return f"Usage page: heading, 'Requests per day' svg, 'Usage by day' row {admitted[0]}"
+        return f"Usage page: heading, 'Requests per day' svg, 'Usage by day' rows {admitted[0]} and {refused[0]} (flagged)"
 
     def step_roll(self) -> str:
         page = self.page

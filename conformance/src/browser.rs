@@ -3,7 +3,8 @@
 //! page's steps on the memory store and on a fresh PostgreSQL database. The
 //! walk itself is `dashboard-tests/test_dashboard.py`; this starts a server
 //! for each store and runs it, with a wall-clock bound. The memory run's
-//! screenshots go to `docs/dashboard/`.
+//! screenshots go to `target/dashboard-screenshots/`, or with `--docs` to
+//! `docs/dashboard/` (the README's).
 //!
 //! Afterwards every plaintext key and token the walk saw is looked for where
 //! the browser cannot look: the server's log (at debug level, so request
@@ -24,7 +25,7 @@ fn browser_ready() -> bool {
     chromium && playwright
 }
 
-pub async fn run(server: &str, root: &Path) -> Result<(), String> {
+pub async fn run(server: &str, root: &Path, docs: bool) -> Result<(), String> {
     if !browser_ready() {
         if std::env::var("AGX_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
             return Err("chromium or Playwright is missing (dashboard-tests/install.sh installs both)".into());
@@ -45,7 +46,11 @@ pub async fn run(server: &str, root: &Path) -> Result<(), String> {
         let log = std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
         let secrets_path = scratch.join("secrets.txt");
         let (server_process, admin) = launch_logged(server, &format!("server/{name}"), &backends, Some(log)).await?;
-        let shots = if name == "memory" { root.join("docs/dashboard") } else { scratch.join("shots") };
+        let shots = match (name, docs) {
+            ("memory", true) => root.join("docs/dashboard"),
+            ("memory", false) => root.join("target/dashboard-screenshots"),
+            _ => scratch.join("shots"),
+        };
         std::fs::create_dir_all(&shots).map_err(|e| format!("{}: {e}", shots.display()))?;
         let started = Instant::now();
         eprintln!("browser: the dashboard on {name}");

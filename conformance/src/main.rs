@@ -42,7 +42,8 @@ async fn run() -> Result<bool, String> {
     if args.first().is_some_and(|a| a == "browser") {
         let server = flag(&args, "--server").ok_or("browser needs --server PATH")?;
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        return agx_conformance::browser::run(&server, &root).await.map(|()| true);
+        let docs = args.iter().any(|a| a == "--docs");
+        return agx_conformance::browser::run(&server, &root, docs).await.map(|()| true);
     }
     if args.first().is_some_and(|a| a == "schemathesis") {
         let server = flag(&args, "--server").ok_or("schemathesis needs --server PATH")?;

@@ -40,7 +40,7 @@ fn main() -> ExitCode {
         "conformance" => conformance(rest),
         "multi-instance" => multi_instance(),
         "schemathesis" => schemathesis(),
-        "browser" => browser(),
+        "browser" => browser(rest),
         "bench" => bench(rest),
         "bench-http" => bench_http::run(rest, bench_http::OVERHEAD),
         "bench-server" => bench_server::run(rest),
@@ -79,7 +79,7 @@ fn ci() -> Result<(), String> {
     conformance(&[])?;
     multi_instance()?;
     schemathesis()?;
-    browser()
+    browser(&[])
 }
 
 /// The test command README.md gives.
@@ -110,11 +110,14 @@ fn multi_instance() -> Result<(), String> {
 
 /// The dashboard in a real browser (Chromium and Playwright), on memory and
 /// PostgreSQL.
-fn browser() -> Result<(), String> {
+/// `--docs` writes the screenshots into docs/dashboard (the README's).
+fn browser(extra: &[String]) -> Result<(), String> {
     cargo(&["build", "--quiet", "--package", "agx-server"])?;
     let server = workspace_root().join("target/debug/agx-server");
     let server = server.to_string_lossy();
-    cargo(&["run", "--quiet", "--package", "agx-conformance", "--", "browser", "--server", &server])
+    let mut args = vec!["run", "--quiet", "--package", "agx-conformance", "--", "browser", "--server", &server];
+    args.extend(extra.iter().map(String::as_str));
+    cargo(&args)
 }
 
 /// schemathesis, with every check, against the server's generated OpenAPI

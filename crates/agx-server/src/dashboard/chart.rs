@@ -69,15 +69,24 @@ pub fn days(report: &UsageReport, today: u32) -> Vec<Day> {
 /// The classes' colours, in the order the legend lists them.
 const COLOURS: [&str; 4] = ["#4f46e5", "#0891b2", "#65a30d", "#9333ea"];
 
-/// A bar per day (admitted, stacked by class) and a red mark per day with
-/// refusals, with its own accessible text. Only the server's numbers and
-/// class names (from the route table) are written into it.
+/// A bar per day: admitted requests stacked by class, and the refusals
+/// (429 and 403) in red on top, each segment with its own text. Only the
+/// server's numbers and class names (from the route table) are written
+/// into it.
 pub fn svg(days: &[Day], classes: &[String]) -> String {
     const W: u32 = 720;
     const H: u32 = 200;
     const LEFT: u32 = 40;
     const BOTTOM: u32 = 20;
-    let peak = days.iter().map(|d| d.total().admitted).max().unwrap_or(0).max(1);
+    let peak = days
+        .iter()
+        .map(|d| {
+            let t = d.total();
+            t.admitted + t.rate_limited + t.refused
+        })
+        .max()
+        .unwrap_or(0)
+        .max(1);
     let slot = (W - LEFT) / DAYS;
     let plot = H - BOTTOM - 10;
     let mut out = String::new();
@@ -109,11 +118,15 @@ pub fn svg(days: &[Day], classes: &[String]) -> String {
             );
         }
         let total = day.total();
-        if total.rate_limited + total.refused > 0 {
+        let refusals = total.rate_limited + total.refused;
+        if refusals > 0 {
+            // At least a pixel's height: one refusal among thousands must still show.
+            let h = ((refusals * u64::from(plot) / peak) as u32).max(2);
+            y = y.saturating_sub(h);
             let _ = write!(
                 out,
-                r##"<circle cx="{}" cy="8" r="4" fill="#dc2626"><title>{}: {} rate limited, {} refused</title></circle>"##,
-                x + (slot - 4) / 2,
+                r##"<rect x="{x}" y="{y}" width="{}" height="{h}" fill="#dc2626"><title>{}: {} rate limited, {} refused</title></rect>"##,
+                slot - 4,
                 crate::time::day(day.day),
                 total.rate_limited,
                 total.refused
@@ -152,6 +165,6 @@ mod tests {
         assert!(super::days(&quiet, today).iter().all(|d| d.flag.is_none()));
         let svg = svg(&days, &["chat".to_owned()]);
         assert!(svg.starts_with("<svg role=\"img\"") && svg.ends_with("</svg>"));
-        assert_eq!(svg.matches("<circle").count(), 1);
+        assert_eq!(svg.matches("#dc2626").count(), 1, "one day with refusals");
     }
 }
