@@ -184,7 +184,9 @@ const BAD_NAME: ApiError = ApiError::invalid("name must be 1 to 200 characters, 
 const BAD_ID: ApiError = ApiError::invalid("An id is 1 to 64 letters, digits, '-' or '_'");
 const BAD_AGENT_ID: ApiError =
     ApiError::new(StatusCode::BAD_REQUEST, "INVALID_AGENT_ID", "An agent id is 1 to 64 letters, digits, '-' or '_'");
-const BAD_DOMAINS: ApiError = ApiError::invalid("allowedDomains must be at most 100 host names");
+const BAD_DOMAINS: ApiError = ApiError::invalid(
+    "allowedDomains must be at most 100 host names (letters, digits, '-' and '.', e.g. app.example.com)",
+);
 const BAD_TEAM_AGENTS: ApiError = ApiError::invalid("agentIds must be at most 100 distinct agent ids");
 const FOREIGN_AGENT: ApiError =
     ApiError::new(StatusCode::CONFLICT, "CONFLICT", "agentIds must name agents of this organization");

@@ -49,8 +49,13 @@ pub fn build(state: Arc<AppState>, conversations: Conversations) -> Result<Route
     let auth = state.auth.clone();
     let public = public::routes(state.clone(), conversations)?
         .layer(shared.clone().layer(cors::layer(auth.clone())).layer(AuthLayer::new(auth)));
-    let admin = admin::routes(state.clone())?
-        .layer(shared.clone().layer(axum::middleware::from_fn_with_state(state.clone(), dashboard::access::guard)));
+    // Admin answers hold keys (on creation) and lists of them: never cached.
+    let admin = admin::routes(state.clone())?.layer(
+        shared
+            .clone()
+            .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+            .layer(axum::middleware::from_fn_with_state(state.clone(), dashboard::access::guard)),
+    );
     let pages = dashboard::pages::routes().with_state(state.clone()).layer(
         shared
             .clone()

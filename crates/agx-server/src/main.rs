@@ -1,28 +1,7 @@
 //! `agx-server`: the Agentix Public API behind agx-auth, with an admin API
 //! for keys, on the embedded memory store or on PostgreSQL.
 
-mod admin;
-mod app;
-mod backend;
-mod conversations;
-mod cors;
-mod count;
-mod dashboard;
-mod errors;
-mod input;
-mod metrics;
-mod migrate;
-mod openapi;
-mod ops;
-mod public;
-mod routing;
-mod schema;
-mod serve;
-mod state;
-mod time;
-
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime};
 
 use agx_auth::{AgentRecord, Authenticator, KeyHasher, KeyId, KeyMode, KeySpec, Scope, TeamRecord};
@@ -31,8 +10,9 @@ use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use ring::rand::SystemRandom;
 
-use crate::backend::Backend;
-use crate::state::{AppState, ScrapeSources};
+use agx_server::backend::Backend;
+use agx_server::state::AppState;
+use agx_server::{app, conversations, dashboard, migrate, serve, time};
 
 /// How long a stopping server waits to flush usage counts to PostgreSQL.
 const SHUTDOWN_FLUSH_LIMIT: Duration = Duration::from_secs(10);
@@ -228,6 +208,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.header_timeout.is_zero() || args.request_timeout.is_zero() {
         bail!("--header-timeout and --request-timeout must be more than zero");
     }
+    // A year at most: a sign-in that outlives that is no sign-in, and far
+    // longer ones overflow the clock.
+    if args.session_ttl.is_zero() || args.session_ttl > Duration::from_secs(366 * 86_400) {
+        bail!("--session-ttl must be more than zero and at most a year");
+    }
     let backend = Arc::new(match &args.database_url {
         Some(url) => Backend::postgres(url).await.context("PostgreSQL")?,
         None => Backend::memory(),
@@ -244,23 +229,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let mut builder = Authenticator::builder(backend.keys.clone(), backend.directory.clone())
-        .hasher(hasher(args.key_pepper.as_deref()))
-        .usage(backend.usage.clone());
-    if let Some(limiter) = &limiter {
-        builder = builder.limiter(limiter.clone());
-    }
-    // The metrics' route labels are the routers' patterns, all known now.
-    let routes = agx_auth::Routes::agentix();
-    let patterns: Vec<&str> =
-        routes.iter().map(|r| r.pattern()).chain(admin::ROUTES.iter().map(|r| r.path)).chain(ops::ROUTES).collect();
-    let sources = Arc::new(ScrapeSources { backend: backend.clone(), limiter: limiter.clone() });
-    let metrics = Arc::new(metrics::Metrics::new(patterns, sources));
-    let auth = Arc::new(builder.routes(routes).observer(metrics.clone()).build());
+    let (auth, metrics) = AppState::authenticator(&backend, limiter.as_ref(), hasher(args.key_pepper.as_deref()));
     let rng = SystemRandom::new();
     let admin_token = match args.admin_token {
         // An empty or short token would open the admin API to anyone.
-        Some(t) if t.len() < 8 => bail!("--admin-token must be at least 8 characters"),
+        Some(t) if t.len() < 16 => bail!("--admin-token must be at least 16 characters"),
         Some(t) => t,
         None => {
             let id = KeyId::generate(&rng).map_err(|_| anyhow!("the system random generator failed"))?;
@@ -290,24 +263,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             (conversations::Conversations::Memory(std::sync::Mutex::default()), dashboard::DashboardStore::memory())
         }
     };
-    let openapi = serde_json::to_vec(&openapi::document(auth.routes()))?.into();
-    let state = Arc::new(AppState {
-        auth: auth.clone(),
-        backend: backend.clone(),
-        limiter,
-        admin_token,
-        rng,
-        metrics,
-        openapi,
-        store_down: AtomicBool::new(false),
-        redis_down: AtomicBool::new(false),
-        dashboard,
-        dashboard_settings: dashboard::Settings {
-            session_ttl: args.session_ttl,
-            secure_cookies: args.secure_cookies,
-            trusted_proxies: args.trusted_proxies.clone(),
-        },
-    });
+    let settings = dashboard::Settings {
+        session_ttl: args.session_ttl,
+        secure_cookies: args.secure_cookies,
+        trusted_proxies: args.trusted_proxies.clone(),
+    };
+    let state = AppState::new(backend.clone(), limiter, (auth.clone(), metrics), admin_token, dashboard, settings)?;
     let app = app::build(state.clone(), conversations)?;
     let limits = serve::Limits {
         max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),

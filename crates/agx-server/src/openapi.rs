@@ -259,6 +259,7 @@ fn admin_operation(route: &AdminRoute) -> utoipa::openapi::path::Operation {
         .response("401", error_response(&["UNAUTHORIZED"]))
         .response("403", error_response(&["CSRF_TOKEN_INVALID", "FORBIDDEN"]))
         .response("404", error_response(&["NOT_FOUND", "KEY_NOT_FOUND"]))
+        .response("429", error_response(&["TOO_MANY_ATTEMPTS"]))
         .response("405", error_response(&["METHOD_NOT_ALLOWED"]))
         .response("503", error_response(&["SERVICE_UNAVAILABLE"]))
         .build()

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use agx_auth::Authenticator;
+use agx_auth::{Authenticator, KeyHasher};
 use agx_auth_redis::RedisLimiter;
 use bytes::Bytes;
 use ring::rand::SystemRandom;
@@ -29,9 +29,66 @@ pub struct AppState {
     /// The dashboard's tokens and sessions.
     pub dashboard: DashboardStore,
     pub dashboard_settings: crate::dashboard::Settings,
+    /// Wrong tokens per client address, for the sign-in form and the admin API.
+    pub sign_ins: crate::dashboard::SignInThrottle,
 }
 
 impl AppState {
+    /// The authenticator over the backend's stores and usage, with the
+    /// Redis limiter when there is one, and the metrics it reports to.
+    pub fn authenticator(
+        backend: &Arc<Backend>,
+        limiter: Option<&Arc<RedisLimiter>>,
+        hasher: KeyHasher,
+    ) -> (Arc<Authenticator>, Arc<Metrics>) {
+        let sources = Arc::new(ScrapeSources { backend: backend.clone(), limiter: limiter.cloned() });
+        // The metrics' route labels are the routers' patterns, all known now.
+        let routes = agx_auth::Routes::agentix();
+        let patterns: Vec<&str> = routes
+            .iter()
+            .map(|r| r.pattern())
+            .chain(crate::admin::ROUTES.iter().map(|r| r.path))
+            .chain(crate::ops::ROUTES)
+            .collect();
+        let metrics = Arc::new(Metrics::new(patterns, sources));
+        let mut builder = Authenticator::builder(backend.keys.clone(), backend.directory.clone())
+            .hasher(hasher)
+            .usage(backend.usage.clone())
+            .routes(routes)
+            .observer(metrics.clone());
+        if let Some(limiter) = limiter {
+            builder = builder.limiter(limiter.clone());
+        }
+        (Arc::new(builder.build()), metrics)
+    }
+
+    /// Everything the handlers share, around an authenticator from
+    /// [`AppState::authenticator`].
+    pub fn new(
+        backend: Arc<Backend>,
+        limiter: Option<Arc<RedisLimiter>>,
+        (auth, metrics): (Arc<Authenticator>, Arc<Metrics>),
+        admin_token: String,
+        dashboard: DashboardStore,
+        dashboard_settings: crate::dashboard::Settings,
+    ) -> Result<Arc<AppState>, serde_json::Error> {
+        let openapi = serde_json::to_vec(&crate::openapi::document(auth.routes()))?.into();
+        Ok(Arc::new(AppState {
+            auth,
+            backend,
+            limiter,
+            admin_token,
+            rng: SystemRandom::new(),
+            metrics,
+            openapi,
+            store_down: AtomicBool::new(false),
+            redis_down: AtomicBool::new(false),
+            dashboard,
+            dashboard_settings,
+            sign_ins: crate::dashboard::SignInThrottle::default(),
+        }))
+    }
+
     /// A readable id for things created without one: `prefix`, `_` and 16
     /// hex digits.
     pub fn new_id(&self, prefix: &str) -> Result<String, ring::error::Unspecified> {

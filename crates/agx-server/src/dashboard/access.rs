@@ -13,7 +13,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
@@ -37,6 +39,11 @@ pub const UNAUTHORIZED: ApiError = ApiError::new(
 pub const BAD_CSRF: ApiError =
     ApiError::new(StatusCode::FORBIDDEN, "CSRF_TOKEN_INVALID", "The request lacks this session's X-CSRF-Token");
 pub const ADMIN_ONLY: ApiError = ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", "Only the admin token may do this");
+pub const TOO_MANY_TRIES: ApiError = ApiError::new(
+    StatusCode::TOO_MANY_REQUESTS,
+    "TOO_MANY_ATTEMPTS",
+    "Too many wrong tokens from this address; wait a minute",
+);
 pub const NO_ORG: ApiError = ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "No such organization");
 
 /// The admin API's caller, as the guard found it.
@@ -65,15 +72,20 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers.
+/// The value of cookie `name` in the request's `Cookie` headers, if it is
+/// there once. Twice is none: a cookie planted for a narrower path (or by a
+/// sibling subdomain) is sent first, and taking it would sign the browser
+/// into the planter's session.
 pub fn cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
-    headers
+    let mut found = headers
         .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| cookie::Cookie::split_parse(v).filter_map(Result::ok))
-        .find(|c| c.name() == name)
-        .map(|c| c.value_raw().unwrap_or_default())
+        .filter(|c| c.name() == name)
+        .map(|c| c.value_raw().unwrap_or_default());
+    let first = found.next()?;
+    if found.next().is_some() { None } else { Some(first) }
 }
 
 /// The live session of this request's cookie, if any.
@@ -109,14 +121,24 @@ pub async fn bearer_access(state: &AppState, token: &[u8]) -> Result<Option<(Acc
 /// session call without its CSRF token).
 pub async fn guard(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let headers = req.headers();
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let access = if let Some(value) = headers.get(http::header::AUTHORIZATION) {
-        match value.as_bytes().strip_prefix(b"Bearer ") {
+        if peer.is_some_and(|ip| !state.sign_ins.allows(ip)) {
+            return TOO_MANY_TRIES.into_response();
+        }
+        let found = match value.as_bytes().strip_prefix(b"Bearer ") {
             Some(token) => match bearer_access(&state, token).await {
                 Ok(found) => found.map(|(access, _)| access),
                 Err(e) => return e.into_response(),
             },
             None => None,
+        };
+        if found.is_none()
+            && let Some(ip) = peer
+        {
+            state.sign_ins.failed(ip);
         }
+        found
     } else {
         match session_of(&state, headers).await {
             Ok(Some(session)) => {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use askama::Template;
+use axum::extract::rejection::FormRejection;
 use axum::extract::{ConnectInfo, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::{Form, Router, routing::get};
@@ -159,6 +160,9 @@ enum Refusal {
     SignedOut,
     NotFound,
     Unavailable,
+    /// A form body that is not the page's form.
+    BadForm,
+    TooManyTries,
 }
 
 impl IntoResponse for Refusal {
@@ -167,6 +171,10 @@ impl IntoResponse for Refusal {
             Refusal::SignedOut => return Redirect::to("/dashboard/login").into_response(),
             Refusal::NotFound => (StatusCode::NOT_FOUND, "Not found"),
             Refusal::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "The store does not answer; try again shortly"),
+            Refusal::BadForm => (StatusCode::BAD_REQUEST, "That is not the sign-in page's form"),
+            Refusal::TooManyTries => {
+                (StatusCode::TOO_MANY_REQUESTS, "Too many wrong tokens from this address; wait a minute")
+            }
         };
         let page = format!(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{text} · Agentix</title>\
@@ -267,8 +275,12 @@ async fn login(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Form(form): Form<LoginForm>,
+    form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
+    let Ok(Form(form)) = form else { return Refusal::BadForm.into_response() };
+    if !state.sign_ins.allows(peer.ip()) {
+        return Refusal::TooManyTries.into_response();
+    }
     // The form must come from our own login page: its token matches the cookie that page set.
     let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
     let same =
@@ -276,7 +288,10 @@ async fn login(
     let found = if same { bearer_access(&state, form.token.as_bytes()).await } else { Ok(None) };
     let (access, token_id) = match found {
         Ok(Some(found)) => found,
-        Ok(None) => return login_form(&state, peer, &headers, true),
+        Ok(None) => {
+            state.sign_ins.failed(peer.ip());
+            return login_form(&state, peer, &headers, true);
+        }
         Err(_) => return Refusal::Unavailable.into_response(),
     };
     let ttl = state.dashboard_settings.session_ttl;
@@ -306,7 +321,12 @@ struct LogoutForm {
     csrf: String,
 }
 
-async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap, Form(form): Form<LogoutForm>) -> Response {
+async fn logout(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    form: Result<Form<LogoutForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else { return Refusal::BadForm.into_response() };
     let session = match signed_in(&state, &headers).await {
         Ok(session) => session,
         Err(refusal) => return refusal.into_response(),

@@ -59,6 +59,8 @@ pub enum DashboardError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("the system random generator failed")]
     Random,
+    #[error("the session lifetime is past what a clock can hold")]
+    Lifetime,
 }
 
 /// The prefix of an org dashboard token.
@@ -160,7 +162,10 @@ impl DashboardStore {
                 let before = m.tokens.len();
                 m.tokens.retain(|_, t| !(t.org == org && t.id == id));
                 let deleted = m.tokens.len() < before;
-                m.sessions.retain(|_, s| s.token_id.as_deref() != Some(id));
+                // Only a token that was this org's, and is now gone, ends sessions.
+                if deleted {
+                    m.sessions.retain(|_, s| s.token_id.as_deref() != Some(id));
+                }
                 return Ok(deleted);
             }
             DashboardStore::Postgres(pg) => pg,
@@ -196,7 +201,8 @@ impl DashboardStore {
         rng: &SystemRandom,
     ) -> Result<(String, Session), DashboardError> {
         let cookie = random_hex(rng, 32)?;
-        let session = Session { access, token_id, csrf: random_hex(rng, 16)?, expires_at: SystemTime::now() + ttl };
+        let expires_at = SystemTime::now().checked_add(ttl).ok_or(DashboardError::Lifetime)?;
+        let session = Session { access, token_id, csrf: random_hex(rng, 16)?, expires_at };
         let pg = match self {
             DashboardStore::Memory(m) => {
                 let mut m = lock(m);
