@@ -9,6 +9,8 @@
 //!   OpenAPI document, on memory and PostgreSQL.
 //! - `browser`: the dashboard in real Chromium (Playwright for Python), the
 //!   product page's steps, on memory and PostgreSQL.
+//! - `fuzz [--secs N] [TARGET…]`: the cargo-fuzz targets in `fuzz/`, N
+//!   seconds each, with a table of executions.
 //! - `bench-server`: the reference server's own overhead: a junk key and a
 //!   valid key against `/healthz`, same run.
 //! - `bench`: the criterion benchmarks of the hot path.
@@ -21,6 +23,7 @@
 
 mod bench_http;
 mod bench_server;
+mod fuzz;
 
 use std::env;
 use std::process::{Command, ExitCode};
@@ -29,7 +32,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let Some(task) = args.first() else {
         eprintln!(
-            "usage: cargo xtask <ci|test|conformance|multi-instance|schemathesis|browser|bench-server|bench|bench-http|bench-redis|bench-pg> [args…]"
+            "usage: cargo xtask <ci|test|conformance|multi-instance|schemathesis|browser|fuzz|bench-server|bench|bench-http|bench-redis|bench-pg> [args…]"
         );
         return ExitCode::FAILURE;
     };
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         "multi-instance" => multi_instance(),
         "schemathesis" => schemathesis(),
         "browser" => browser(rest),
+        "fuzz" => fuzz::run(rest),
         "bench" => bench(rest),
         "bench-http" => bench_http::run(rest, bench_http::OVERHEAD),
         "bench-server" => bench_server::run(rest),
@@ -79,7 +83,8 @@ fn ci() -> Result<(), String> {
     conformance(&[])?;
     multi_instance()?;
     schemathesis()?;
-    browser(&[])
+    browser(&[])?;
+    fuzz::run(&["--secs".to_owned(), "15".to_owned()])
 }
 
 /// The test command README.md gives.

@@ -1,0 +1,200 @@
+//! The reference server's whole HTTP application, in process, on the memory
+//! store: arbitrary method, path, headers and body, through every route's
+//! extractors, deserializers and validators (public, admin, dashboard).
+//! The invariants: never a panic, never a 500; an error answered in JSON is
+//! the envelope, and quotes no value of the request.
+#![no_main]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use agx_auth::{AgentRecord, KeyHasher, KeySpec};
+use agx_server::backend::Backend;
+use agx_server::conversations::Conversations;
+use agx_server::dashboard::{DashboardStore, Settings};
+use agx_server::state::AppState;
+use arbitrary::Arbitrary;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use http_body_util::BodyExt;
+use libfuzzer_sys::fuzz_target;
+use tower::ServiceExt;
+
+const ADMIN: &str = "fuzz-admin-token-0123456789";
+
+struct World {
+    app: axum::Router,
+    key: String,
+    runtime: tokio::runtime::Runtime,
+}
+
+fn world() -> &'static World {
+    static WORLD: OnceLock<World> = OnceLock::new();
+    WORLD.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (app, key) = runtime.block_on(async {
+            let backend = Arc::new(Backend::memory());
+            backend.admin.put_org("o", "O").await.unwrap();
+            backend.admin.put_agent(AgentRecord::new("a", "o", "A")).await.unwrap();
+            let core = AppState::authenticator(&backend, None, KeyHasher::default());
+            let (key, _) = core.0.issue_key(KeySpec::new("o", "k")).await.unwrap();
+            let settings =
+                Settings { session_ttl: Duration::from_secs(60), secure_cookies: false, trusted_proxies: vec![] };
+            let state = AppState::new(backend, None, core, ADMIN.into(), DashboardStore::memory(), settings).unwrap();
+            let conversations = Conversations::Memory(std::sync::Mutex::default());
+            (agx_server::app::build(state, conversations).unwrap(), key.expose_secret().to_owned())
+        });
+        World { app, key, runtime }
+    })
+}
+
+#[derive(Arbitrary, Debug)]
+struct Request {
+    method: u8,
+    path: Path,
+    credential: u8,
+    content_type: u8,
+    headers: Vec<(String, String)>,
+    body: Body_,
+}
+
+#[derive(Arbitrary, Debug)]
+enum Path {
+    /// One of the routes' shapes, with these segments.
+    Shaped(u8, String, String),
+    Raw(String),
+}
+
+#[derive(Arbitrary, Debug)]
+enum Body_ {
+    Bytes(Vec<u8>),
+    /// JSON of an arbitrary shape, more likely to pass the parser.
+    Json(Vec<(String, Value)>),
+}
+
+#[derive(Arbitrary, Debug)]
+enum Value {
+    Text(String),
+    Number(f64),
+    Whole(u64),
+    Flag(bool),
+    List(Vec<String>),
+    Null,
+}
+
+impl Value {
+    fn json(&self) -> serde_json::Value {
+        match self {
+            Value::Text(t) => t.clone().into(),
+            Value::Number(n) => serde_json::Number::from_f64(*n).map_or(serde_json::Value::Null, Into::into),
+            Value::Whole(n) => (*n).into(),
+            Value::Flag(b) => (*b).into(),
+            Value::List(l) => l.clone().into(),
+            Value::Null => serde_json::Value::Null,
+        }
+    }
+}
+
+const SHAPES: [&str; 14] = [
+    "/api/public/agents/{}/chat",
+    "/api/public/teams/{}/chat",
+    "/api/public/agents/{}",
+    "/api/public/agents/{}/widget",
+    "/api/public/agents/{}/conversations/{}",
+    "/api/admin/orgs",
+    "/api/admin/orgs/{}/agents",
+    "/api/admin/orgs/{}/agents/{}",
+    "/api/admin/orgs/{}/teams",
+    "/api/admin/orgs/{}/keys",
+    "/api/admin/orgs/{}/keys/{}/roll",
+    "/api/admin/orgs/{}/dashboard-tokens",
+    "/dashboard/login",
+    "/dashboard/orgs/{}/settings/api-keys",
+];
+
+/// Keys of the JSON bodies the APIs take, so that generated objects often
+/// reach the validators behind the parser.
+const FIELDS: [&str; 12] = [
+    "message",
+    "sessionId",
+    "metadata",
+    "name",
+    "id",
+    "allowedDomains",
+    "scopes",
+    "expiresAt",
+    "mode",
+    "rateLimits",
+    "gracePeriodSeconds",
+    "agentIds",
+];
+
+fuzz_target!(|req: Request| {
+    let w = world();
+    let methods = ["GET", "POST", "PATCH", "DELETE", "PUT", "OPTIONS", "HEAD"];
+    let method = methods[usize::from(req.method) % methods.len()];
+    let path = match &req.path {
+        Path::Shaped(i, a, b) => {
+            let shape = SHAPES[usize::from(*i) % SHAPES.len()];
+            shape.replacen("{}", a, 1).replacen("{}", b, 1)
+        }
+        Path::Raw(raw) => raw.clone(),
+    };
+    let Ok(uri) = path.parse::<http::Uri>() else { return };
+    let body = match &req.body {
+        Body_::Bytes(bytes) => bytes.clone(),
+        Body_::Json(fields) => {
+            let object: serde_json::Map<String, serde_json::Value> = fields
+                .iter()
+                .take(16)
+                .map(|(k, v)| {
+                    let name =
+                        FIELDS.iter().find(|f| k.len() % 13 == f.len() % 13).map_or(k.clone(), |f| (*f).to_owned());
+                    (name, v.json())
+                })
+                .collect();
+            serde_json::to_vec(&object).unwrap()
+        }
+    };
+    let mut builder = http::Request::builder().method(method).uri(uri);
+    builder = match req.credential % 4 {
+        0 => builder.header("authorization", format!("Bearer {ADMIN}")),
+        1 => builder.header("x-api-key", &w.key),
+        _ => builder,
+    };
+    builder = match req.content_type % 3 {
+        0 => builder.header("content-type", "application/json"),
+        1 => builder.header("content-type", "application/x-www-form-urlencoded"),
+        _ => builder,
+    };
+    for (n, v) in req.headers.iter().take(8) {
+        builder = builder.header(n.as_str(), v.as_str());
+    }
+    let Ok(mut request) = builder.body(Body::from(body.clone())) else { return };
+    request.extensions_mut().insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 9))));
+    let response = w.runtime.block_on(w.app.clone().oneshot(request)).unwrap();
+    let status = response.status();
+    assert_ne!(status.as_u16(), 500, "a 500 for {method} {path}");
+    let is_json = response.headers().get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let bytes = w.runtime.block_on(response.into_body().collect()).map(|b| b.to_bytes()).unwrap_or_default();
+    // A HEAD answer has the headers of the GET's and no body.
+    if method != "HEAD" && (status.is_client_error() || status.is_server_error()) {
+        if is_json {
+            let value: serde_json::Value = serde_json::from_slice(&bytes).expect("an error body that is JSON");
+            assert!(value["error"]["code"].is_string() && value["error"]["message"].is_string(), "not the envelope");
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        // No request value of some length comes back in an error.
+        let mut values: Vec<String> = req.headers.iter().map(|(_, v)| v.clone()).collect();
+        if let Body_::Json(fields) = &req.body {
+            values.extend(fields.iter().filter_map(|(_, v)| match v {
+                Value::Text(t) => Some(t.clone()),
+                _ => None,
+            }));
+        }
+        for v in values.iter().filter(|v| v.len() >= 12 && v.chars().any(|c| c.is_ascii_alphanumeric())) {
+            assert!(!text.contains(v.as_str()), "an error quotes the request: {text}");
+        }
+    }
+});
