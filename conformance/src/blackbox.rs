@@ -223,3 +223,32 @@ pub async fn launch_logged(
     let base = format!("http://127.0.0.1:{port}");
     Ok((server, AdminApi::new(&base, &token)))
 }
+
+/// Waits for `child` at most `limit`, polling; kills it past the limit and
+/// answers `None`. For the external tools the black-box runs start.
+pub async fn wait_bounded(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Result<Option<std::process::ExitStatus>, String> {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return Ok(Some(status));
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// What to do when a tool a black-box run needs is not installed: fail
+/// under `AGX_REQUIRE_SERVICES=1` (CI), else print why and skip.
+pub fn tool_absent(run: &str, why: &str) -> Result<(), String> {
+    if std::env::var("AGX_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
+        return Err(format!("{run}: {why}"));
+    }
+    eprintln!("{run}: {why}; skipped");
+    Ok(())
+}

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::blackbox::{Backends, launch_logged};
+use crate::blackbox::{Backends, launch_logged, tool_absent, wait_bounded};
 
 const TIME_LIMIT: Duration = Duration::from_secs(300);
 
@@ -27,11 +27,7 @@ fn browser_ready() -> bool {
 
 pub async fn run(server: &str, root: &Path, docs: bool) -> Result<(), String> {
     if !browser_ready() {
-        if std::env::var("AGX_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-            return Err("chromium or Playwright is missing (dashboard-tests/install.sh installs both)".into());
-        }
-        eprintln!("browser: chromium or Playwright missing; skipped (dashboard-tests/install.sh)");
-        return Ok(());
+        return tool_absent("browser", "chromium or Playwright is missing (dashboard-tests/install.sh installs both)");
     }
     let mut targets = vec![("memory", Backends::default())];
     if let Some(url) = agx_auth_postgres::testing::fresh_database("browser server/postgres").await {
@@ -63,16 +59,7 @@ pub async fn run(server: &str, root: &Path, docs: bool) -> Result<(), String> {
             .arg(&secrets_path)
             .spawn()
             .map_err(|e| format!("python3: {e}"))?;
-        let status = loop {
-            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-                break Some(status);
-            }
-            if started.elapsed() > TIME_LIMIT {
-                let _ = child.kill();
-                break None;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
+        let status = wait_bounded(&mut child, TIME_LIMIT).await?;
         match status {
             Some(s) if s.success() => eprintln!("browser: {name}: every step passed in {:?}", started.elapsed()),
             Some(s) => failed.push(format!("{name} ({s})")),

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::blackbox::{Backends, launch};
+use crate::blackbox::{Backends, launch, tool_absent, wait_bounded};
 
 /// Examples per operation, and the wall-clock bound of one run.
 const MAX_EXAMPLES: &str = "60";
@@ -21,11 +21,7 @@ const TIME_LIMIT: Duration = Duration::from_secs(600);
 
 pub async fn run(server: &str) -> Result<(), String> {
     if Command::new("schemathesis").arg("--version").output().is_err() {
-        if std::env::var("AGX_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-            return Err("schemathesis is not installed (pip install schemathesis)".into());
-        }
-        eprintln!("schemathesis: not installed; skipped (pip install schemathesis)");
-        return Ok(());
+        return tool_absent("schemathesis", "not installed (pip install schemathesis)");
     }
     let mut targets = vec![("memory", Backends::default())];
     if let Some(url) = agx_auth_postgres::testing::fresh_database("schemathesis server/postgres").await {
@@ -48,16 +44,7 @@ pub async fn run(server: &str) -> Result<(), String> {
                 .args(["-H", &header, "--request-timeout", "10", "--no-color"])
                 .spawn()
                 .map_err(|e| format!("schemathesis: {e}"))?;
-            let status = loop {
-                if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-                    break Some(status);
-                }
-                if started.elapsed() > TIME_LIMIT {
-                    let _ = child.kill();
-                    break None;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            };
+            let status = wait_bounded(&mut child, TIME_LIMIT).await?;
             match status {
                 Some(s) if s.success() => {
                     eprintln!("schemathesis: {name}/{tag}: 0 failures, 0 errors in {:?}", started.elapsed())

@@ -8,10 +8,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use askama::Template;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::{Form, Router, routing::get};
 use cookie::{Cookie, SameSite};
+use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
 
@@ -216,6 +217,35 @@ async fn org_of(state: &AppState, session: &Session, org: &str) -> Result<OrgRef
     }
 }
 
+/// A signed-in session on a page of one org (`/dashboard/orgs/{orgId}/…`)
+/// that it may see: the extractor every org page starts with. Anything else
+/// is a [`Refusal`]: signed out, another org's or no org (404), or the store
+/// down.
+struct OrgPage {
+    session: Session,
+    org: OrgRef,
+}
+
+impl FromRequestParts<Arc<AppState>> for OrgPage {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Refusal> {
+        let params = RawPathParams::from_request_parts(parts, state).await.map_err(|_| Refusal::NotFound)?;
+        let org =
+            params.iter().find(|(name, _)| *name == "orgId").map(|(_, v)| v.to_owned()).ok_or(Refusal::NotFound)?;
+        let session = signed_in(state, &parts.headers).await?;
+        let org = org_of(state, &session, &org).await?;
+        Ok(OrgPage { session, org })
+    }
+}
+
+impl OrgPage {
+    /// The layout's view of this page.
+    fn nav(&self, title: impl Into<String>) -> Nav {
+        Nav::of(&self.session, title, Some(OrgRef { id: self.org.id.clone(), name: self.org.name.clone() }))
+    }
+}
+
 async fn home(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     match signed_in(&state, &headers).await {
         Ok(Session { access: Access::All, .. }) => Redirect::to("/dashboard/orgs").into_response(),
@@ -374,13 +404,8 @@ fn status(expires_at: Option<SystemTime>, now: SystemTime) -> &'static str {
     }
 }
 
-async fn keys(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    PathParams(org): PathParams<String>,
-) -> Result<Response, Refusal> {
-    let session = signed_in(&state, &headers).await?;
-    let org = org_of(&state, &session, &org).await?;
+async fn keys(State(state): State<Arc<AppState>>, page: OrgPage) -> Result<Response, Refusal> {
+    let org = &page.org;
     let records = state.backend.keys.list(&org.id).await.map_err(|_| Refusal::Unavailable)?;
     let ids: Vec<_> = records.iter().map(|r| r.id).collect();
     let last_used = state.backend.last_used(&org.id, &ids).await.map_err(|_| Refusal::Unavailable)?;
@@ -405,8 +430,8 @@ async fn keys(
         .collect();
     let routes = state.auth.routes();
     let page = KeysPage {
-        nav: Nav::of(&session, "Settings > API Keys", Some(OrgRef { id: org.id.clone(), name: org.name })),
-        org_id: org.id,
+        nav: page.nav("Settings > API Keys"),
+        org_id: org.id.clone(),
         keys,
         scopes: routes.scopes().map(|s| s.as_str().to_owned()).collect(),
         classes: routes.classes().map(|c| c.as_str().to_owned()).collect(),
@@ -416,11 +441,10 @@ async fn keys(
 
 async fn usage(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    PathParams((org, key)): PathParams<(String, String)>,
+    page: OrgPage,
+    PathParams((_, key)): PathParams<(String, String)>,
 ) -> Result<Response, Refusal> {
-    let session = signed_in(&state, &headers).await?;
-    let org = org_of(&state, &session, &org).await?;
+    let org = &page.org;
     let id = key.parse().map_err(|_| Refusal::NotFound)?;
     let record =
         state.backend.keys.get(&org.id, id).await.map_err(|_| Refusal::Unavailable)?.ok_or(Refusal::NotFound)?;
@@ -444,12 +468,8 @@ async fn usage(
         })
         .collect();
     let page = UsagePage {
-        nav: Nav::of(
-            &session,
-            format!("Usage of {}", record.name),
-            Some(OrgRef { id: org.id.clone(), name: org.name }),
-        ),
-        org_id: org.id,
+        nav: page.nav(format!("Usage of {}", record.name)),
+        org_id: org.id.clone(),
         key_name: record.name.clone(),
         last_used: report.last_used.map_or_else(|| "never".to_owned(), when),
         chart,
@@ -459,13 +479,8 @@ async fn usage(
     Ok(render(page))
 }
 
-async fn agents(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    PathParams(org): PathParams<String>,
-) -> Result<Response, Refusal> {
-    let session = signed_in(&state, &headers).await?;
-    let org = org_of(&state, &session, &org).await?;
+async fn agents(State(state): State<Arc<AppState>>, page: OrgPage) -> Result<Response, Refusal> {
+    let org = &page.org;
     let records = state.backend.admin.agents_of(&org.id).await.map_err(|_| Refusal::Unavailable)?;
     let agents = records
         .into_iter()
@@ -477,10 +492,6 @@ async fn agents(
             domains: a.allowed_domains.join(", "),
         })
         .collect();
-    let page = AgentsPage {
-        nav: Nav::of(&session, "Agents", Some(OrgRef { id: org.id.clone(), name: org.name })),
-        org_id: org.id,
-        agents,
-    };
+    let page = AgentsPage { nav: page.nav("Agents"), org_id: org.id.clone(), agents };
     Ok(render(page))
 }
