@@ -141,6 +141,13 @@ impl Fixtures for AdminApi {
 /// A server process, stopped when dropped.
 pub struct ServerProcess(std::process::Child);
 
+impl ServerProcess {
+    /// The server's process id, for reading its memory from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.0.kill();

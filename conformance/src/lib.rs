@@ -17,6 +17,7 @@ pub mod matrix;
 pub mod multi_instance;
 pub mod runner;
 pub mod schemathesis;
+pub mod soak;
 pub mod suite;
 pub mod targets;
 

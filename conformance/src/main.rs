@@ -39,6 +39,12 @@ async fn run() -> Result<bool, String> {
     if args.first().is_some_and(|a| a == "multi-instance") {
         return multi_instance(&flag(&args, "--server").ok_or("multi-instance needs --server PATH")?).await;
     }
+    if args.first().is_some_and(|a| a == "soak") {
+        let server = flag(&args, "--server").ok_or("soak needs --server PATH")?;
+        let secs = flag(&args, "--secs").map_or(Ok(120), |s| s.parse()).map_err(|e| format!("--secs: {e}"))?;
+        let valid = flag(&args, "--valid").map_or(Ok(2000), |s| s.parse()).map_err(|e| format!("--valid: {e}"))?;
+        return agx_conformance::soak::run(&server, secs, valid).await.map(|()| true);
+    }
     if args.first().is_some_and(|a| a == "browser") {
         let server = flag(&args, "--server").ok_or("browser needs --server PATH")?;
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -2,7 +2,11 @@
 //! store: arbitrary method, path, headers and body, through every route's
 //! extractors, deserializers and validators (public, admin, dashboard).
 //! The invariants: never a panic, never a 500; an error answered in JSON is
-//! the envelope, and quotes no value of the request.
+//! the envelope, and quotes no value of the request. Every free-form value
+//! the harness sends (header values, JSON strings) starts with the marker
+//! `zqx`, which no constant message holds: an error body with it in quotes
+//! the request. (Checking for the values themselves would flag the fuzzer's
+//! own finds: it learns the constant messages and sends pieces of them.)
 #![no_main]
 
 use std::net::SocketAddr;
@@ -22,6 +26,8 @@ use libfuzzer_sys::fuzz_target;
 use tower::ServiceExt;
 
 const ADMIN: &str = "fuzz-admin-token-0123456789";
+/// The start of every free-form value sent.
+const MARK: &str = "zqx";
 
 struct World {
     app: axum::Router,
@@ -86,11 +92,11 @@ enum Value {
 impl Value {
     fn json(&self) -> serde_json::Value {
         match self {
-            Value::Text(t) => t.clone().into(),
+            Value::Text(t) => format!("{MARK}{t}").into(),
             Value::Number(n) => serde_json::Number::from_f64(*n).map_or(serde_json::Value::Null, Into::into),
             Value::Whole(n) => (*n).into(),
             Value::Flag(b) => (*b).into(),
-            Value::List(l) => l.clone().into(),
+            Value::List(l) => l.iter().map(|t| format!("{MARK}{t}")).collect::<Vec<_>>().into(),
             Value::Null => serde_json::Value::Null,
         }
     }
@@ -169,7 +175,7 @@ fuzz_target!(|req: Request| {
         _ => builder,
     };
     for (n, v) in req.headers.iter().take(8) {
-        builder = builder.header(n.as_str(), v.as_str());
+        builder = builder.header(n.as_str(), format!("{MARK}{v}"));
     }
     let Ok(mut request) = builder.body(Body::from(body.clone())) else { return };
     request.extensions_mut().insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 9))));
@@ -184,17 +190,7 @@ fuzz_target!(|req: Request| {
             let value: serde_json::Value = serde_json::from_slice(&bytes).expect("an error body that is JSON");
             assert!(value["error"]["code"].is_string() && value["error"]["message"].is_string(), "not the envelope");
         }
-        let text = String::from_utf8_lossy(&bytes);
-        // No request value of some length comes back in an error.
-        let mut values: Vec<String> = req.headers.iter().map(|(_, v)| v.clone()).collect();
-        if let Body_::Json(fields) = &req.body {
-            values.extend(fields.iter().filter_map(|(_, v)| match v {
-                Value::Text(t) => Some(t.clone()),
-                _ => None,
-            }));
-        }
-        for v in values.iter().filter(|v| v.len() >= 12 && v.chars().any(|c| c.is_ascii_alphanumeric())) {
-            assert!(!text.contains(v.as_str()), "an error quotes the request: {text}");
-        }
+        let text = String::from_utf8_lossy(&bytes).to_ascii_lowercase();
+        assert!(!text.contains(MARK), "an error quotes the request: {text}");
     }
 });

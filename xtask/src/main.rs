@@ -11,6 +11,8 @@
 //!   product page's steps, on memory and PostgreSQL.
 //! - `fuzz [--secs N] [TARGET…]`: the cargo-fuzz targets in `fuzz/`, N
 //!   seconds each, with a table of executions.
+//! - `soak [--secs N] [--valid N]`: a flood of distinct keys against the
+//!   release server on PostgreSQL, its memory sampled each second.
 //! - `bench-server`: the reference server's own overhead: a junk key and a
 //!   valid key against `/healthz`, same run.
 //! - `bench`: the criterion benchmarks of the hot path.
@@ -32,7 +34,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let Some(task) = args.first() else {
         eprintln!(
-            "usage: cargo xtask <ci|test|conformance|multi-instance|schemathesis|browser|fuzz|bench-server|bench|bench-http|bench-redis|bench-pg> [args…]"
+            "usage: cargo xtask <ci|test|conformance|multi-instance|schemathesis|browser|fuzz|soak|bench-server|bench|bench-http|bench-redis|bench-pg> [args…]"
         );
         return ExitCode::FAILURE;
     };
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         "schemathesis" => schemathesis(),
         "browser" => browser(rest),
         "fuzz" => fuzz::run(rest),
+        "soak" => soak(rest),
         "bench" => bench(rest),
         "bench-http" => bench_http::run(rest, bench_http::OVERHEAD),
         "bench-server" => bench_server::run(rest),
@@ -111,6 +114,18 @@ fn multi_instance() -> Result<(), String> {
     let server = server.to_string_lossy();
     let args = ["run", "--quiet", "--package", "agx-conformance", "--", "multi-instance", "--server", &server];
     cargo_with(&args, &[("AGX_REQUIRE_SERVICES", "1")])
+}
+
+/// A flood of distinct keys against the release server on PostgreSQL, with
+/// its memory sampled (`--secs N`, `--valid N` pass through).
+fn soak(extra: &[String]) -> Result<(), String> {
+    cargo(&["build", "--release", "--quiet", "--package", "agx-server"])?;
+    let server = workspace_root().join("target/release/agx-server");
+    let server = server.to_string_lossy();
+    let mut args =
+        vec!["run", "--release", "--quiet", "--package", "agx-conformance", "--", "soak", "--server", &server];
+    args.extend(extra.iter().map(String::as_str));
+    cargo(&args)
 }
 
 /// The dashboard in a real browser (Chromium and Playwright), on memory and
