@@ -135,7 +135,7 @@ pub async fn run(server: &str, secs: u64, valid: usize) -> Result<(), String> {
         let rss = rss_kib(pid);
         samples.push((total, rss));
         let second = started.elapsed().as_secs();
-        if second % 10 == 0 || second == secs {
+        if second.is_multiple_of(10) || second == secs {
             println!(
                 "| {second} | {total} | {} | {} | {} | {other} | {} MiB |",
                 get("valid", 200),
