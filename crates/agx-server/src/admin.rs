@@ -17,7 +17,7 @@ use http::Method;
 
 use crate::dashboard::{Caller, NO_ORG};
 use crate::errors::{ApiError, JsonBody, PathParams};
-use crate::input::{MAX_LIST, MAX_NAME_CHARS, check_text, host};
+use crate::input::{MAX_LIST, check_name, host};
 use crate::routing::{self, RouterError};
 use crate::schema::{
     Agent, AgentPatch, DashboardToken, Key, NewAgent, NewDashboardToken, NewKey, NewOrg, NewTeam, Org, Roll, Team,
@@ -180,7 +180,8 @@ pub fn routes(state: Arc<AppState>) -> Result<Router, RouterError> {
 
 const KEY_NOT_FOUND: ApiError = ApiError::new(StatusCode::NOT_FOUND, "KEY_NOT_FOUND", "No such key");
 const CONFLICT: ApiError = ApiError::new(StatusCode::CONFLICT, "CONFLICT", "The request conflicts with what is stored");
-const BAD_NAME: ApiError = ApiError::invalid("name must be 1 to 200 characters, without control characters");
+const BAD_NAME: ApiError =
+    ApiError::invalid("name must be 1 to 200 characters, without control or bidirectional-control characters");
 const BAD_ID: ApiError = ApiError::invalid("An id is 1 to 64 letters, digits, '-' or '_'");
 const BAD_AGENT_ID: ApiError =
     ApiError::new(StatusCode::BAD_REQUEST, "INVALID_AGENT_ID", "An agent id is 1 to 64 letters, digits, '-' or '_'");
@@ -235,7 +236,7 @@ async fn create_org(
     JsonBody(body): JsonBody<NewOrg>,
 ) -> Result<Response, ApiError> {
     caller.admin()?;
-    check_text(&body.name, MAX_NAME_CHARS, BAD_NAME)?;
+    check_name(&body.name, BAD_NAME)?;
     let id = id_or_new(&state, body.id, "org", BAD_ID)?;
     state.backend.admin.put_org(&id, &body.name).await.map_err(store_error)?;
     Ok((StatusCode::CREATED, Json(Org { id, name: body.name })).into_response())
@@ -248,7 +249,7 @@ async fn create_agent(
     JsonBody(body): JsonBody<NewAgent>,
 ) -> Result<Response, ApiError> {
     org_id(caller.org(&org)?)?;
-    check_text(&body.name, MAX_NAME_CHARS, BAD_NAME)?;
+    check_name(&body.name, BAD_NAME)?;
     let domains = body.allowed_domains;
     if domains.len() > MAX_LIST || !domains.iter().all(|d| host(d)) {
         return Err(BAD_DOMAINS);
@@ -272,7 +273,7 @@ async fn create_team(
     JsonBody(body): JsonBody<NewTeam>,
 ) -> Result<Response, ApiError> {
     org_id(caller.org(&org)?)?;
-    check_text(&body.name, MAX_NAME_CHARS, BAD_NAME)?;
+    check_name(&body.name, BAD_NAME)?;
     let agent_ids = body.agent_ids;
     if agent_ids.len() > MAX_LIST || !agent_ids.iter().all(|a| routable_id(a)) {
         return Err(BAD_TEAM_AGENTS);
@@ -301,7 +302,7 @@ async fn create_key(
     JsonBody(body): JsonBody<NewKey>,
 ) -> Result<Response, ApiError> {
     org_id(caller.org(&org)?)?;
-    check_text(&body.name, MAX_NAME_CHARS, BAD_NAME)?;
+    check_name(&body.name, BAD_NAME)?;
     let routes = state.auth.routes();
     let repeated = body.scopes.iter().enumerate().any(|(i, s)| body.scopes[..i].contains(s));
     if repeated || !body.scopes.iter().all(|s| routes.scopes().any(|known| known.as_str() == s)) {
@@ -453,7 +454,7 @@ async fn update_agent(
         return Err(NO_AGENT);
     }
     if let Some(name) = &patch.name {
-        check_text(name, MAX_NAME_CHARS, BAD_NAME)?;
+        check_name(name, BAD_NAME)?;
     }
     if let Some(domains) = &patch.allowed_domains
         && (domains.len() > MAX_LIST || !domains.iter().all(|d| host(d)))
@@ -496,7 +497,7 @@ async fn create_dashboard_token(
 ) -> Result<Response, ApiError> {
     caller.admin()?;
     let org = known_org(&state, &caller, &org).await?;
-    check_text(&body.name, MAX_NAME_CHARS, BAD_NAME)?;
+    check_name(&body.name, BAD_NAME)?;
     let (token, info) = state.dashboard.create_token(org, &body.name, &state.rng).await.map_err(dashboard_error)?;
     let created = DashboardToken { token: Some(token), ..DashboardToken::from(&info) };
     Ok((StatusCode::CREATED, Json(created)).into_response())

@@ -46,6 +46,23 @@ fn blank(text: &str) -> bool {
 pub const TEXT_PATTERN: &str =
     r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*[^\x00-\x20\x7f][^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$";
 
+/// The names of orgs, agents, teams, keys and dashboard tokens: what
+/// [`check_text`] takes, without the bidirectional controls (U+202A to
+/// U+202E, U+2066 to U+2069). The dashboard shows these names, and an
+/// override in one could make it read as another ("Production" shown for
+/// "noitcudorP"). Chat text keeps them: right-to-left writing needs them.
+pub fn check_name(text: &str, error: ApiError) -> Result<(), ApiError> {
+    check_text(text, MAX_NAME_CHARS, error)?;
+    if text.chars().any(|c| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')) {
+        Err(error)
+    } else {
+        Ok(())
+    }
+}
+
+/// The rule of [`check_name`] as a pattern.
+pub const NAME_PATTERN: &str = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]*[^\x00-\x20\x7f\u202a-\u202e\u2066-\u2069][^\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]*$";
+
 /// The rule of [`session_id`] as a pattern: no `/`, no control character,
 /// not only spaces.
 pub const SESSION_PATTERN: &str = r"^[^/\x00-\x1f\x7f]*[^/\x00-\x20\x7f][^/\x00-\x1f\x7f]*$";

@@ -25,7 +25,7 @@ use crate::admin::MAX_QUOTA;
 use crate::admin::{self, AdminRoute};
 use crate::dashboard::access::SESSION_COOKIE;
 use crate::input::{
-    HOST_PATTERN, MAX_LIST, MAX_MESSAGE_CHARS, MAX_MESSAGES, MAX_NAME_CHARS, MAX_PAGE, MAX_SESSION_CHARS,
+    HOST_PATTERN, MAX_LIST, MAX_MESSAGE_CHARS, MAX_MESSAGES, MAX_NAME_CHARS, MAX_PAGE, MAX_SESSION_CHARS, NAME_PATTERN,
     SESSION_PATTERN, TEXT_PATTERN,
 };
 use crate::schema::{
@@ -322,6 +322,7 @@ fn components() -> utoipa::openapi::Components {
 /// document says what the server checks, and each rule is written once.
 fn apply_rules(doc: &mut Value, routes: &Routes) {
     let text = |max: usize| json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": TEXT_PATTERN});
+    let name = json!({"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS, "pattern": NAME_PATTERN});
     let id = json!({"type": "string", "pattern": ROUTABLE_ID_PATTERN});
     let scopes: Vec<&str> = routes.scopes().map(|s| s.as_str()).collect();
     let mut classes: Vec<&str> = routes.classes().map(|c| c.as_str()).collect();
@@ -338,18 +339,18 @@ fn apply_rules(doc: &mut Value, routes: &Routes) {
         ("ChatRequest", "visitorId", text(MAX_NAME_CHARS)),
         ("ChatRequest", "visitorEmail", text(MAX_NAME_CHARS)),
         ("ChatRequest", "visitorName", text(MAX_NAME_CHARS)),
-        ("NewOrg", "name", text(MAX_NAME_CHARS)),
+        ("NewOrg", "name", name.clone()),
         ("NewOrg", "id", id.clone()),
-        ("NewAgent", "name", text(MAX_NAME_CHARS)),
+        ("NewAgent", "name", name.clone()),
         ("NewAgent", "id", id.clone()),
         ("NewAgent", "allowedDomains", domains.clone()),
-        ("AgentPatch", "name", text(MAX_NAME_CHARS)),
+        ("AgentPatch", "name", name.clone()),
         ("AgentPatch", "allowedDomains", domains),
-        ("NewDashboardToken", "name", text(MAX_NAME_CHARS)),
-        ("NewTeam", "name", text(MAX_NAME_CHARS)),
+        ("NewDashboardToken", "name", name.clone()),
+        ("NewTeam", "name", name.clone()),
         ("NewTeam", "id", id.clone()),
         ("NewTeam", "agentIds", json!({"type": "array", "maxItems": MAX_LIST, "uniqueItems": true, "items": id})),
-        ("NewKey", "name", text(MAX_NAME_CHARS)),
+        ("NewKey", "name", name.clone()),
         (
             "NewKey",
             "scopes",

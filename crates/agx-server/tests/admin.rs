@@ -94,6 +94,10 @@ async fn the_admin_rules_hold(base: String) {
     assert_eq!(status, 404, "{body}");
     assert_eq!(admin.get("/orgs/acme/keys").await.0, 200);
 
+    // A name with a bidirectional override could show as another in the dashboard: refused.
+    let (status, body) = admin.post("/orgs/acme/keys", r#"{"name":"\u202eProduction"}"#).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("INVALID_REQUEST_DATA")), "{body}");
+
     // An expired key is not revived by a roll.
     let (status, expired) = admin.post("/orgs/acme/keys", r#"{"name":"old","expiresAt":"2001-01-01T00:00:00Z"}"#).await;
     assert_eq!(status, 201, "{expired}");
