@@ -12,6 +12,7 @@ pub mod browser;
 pub mod case;
 pub mod client;
 pub mod compare;
+pub mod faults;
 pub mod fixtures;
 pub mod matrix;
 pub mod multi_instance;

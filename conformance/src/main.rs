@@ -39,6 +39,10 @@ async fn run() -> Result<bool, String> {
     if args.first().is_some_and(|a| a == "multi-instance") {
         return multi_instance(&flag(&args, "--server").ok_or("multi-instance needs --server PATH")?).await;
     }
+    if args.first().is_some_and(|a| a == "faults") {
+        let server = flag(&args, "--server").ok_or("faults needs --server PATH")?;
+        return agx_conformance::faults::run(&server).await.map(|()| true);
+    }
     if args.first().is_some_and(|a| a == "soak") {
         let server = flag(&args, "--server").ok_or("soak needs --server PATH")?;
         let secs = flag(&args, "--secs").map_or(Ok(120), |s| s.parse()).map_err(|e| format!("--secs: {e}"))?;

@@ -54,7 +54,8 @@ async fn cache_stats(client: &Client, base: &str) -> Result<(f64, f64), String> 
     Ok((read("agx_key_cache_hits_total "), read("agx_key_cache_misses_total ")))
 }
 
-async fn admin(client: &Client, base: &str, token: &str, path: &str, body: Value) -> Result<Value, String> {
+/// One admin API `POST` with the admin token; the answer's JSON.
+pub(crate) async fn admin(client: &Client, base: &str, token: &str, path: &str, body: Value) -> Result<Value, String> {
     let headers = [
         (http::header::AUTHORIZATION, HeaderValue::try_from(format!("Bearer {token}")).map_err(|e| e.to_string())?),
         (HeaderName::from_static("content-type"), HeaderValue::from_static("application/json")),

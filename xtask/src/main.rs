@@ -13,6 +13,8 @@
 //!   seconds each, with a table of executions.
 //! - `soak [--secs N] [--valid N]`: a flood of distinct keys against the
 //!   release server on PostgreSQL, its memory sampled each second.
+//! - `faults`: PostgreSQL cut in the middle of load, through a proxy: fail
+//!   closed, recovery, a deletion during the cut, usage counted exactly.
 //! - `bench-server`: the reference server's own overhead: a junk key and a
 //!   valid key against `/healthz`, same run.
 //! - `bench`: the criterion benchmarks of the hot path.
@@ -34,7 +36,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let Some(task) = args.first() else {
         eprintln!(
-            "usage: cargo xtask <ci|test|conformance|multi-instance|schemathesis|browser|fuzz|soak|bench-server|bench|bench-http|bench-redis|bench-pg> [args…]"
+            "usage: cargo xtask <ci|test|conformance|multi-instance|schemathesis|browser|fuzz|soak|faults|bench-server|bench|bench-http|bench-redis|bench-pg> [args…]"
         );
         return ExitCode::FAILURE;
     };
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         "browser" => browser(rest),
         "fuzz" => fuzz::run(rest),
         "soak" => soak(rest),
+        "faults" => faults(),
         "bench" => bench(rest),
         "bench-http" => bench_http::run(rest, bench_http::OVERHEAD),
         "bench-server" => bench_server::run(rest),
@@ -87,6 +90,7 @@ fn ci() -> Result<(), String> {
     multi_instance()?;
     schemathesis()?;
     browser(&[])?;
+    faults()?;
     fuzz::run(&["--secs".to_owned(), "15".to_owned()])
 }
 
@@ -114,6 +118,14 @@ fn multi_instance() -> Result<(), String> {
     let server = server.to_string_lossy();
     let args = ["run", "--quiet", "--package", "agx-conformance", "--", "multi-instance", "--server", &server];
     cargo_with(&args, &[("AGX_REQUIRE_SERVICES", "1")])
+}
+
+/// PostgreSQL cut under load (through a proxy), counted per phase.
+fn faults() -> Result<(), String> {
+    cargo(&["build", "--quiet", "--package", "agx-server"])?;
+    let server = workspace_root().join("target/debug/agx-server");
+    let server = server.to_string_lossy();
+    cargo(&["run", "--quiet", "--package", "agx-conformance", "--", "faults", "--server", &server])
 }
 
 /// A flood of distinct keys against the release server on PostgreSQL, with
