@@ -49,7 +49,9 @@ impl AdminApi {
         created["key"].as_str().map(str::to_owned).ok_or_else(|| format!("no key in {created}"))
     }
 
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<(u16, Value), String> {
+    /// One admin API call (`path` under `/api/admin`) with the admin token;
+    /// the status and JSON of a success, else an error naming the call.
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<(u16, Value), String> {
         let auth = HeaderValue::try_from(format!("Bearer {}", self.token)).map_err(|e| e.to_string())?;
         let mut headers = vec![(http::header::AUTHORIZATION, auth)];
         let body = match body {

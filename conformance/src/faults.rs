@@ -25,7 +25,6 @@ use serde_json::{Value, json};
 
 use crate::blackbox::{Backends, launch, tool_absent};
 use crate::client::Client;
-use crate::soak::admin;
 
 const PHASES: [(&str, u64); 3] = [("before", 3), ("cut", 6), ("after", 6)];
 /// Answers to requests sent in one phase and answered in the next.
@@ -46,14 +45,13 @@ pub async fn run(server: &str) -> Result<(), String> {
     let proxied = url.replacen(host, &proxy.authority(), 1);
     let (process, api) = launch(server, "faults", &Backends { database_url: Some(proxied), redis_url: None }).await?;
     let base = api.base_url.clone();
-    let token = api.token().to_owned();
     let client = Arc::new(Client::new());
-    admin(&client, &base, &token, "/orgs", json!({"id": "f", "name": "F"})).await?;
-    admin(&client, &base, &token, "/orgs/f/agents", json!({"id": "fa", "name": "FA"})).await?;
+    api.call("POST", "/orgs", Some(json!({"id": "f", "name": "F"}))).await?;
+    api.call("POST", "/orgs/f/agents", Some(json!({"id": "fa", "name": "FA"}))).await?;
     let body = json!({"name": "k", "rateLimits": {"config": 1_000_000_000}});
-    let warm = admin(&client, &base, &token, "/orgs/f/keys", body.clone()).await?;
-    let cold = admin(&client, &base, &token, "/orgs/f/keys", body.clone()).await?;
-    let doomed = admin(&client, &base, &token, "/orgs/f/keys", body).await?;
+    let (_, warm) = api.call("POST", "/orgs/f/keys", Some(body.clone())).await?;
+    let (_, cold) = api.call("POST", "/orgs/f/keys", Some(body.clone())).await?;
+    let (_, doomed) = api.call("POST", "/orgs/f/keys", Some(body)).await?;
     let key = |v: &Value| v["key"].as_str().map(str::to_owned).ok_or("no key");
     let (warm_key, cold_key, doomed_key) = (key(&warm)?, key(&cold)?, key(&doomed)?);
     let target = format!("{base}/api/public/agents/fa");
@@ -162,11 +160,8 @@ pub async fn run(server: &str) -> Result<(), String> {
     // Usage: what the server stored for the cached key against what the client saw admitted.
     let admitted: u64 =
         counts.iter().filter(|((_, k, s), _)| *k == "warm" && *s == 200).map(|(_, n)| n).sum::<u64>() + 1;
-    let usage_path = format!("{base}/api/admin/orgs/f/keys/{}/usage", warm["id"].as_str().unwrap_or_default());
-    let auth =
-        [(http::header::AUTHORIZATION, HeaderValue::try_from(format!("Bearer {token}")).map_err(|e| e.to_string())?)];
-    let reply = client.send("GET", &usage_path, &auth, Bytes::new()).await?;
-    let usage: Value = serde_json::from_slice(&reply.body).map_err(|e| e.to_string())?;
+    let usage_path = format!("/orgs/f/keys/{}/usage", warm["id"].as_str().unwrap_or_default());
+    let (_, usage) = api.call("GET", &usage_path, None).await?;
     let stored: u64 =
         usage["usage"].as_array().map_or(0, |days| days.iter().filter_map(|d| d["requests"].as_u64()).sum());
     if stored != admitted {

@@ -21,7 +21,7 @@ use agx_auth::{ApiKey, KeyMode};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use ring::rand::{SecureRandom, SystemRandom};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::blackbox::{Backends, launch};
 use crate::client::Client;
@@ -54,20 +54,6 @@ async fn cache_stats(client: &Client, base: &str) -> Result<(f64, f64), String> 
     Ok((read("agx_key_cache_hits_total "), read("agx_key_cache_misses_total ")))
 }
 
-/// One admin API `POST` with the admin token; the answer's JSON.
-pub(crate) async fn admin(client: &Client, base: &str, token: &str, path: &str, body: Value) -> Result<Value, String> {
-    let headers = [
-        (http::header::AUTHORIZATION, HeaderValue::try_from(format!("Bearer {token}")).map_err(|e| e.to_string())?),
-        (HeaderName::from_static("content-type"), HeaderValue::from_static("application/json")),
-    ];
-    let reply =
-        client.send("POST", &format!("{base}/api/admin{path}"), &headers, Bytes::from(body.to_string())).await?;
-    if !reply.status.is_success() {
-        return Err(format!("POST {path}: {}", reply.status));
-    }
-    serde_json::from_slice(&reply.body).map_err(|e| e.to_string())
-}
-
 pub async fn run(server: &str, secs: u64, valid: usize) -> Result<(), String> {
     let Some(url) = agx_auth_postgres::testing::fresh_database("soak server/postgres").await else {
         return crate::blackbox::tool_absent("soak", "PostgreSQL is not reachable");
@@ -77,13 +63,12 @@ pub async fn run(server: &str, secs: u64, valid: usize) -> Result<(), String> {
     let pid = process.pid();
     let base = api.base_url.clone();
     let client = Arc::new(Client::new());
-    let token = api.token().to_owned();
-    admin(&client, &base, &token, "/orgs", json!({"id": "soak", "name": "Soak"})).await?;
-    admin(&client, &base, &token, "/orgs/soak/agents", json!({"id": AGENT, "name": "Soak"})).await?;
+    api.call("POST", "/orgs", Some(json!({"id": "soak", "name": "Soak"}))).await?;
+    api.call("POST", "/orgs/soak/agents", Some(json!({"id": AGENT, "name": "Soak"}))).await?;
     let mut keys = Vec::with_capacity(valid);
     for i in 0..valid {
         let body = json!({"name": format!("v{i}"), "rateLimits": {"config": 1_000_000_000}});
-        let created = admin(&client, &base, &token, "/orgs/soak/keys", body).await?;
+        let (_, created) = api.call("POST", "/orgs/soak/keys", Some(body)).await?;
         keys.push(created["key"].as_str().ok_or("no key")?.to_owned());
     }
     let keys = Arc::new(keys);

@@ -102,63 +102,64 @@ fn test() -> Result<(), String> {
 /// Every adapter × store in process, and the reference server as a black box
 /// (on memory, and on PostgreSQL when it is there).
 fn conformance(extra: &[String]) -> Result<(), String> {
-    cargo(&["build", "--quiet", "--package", "agx-server"])?;
-    let server = workspace_root().join("target/debug/agx-server");
-    let server = server.to_string_lossy();
-    let mut args = vec!["run", "--quiet", "--package", "agx-conformance", "--", "--server", &server];
-    args.extend(extra.iter().map(String::as_str));
-    cargo(&args)
+    black_box(None, Profile::Debug, extra, &[])
 }
 
 /// Two reference servers on one database and one Redis (both must be there:
 /// the proof is about them, so absence is a failure here).
 fn multi_instance() -> Result<(), String> {
-    cargo(&["build", "--quiet", "--package", "agx-server"])?;
-    let server = workspace_root().join("target/debug/agx-server");
-    let server = server.to_string_lossy();
-    let args = ["run", "--quiet", "--package", "agx-conformance", "--", "multi-instance", "--server", &server];
-    cargo_with(&args, &[("AGX_REQUIRE_SERVICES", "1")])
+    black_box(Some("multi-instance"), Profile::Debug, &[], &[("AGX_REQUIRE_SERVICES", "1")])
 }
 
 /// PostgreSQL cut under load (through a proxy), counted per phase.
 fn faults() -> Result<(), String> {
-    cargo(&["build", "--quiet", "--package", "agx-server"])?;
-    let server = workspace_root().join("target/debug/agx-server");
-    let server = server.to_string_lossy();
-    cargo(&["run", "--quiet", "--package", "agx-conformance", "--", "faults", "--server", &server])
+    black_box(Some("faults"), Profile::Debug, &[], &[])
 }
 
 /// A flood of distinct keys against the release server on PostgreSQL, with
 /// its memory sampled (`--secs N`, `--valid N` pass through).
 fn soak(extra: &[String]) -> Result<(), String> {
-    cargo(&["build", "--release", "--quiet", "--package", "agx-server"])?;
-    let server = workspace_root().join("target/release/agx-server");
-    let server = server.to_string_lossy();
-    let mut args =
-        vec!["run", "--release", "--quiet", "--package", "agx-conformance", "--", "soak", "--server", &server];
-    args.extend(extra.iter().map(String::as_str));
-    cargo(&args)
+    black_box(Some("soak"), Profile::Release, extra, &[])
 }
 
 /// The dashboard in a real browser (Chromium and Playwright), on memory and
-/// PostgreSQL.
-/// `--docs` writes the screenshots into docs/dashboard (the README's).
+/// PostgreSQL. `--docs` writes the screenshots into docs/dashboard (the README's).
 fn browser(extra: &[String]) -> Result<(), String> {
-    cargo(&["build", "--quiet", "--package", "agx-server"])?;
-    let server = workspace_root().join("target/debug/agx-server");
-    let server = server.to_string_lossy();
-    let mut args = vec!["run", "--quiet", "--package", "agx-conformance", "--", "browser", "--server", &server];
-    args.extend(extra.iter().map(String::as_str));
-    cargo(&args)
+    black_box(Some("browser"), Profile::Debug, extra, &[])
 }
 
 /// schemathesis, with every check, against the server's generated OpenAPI
 /// document, on memory and PostgreSQL.
 fn schemathesis() -> Result<(), String> {
-    cargo(&["build", "--quiet", "--package", "agx-server"])?;
-    let server = workspace_root().join("target/debug/agx-server");
+    black_box(Some("schemathesis"), Profile::Debug, &[], &[])
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Profile {
+    Debug,
+    Release,
+}
+
+/// Builds `agx-server` and runs `agx-conformance [SUBCOMMAND] --server PATH
+/// [EXTRA…]` against it: every black-box run starts this way. A release run
+/// builds both in release (a load generator in debug would measure itself).
+fn black_box(sub: Option<&str>, profile: Profile, extra: &[String], envs: &[(&str, &str)]) -> Result<(), String> {
+    let (flag, dir) = match profile {
+        Profile::Debug => (None, "debug"),
+        Profile::Release => (Some("--release"), "release"),
+    };
+    let mut build = vec!["build", "--quiet", "--package", "agx-server"];
+    build.extend(flag);
+    cargo(&build)?;
+    let server = workspace_root().join("target").join(dir).join("agx-server");
     let server = server.to_string_lossy();
-    cargo(&["run", "--quiet", "--package", "agx-conformance", "--", "schemathesis", "--server", &server])
+    let mut args = vec!["run", "--quiet", "--package", "agx-conformance"];
+    args.extend(flag);
+    args.push("--");
+    args.extend(sub);
+    args.extend(["--server", &server]);
+    args.extend(extra.iter().map(String::as_str));
+    cargo_with(&args, envs)
 }
 
 /// Runs the criterion benchmarks and the paired limiter comparison, then
