@@ -340,13 +340,9 @@ async fn list_keys(
     if state.backend.admin.org(&org).await.map_err(store_error)?.is_none() {
         return Err(NO_ORG);
     }
-    let keys = state.backend.keys.list(&org).await.map_err(store_error)?;
-    let ids: Vec<KeyId> = keys.iter().map(|r| r.id).collect();
-    let last_used = state.backend.last_used(&org, &ids).await.map_err(store_error)?;
-    let body: Vec<Key> = keys
-        .iter()
-        .map(|r| Key { last_used_at: Some(last_used.get(&r.id).map(|t| time::format(*t))), ..Key::from(&**r) })
-        .collect();
+    let keys = state.backend.keys_of(&org).await.map_err(store_error)?;
+    let body: Vec<Key> =
+        keys.iter().map(|(r, used)| Key { last_used_at: Some(used.map(time::format)), ..Key::from(&**r) }).collect();
     Ok(Json(body).into_response())
 }
 

@@ -10,8 +10,8 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use agx_auth::{
-    Directory, DirectoryAdmin, KeyId, KeyStore, MemoryStore, StoreError, Tally, UsageBatch, UsageCounter, UsageDay,
-    UsageReport,
+    Directory, DirectoryAdmin, KeyId, KeyRecord, KeyStore, MemoryStore, StoreError, Tally, UsageBatch, UsageCounter,
+    UsageDay, UsageReport,
 };
 use agx_auth_moka::{CacheSettings, CachedStore};
 use agx_auth_postgres::listener::{self, ListenerHandle};
@@ -124,18 +124,26 @@ impl Backend {
         }
     }
 
-    /// When each used key of `org` was last used.
-    pub async fn last_used(&self, org: &str, keys: &[KeyId]) -> Result<HashMap<KeyId, SystemTime>, StoreError> {
-        match &self.store {
+    /// The keys of `org`, each with its last use (`None`: never used).
+    pub async fn keys_of(&self, org: &str) -> Result<Vec<(Arc<KeyRecord>, Option<SystemTime>)>, StoreError> {
+        let keys = self.keys.list(org).await?;
+        let last_used: HashMap<KeyId, SystemTime> = match &self.store {
             Store::Postgres { pg, .. } => {
-                Ok(pg.last_used(org).await?.into_iter().filter_map(|(id, at)| Some((id.parse().ok()?, at))).collect())
+                pg.last_used(org).await?.into_iter().filter_map(|(id, at)| Some((id.parse().ok()?, at))).collect()
             }
             Store::Memory { ledger } => {
                 let mut ledger = ledger.lock().unwrap_or_else(|e| e.into_inner());
                 ledger.absorb(self.usage.drain());
-                Ok(keys.iter().filter_map(|k| Some((*k, *ledger.last_used.get(k)?))).collect())
+                keys.iter().filter_map(|k| Some((k.id, *ledger.last_used.get(&k.id)?))).collect()
             }
-        }
+        };
+        Ok(keys
+            .into_iter()
+            .map(|k| {
+                let at = last_used.get(&k.id).copied();
+                (k, at)
+            })
+            .collect())
     }
 
     /// Flushes the usage counts that are still in memory, waiting at most

@@ -406,13 +406,11 @@ fn status(expires_at: Option<SystemTime>, now: SystemTime) -> &'static str {
 
 async fn keys(State(state): State<Arc<AppState>>, page: OrgPage) -> Result<Response, Refusal> {
     let org = &page.org;
-    let records = state.backend.keys.list(&org.id).await.map_err(|_| Refusal::Unavailable)?;
-    let ids: Vec<_> = records.iter().map(|r| r.id).collect();
-    let last_used = state.backend.last_used(&org.id, &ids).await.map_err(|_| Refusal::Unavailable)?;
+    let records = state.backend.keys_of(&org.id).await.map_err(|_| Refusal::Unavailable)?;
     let now = SystemTime::now();
     let keys = records
         .iter()
-        .map(|r| KeyRow {
+        .map(|(r, used)| KeyRow {
             id: r.id.to_string(),
             name: r.name.clone(),
             prefix: r.prefix.clone(),
@@ -424,7 +422,7 @@ async fn keys(State(state): State<Arc<AppState>>, page: OrgPage) -> Result<Respo
             },
             created: when(r.created_at),
             expires: r.expires_at.map_or_else(|| "never".to_owned(), when),
-            last_used: last_used.get(&r.id).map_or_else(|| "never".to_owned(), |t| when(*t)),
+            last_used: used.map_or_else(|| "never".to_owned(), when),
             status: status(r.expires_at, now),
         })
         .collect();
