@@ -164,7 +164,7 @@ pub async fn spawn_servers(path: &str) -> Result<Vec<(ServerProcess, Target)>, S
     let mut out = Vec::new();
     out.push(spawn_server(path, "server/memory", &Backends::default()).await?);
     if let Some(url) = agx_auth_postgres::testing::fresh_database("conformance server/postgres").await {
-        let backends = Backends { database_url: Some(url), redis_url: None };
+        let backends = Backends { database_url: Some(url), ..Backends::default() };
         out.push(spawn_server(path, "server/postgres", &backends).await?);
         if let Some(redis_url) = agx_auth_redis::testing::reachable("conformance server/postgres+redis").await {
             let backends = Backends { redis_url: Some(redis_url), ..backends };
@@ -179,6 +179,9 @@ pub async fn spawn_servers(path: &str) -> Result<Vec<(ServerProcess, Target)>, S
 pub struct Backends {
     pub database_url: Option<String>,
     pub redis_url: Option<String>,
+    /// More of the server's settings, as the environment variables its
+    /// flags read (`AGX_REDIS_OUTAGE`, say).
+    pub settings: Vec<(&'static str, String)>,
 }
 
 /// Starts the server at `path` as a conformance target.
@@ -221,6 +224,7 @@ pub async fn launch_logged(
     if let Some(url) = &backends.redis_url {
         command.env("AGX_REDIS_URL", url);
     }
+    command.envs(backends.settings.iter().map(|(k, v)| (k, v)));
     let server = ServerProcess(command.spawn().map_err(|e| format!("start {path}: {e}"))?);
     let started = std::time::Instant::now();
     while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {

@@ -31,7 +31,7 @@ pub async fn run(server: &str, root: &Path, docs: bool) -> Result<(), String> {
     }
     let mut targets = vec![("memory", Backends::default())];
     if let Some(url) = agx_auth_postgres::testing::fresh_database("browser server/postgres").await {
-        targets.push(("postgres", Backends { database_url: Some(url), redis_url: None }));
+        targets.push(("postgres", Backends { database_url: Some(url), ..Backends::default() }));
     }
     let script = root.join("dashboard-tests/test_dashboard.py");
     let mut failed = Vec::new();

@@ -41,7 +41,8 @@ async fn run() -> Result<bool, String> {
     }
     if args.first().is_some_and(|a| a == "faults") {
         let server = flag(&args, "--server").ok_or("faults needs --server PATH")?;
-        return agx_conformance::faults::run(&server).await.map(|()| true);
+        let secs = flag(&args, "--secs").map_or(Ok(8), |s| s.parse()).map_err(|e| format!("--secs: {e}"))?;
+        return agx_conformance::faults::run(&server, std::time::Duration::from_secs(secs)).await.map(|()| true);
     }
     if args.first().is_some_and(|a| a == "soak") {
         let server = flag(&args, "--server").ok_or("soak needs --server PATH")?;

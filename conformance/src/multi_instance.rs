@@ -159,7 +159,8 @@ pub async fn start(path: &str) -> Result<Option<([(ServerProcess, AdminApi); 2],
         return Ok(None);
     };
     let Some(redis_url) = agx_auth_redis::testing::reachable("multi-instance").await else { return Ok(None) };
-    let backends = Backends { database_url: Some(database_url.clone()), redis_url: Some(redis_url) };
+    let backends =
+        Backends { database_url: Some(database_url.clone()), redis_url: Some(redis_url), ..Backends::default() };
     let servers = [launch(path, "instance A", &backends).await?, launch(path, "instance B", &backends).await?];
     Ok(Some((servers, database_url)))
 }
@@ -167,7 +168,7 @@ pub async fn start(path: &str) -> Result<Option<([(ServerProcess, AdminApi); 2],
 /// The control: two servers on the same database without Redis, each
 /// limiting on its own; one burst through them.
 pub async fn control(path: &str, database_url: &str) -> Result<Burst, String> {
-    let backends = Backends { database_url: Some(database_url.to_owned()), redis_url: None };
+    let backends = Backends { database_url: Some(database_url.to_owned()), ..Backends::default() };
     let (_a, a) = launch(path, "control A", &backends).await?;
     let (_b, b) = launch(path, "control B", &backends).await?;
     let (agent, request) = fresh_agent_and_key(&a, "control").await?;

@@ -25,7 +25,7 @@ pub async fn run(server: &str) -> Result<(), String> {
     }
     let mut targets = vec![("memory", Backends::default())];
     if let Some(url) = agx_auth_postgres::testing::fresh_database("schemathesis server/postgres").await {
-        targets.push(("postgres", Backends { database_url: Some(url), redis_url: None }));
+        targets.push(("postgres", Backends { database_url: Some(url), ..Backends::default() }));
     }
     let mut failed = Vec::new();
     for (name, backends) in targets {

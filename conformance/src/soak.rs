@@ -58,7 +58,7 @@ pub async fn run(server: &str, secs: u64, valid: usize) -> Result<(), String> {
     let Some(url) = agx_auth_postgres::testing::fresh_database("soak server/postgres").await else {
         return crate::blackbox::tool_absent("soak", "PostgreSQL is not reachable");
     };
-    let backends = Backends { database_url: Some(url), redis_url: None };
+    let backends = Backends { database_url: Some(url), ..Backends::default() };
     let (process, api) = launch(server, "soak", &backends).await?;
     let pid = process.pid();
     let base = api.base_url.clone();

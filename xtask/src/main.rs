@@ -13,8 +13,9 @@
 //!   seconds each, with a table of executions.
 //! - `soak [--secs N] [--valid N]`: a flood of distinct keys against the
 //!   release server on PostgreSQL, its memory sampled each second.
-//! - `faults`: PostgreSQL cut in the middle of load, through a proxy: fail
-//!   closed, recovery, a deletion during the cut, usage counted exactly.
+//! - `faults [--secs N]`: PostgreSQL cut at a proxy and its cluster stopped, Redis cut
+//!   under each outage mode, in the middle of load: fail closed, recovery,
+//!   a deletion the server could not hear, the limit held, usage exact.
 //! - `bench-server`: the reference server's own overhead: a junk key and a
 //!   valid key against `/healthz`, same run.
 //! - `bench`: the criterion benchmarks of the hot path.
@@ -50,7 +51,7 @@ fn main() -> ExitCode {
         "browser" => browser(rest),
         "fuzz" => fuzz::run(rest),
         "soak" => soak(rest),
-        "faults" => faults(),
+        "faults" => faults(rest),
         "bench" => bench(rest),
         "bench-http" => bench_http::run(rest, bench_http::OVERHEAD),
         "bench-server" => bench_server::run(rest),
@@ -90,7 +91,7 @@ fn ci() -> Result<(), String> {
     multi_instance()?;
     schemathesis()?;
     browser(&[])?;
-    faults()?;
+    faults(&[])?;
     fuzz::run(&["--secs".to_owned(), "15".to_owned()])
 }
 
@@ -111,9 +112,10 @@ fn multi_instance() -> Result<(), String> {
     black_box(Some("multi-instance"), Profile::Debug, &[], &[("AGX_REQUIRE_SERVICES", "1")])
 }
 
-/// PostgreSQL cut under load (through a proxy), counted per phase.
-fn faults() -> Result<(), String> {
-    black_box(Some("faults"), Profile::Debug, &[], &[])
+/// PostgreSQL and Redis taken away under load, counted per second
+/// (`--secs N`, how long each fault lasts, passes through).
+fn faults(extra: &[String]) -> Result<(), String> {
+    black_box(Some("faults"), Profile::Debug, extra, &[])
 }
 
 /// A flood of distinct keys against the release server on PostgreSQL, with
