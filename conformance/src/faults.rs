@@ -17,16 +17,17 @@
 //! and fresh well-formed unknown keys. Every answer is counted by the second
 //! it arrived in and by phase, kind and status.
 //!
-//! Asserted, in every scenario: nothing but the contract's statuses; usage
-//! stored for the warm key equals the admissions the client counted; and
-//! recovery within [`RECOVERY`] of the service's return. For PostgreSQL: the
-//! never-verified key is never admitted during the fault (fail closed: 503)
-//! while the cached one keeps being served, and a key deleted by another
-//! instance (with its `NOTIFY`) while this one could not hear is refused
-//! within 1 s of the return. For Redis: unknown keys stay 401 (the limiter
-//! is not asked for them); `closed` admits nothing during the cut, `local`
-//! keeps admitting with no 503; and the warm key's admissions over the whole
-//! run stay within what the global limit (plus, under `local`, one
+//! Asserted, in every scenario: nothing but the contract's statuses; no
+//! panic in the server's log; usage stored for the warm key equals the
+//! admissions the client counted; and recovery within [`RECOVERY`] of the
+//! service's return. For PostgreSQL: the never-verified key is never
+//! admitted during the fault (fail closed: 503) while the cached one keeps
+//! being served, and a key deleted by another instance (with its `NOTIFY`)
+//! while this one could not hear is refused within 1 s of the return. For
+//! Redis: unknown keys stay 401 (the limiter is not asked for them);
+//! `closed` admits nothing during the cut, `local` keeps admitting with no
+//! 503; the outage is warned about once; and the warm key's admissions over
+//! the whole run stay within what the global limit (plus, under `local`, one
 //! instance's own limit) allows.
 
 use std::collections::BTreeMap;
@@ -41,7 +42,7 @@ use http::{HeaderName, HeaderValue};
 use ring::rand::SystemRandom;
 use serde_json::{Value, json};
 
-use crate::blackbox::{AdminApi, Backends, launch, tool_absent};
+use crate::blackbox::{AdminApi, Backends, launch_logged, tool_absent};
 use crate::client::Client;
 
 /// How long the load runs before the fault, and after the return. How long
@@ -452,9 +453,32 @@ async fn one(server: &str, scenario: Scenario, during: Duration) -> Result<Optio
             Fault::Proxy(proxy)
         }
     };
-    let (process, api) = launch(server, &label, &backends).await?;
+    // The server's warnings and errors, and any panic's message, go to a file
+    // read once the server has stopped.
+    let log_path = std::env::temp_dir().join(format!("agx-faults-{}-{}.log", std::process::id(), scenario as u8));
+    let log = std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+    backends.settings.push(("RUST_LOG", "warn".to_owned()));
+    let (process, api) = launch_logged(server, &label, &backends, Some(log)).await?;
     let outcome = drive(scenario, during, &mut fault, &api, &url).await;
     drop(process);
+    let outcome = outcome.map(|mut outcome| {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let panics = log.matches("panicked at").count();
+        if panics > 0 {
+            outcome.failures.push(format!("{panics} panics (see {})", log_path.display()));
+        }
+        if scenario.redis() {
+            // The limiter warns once when an outage begins, however many requests meet it.
+            let warnings = log.matches("cannot reach Redis").count();
+            if warnings != 1 {
+                outcome.failures.push(format!("{warnings} outage warnings for one outage"));
+            }
+        }
+        if outcome.failures.is_empty() {
+            let _ = std::fs::remove_file(&log_path);
+        }
+        outcome
+    });
     // Whatever happened, the cluster is running again before the next scenario.
     if let Fault::Cluster(cluster) = &mut fault {
         if cluster.stopped {
