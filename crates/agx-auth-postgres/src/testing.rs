@@ -23,6 +23,9 @@ pub async fn fresh_database(label: &str) -> Option<String> {
     let reached = tokio_postgres::connect(&admin, NoTls).await;
     let (client, connection) = agx_testkit::service("PostgreSQL", &crate::redact(&admin), label, reached)?;
     tokio::spawn(connection);
+    if !SWEPT.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        sweep(&client).await;
+    }
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let name = format!("agx_test_{}_{}", std::process::id(), nanos % 1_000_000_000_000);
     if let Err(e) = client.batch_execute(&format!("CREATE DATABASE {name}")).await {
@@ -30,4 +33,35 @@ pub async fn fresh_database(label: &str) -> Option<String> {
     }
     let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
     Some(format!("{base}/{name}"))
+}
+
+static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Drops the test databases of processes that have ended, once per process.
+/// Each test makes its own database and none is dropped as it ends (a
+/// failing test's database is worth reading), so without this they pile up
+/// run after run, and a cluster with thousands of them takes seconds longer
+/// to checkpoint, which `cargo xtask faults` sees when it stops the cluster.
+/// A database is named after the process that made it, so one whose process
+/// is gone is no one's.
+async fn sweep(client: &tokio_postgres::Client) {
+    if !std::path::Path::new("/proc/self").exists() {
+        return; // no way to tell a live process here
+    }
+    let Ok(rows) = client.query("SELECT datname FROM pg_database WHERE datname LIKE 'agx\\_test\\_%'", &[]).await
+    else {
+        return;
+    };
+    for row in rows {
+        let name: String = row.get(0);
+        let pid = name.strip_prefix("agx_test_").and_then(|r| r.split('_').next()).and_then(|p| p.parse::<u32>().ok());
+        let Some(pid) = pid else { continue };
+        if pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        // Only names this module made, so the name needs no quoting beyond this check.
+        if name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+        }
+    }
 }
