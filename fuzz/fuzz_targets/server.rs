@@ -33,13 +33,15 @@ struct World {
     app: axum::Router,
     key: String,
     runtime: tokio::runtime::Runtime,
+    shapes: Vec<String>,
+    fields: Vec<String>,
 }
 
 fn world() -> &'static World {
     static WORLD: OnceLock<World> = OnceLock::new();
     WORLD.get_or_init(|| {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let (app, key) = runtime.block_on(async {
+        let (app, key, doc) = runtime.block_on(async {
             let backend = Arc::new(Backend::memory());
             backend.admin.put_org("o", "O").await.unwrap();
             backend.admin.put_agent(AgentRecord::new("a", "o", "A")).await.unwrap();
@@ -49,9 +51,11 @@ fn world() -> &'static World {
                 Settings { session_ttl: Duration::from_secs(60), secure_cookies: false, trusted_proxies: vec![] };
             let state = AppState::new(backend, None, core, ADMIN.into(), DashboardStore::memory(), settings).unwrap();
             let conversations = Conversations::Memory(std::sync::Mutex::default());
-            (agx_server::app::build(state, conversations).unwrap(), key.expose_secret().to_owned())
+            // The document the server serves at /openapi.json.
+            let doc: serde_json::Value = serde_json::from_slice(&state.openapi).unwrap();
+            (agx_server::app::build(state, conversations).unwrap(), key.expose_secret().to_owned(), doc)
         });
-        World { app, key, runtime }
+        World { app, key, runtime, shapes: shapes(&doc), fields: fields(&doc) }
     })
 }
 
@@ -102,49 +106,60 @@ impl Value {
     }
 }
 
-const SHAPES: [&str; 14] = [
-    "/api/public/agents/{}/chat",
-    "/api/public/teams/{}/chat",
-    "/api/public/agents/{}",
-    "/api/public/agents/{}/widget",
-    "/api/public/agents/{}/conversations/{}",
-    "/api/admin/orgs",
-    "/api/admin/orgs/{}/agents",
-    "/api/admin/orgs/{}/agents/{}",
-    "/api/admin/orgs/{}/teams",
-    "/api/admin/orgs/{}/keys",
-    "/api/admin/orgs/{}/keys/{}/roll",
-    "/api/admin/orgs/{}/dashboard-tokens",
-    "/dashboard/login",
-    "/dashboard/orgs/{}/settings/api-keys",
-];
+/// Every path the server routes, from its own tables: the OpenAPI
+/// document's (public and admin API), the dashboard's and the operations'.
+/// A `{param}` segment is filled with the fuzzer's values.
+fn shapes(doc: &serde_json::Value) -> Vec<String> {
+    let mut shapes: Vec<String> = doc["paths"].as_object().map(|p| p.keys().cloned().collect()).unwrap_or_default();
+    shapes.extend(agx_server::dashboard::pages::ROUTES.iter().map(|p| (*p).to_owned()));
+    shapes.extend(agx_server::ops::ROUTES.iter().map(|p| (*p).to_owned()));
+    shapes
+}
 
-/// Keys of the JSON bodies the APIs take, so that generated objects often
-/// reach the validators behind the parser.
-const FIELDS: [&str; 12] = [
-    "message",
-    "sessionId",
-    "metadata",
-    "name",
-    "id",
-    "allowedDomains",
-    "scopes",
-    "expiresAt",
-    "mode",
-    "rateLimits",
-    "gracePeriodSeconds",
-    "agentIds",
-];
+/// Every property name in the document's schemas, so that generated
+/// objects often reach the validators behind the parser.
+fn fields(doc: &serde_json::Value) -> Vec<String> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let Some(props) = map.get("properties").and_then(|p| p.as_object()) {
+                    out.extend(props.keys().cloned());
+                }
+                map.values().for_each(|v| walk(v, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(&doc["components"], &mut out);
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// `shape` with its `{…}` segments filled, in turn, with `a` and `b`.
+fn fill(shape: &str, a: &str, b: &str) -> String {
+    let mut out = String::with_capacity(shape.len());
+    let mut rest = shape;
+    let mut n = 0;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else { break };
+        out.push_str(&rest[..open]);
+        out.push_str(if n % 2 == 0 { a } else { b });
+        n += 1;
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
 
 fuzz_target!(|req: Request| {
     let w = world();
     let methods = ["GET", "POST", "PATCH", "DELETE", "PUT", "OPTIONS", "HEAD"];
     let method = methods[usize::from(req.method) % methods.len()];
     let path = match &req.path {
-        Path::Shaped(i, a, b) => {
-            let shape = SHAPES[usize::from(*i) % SHAPES.len()];
-            shape.replacen("{}", a, 1).replacen("{}", b, 1)
-        }
+        Path::Shaped(i, a, b) => fill(&w.shapes[usize::from(*i) % w.shapes.len()], a, b),
         Path::Raw(raw) => raw.clone(),
     };
     let Ok(uri) = path.parse::<http::Uri>() else { return };
@@ -155,8 +170,8 @@ fuzz_target!(|req: Request| {
                 .iter()
                 .take(16)
                 .map(|(k, v)| {
-                    let name =
-                        FIELDS.iter().find(|f| k.len() % 13 == f.len() % 13).map_or(k.clone(), |f| (*f).to_owned());
+                    // Mostly a documented property; sometimes the fuzzer's own name.
+                    let name = w.fields.get(k.len() % (w.fields.len() + 1)).unwrap_or(k).clone();
                     (name, v.json())
                 })
                 .collect();

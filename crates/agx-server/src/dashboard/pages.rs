@@ -41,17 +41,32 @@ const EXPIRING_WITHIN: Duration = Duration::from_secs(7 * 86_400);
 const SCRIPT: &str = include_str!("../../assets/app.js");
 const STYLE: &str = include_str!("../../assets/app.css");
 
+/// The dashboard's paths, in the order [`routes`] gives them handlers: the
+/// one list, which the fuzz target reads too.
+pub const ROUTES: [&str; 9] = [
+    "/dashboard",
+    "/dashboard/login",
+    "/dashboard/logout",
+    "/dashboard/orgs",
+    "/dashboard/orgs/{orgId}/settings/api-keys",
+    "/dashboard/orgs/{orgId}/keys/{keyId}/usage",
+    "/dashboard/orgs/{orgId}/agents",
+    "/dashboard/assets/app.js",
+    "/dashboard/assets/app.css",
+];
+
 pub fn routes() -> Router<Arc<AppState>> {
+    let [home_path, login_path, logout_path, orgs_path, keys_path, usage_path, agents_path, script, style] = ROUTES;
     Router::new()
-        .route("/dashboard", get(home))
-        .route("/dashboard/login", get(login_page).post(login))
-        .route("/dashboard/logout", axum::routing::post(logout))
-        .route("/dashboard/orgs", get(orgs))
-        .route("/dashboard/orgs/{orgId}/settings/api-keys", get(keys))
-        .route("/dashboard/orgs/{orgId}/keys/{keyId}/usage", get(usage))
-        .route("/dashboard/orgs/{orgId}/agents", get(agents))
-        .route("/dashboard/assets/app.js", get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }))
-        .route("/dashboard/assets/app.css", get(|| async { asset("text/css; charset=utf-8", STYLE) }))
+        .route(home_path, get(home))
+        .route(login_path, get(login_page).post(login))
+        .route(logout_path, axum::routing::post(logout))
+        .route(orgs_path, get(orgs))
+        .route(keys_path, get(keys))
+        .route(usage_path, get(usage))
+        .route(agents_path, get(agents))
+        .route(script, get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }))
+        .route(style, get(|| async { asset("text/css; charset=utf-8", STYLE) }))
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
