@@ -31,8 +31,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use agx_auth::{
-    AgentRecord, Directory, DirectoryAdmin, KeyHash, KeyId, KeyRecord, KeyStore, Lookup, Revocation, RevocationSink,
-    StoreError, TeamRecord,
+    AgentRecord, Directory, DirectoryAdmin, KeyHash, KeyHashes, KeyId, KeyRecord, KeyStore, Lookup, Revocation,
+    RevocationSink, StoreError, TeamRecord,
 };
 use async_trait::async_trait;
 use moka::Expiry;
@@ -153,6 +153,14 @@ fn directory_cache<V: Clone + Send + Sync + 'static>(settings: &CacheSettings) -
     )
 }
 
+/// Hashes come from the store itself: a cache holds only some keys.
+#[async_trait]
+impl<S: KeyHashes> KeyHashes for CachedStore<S> {
+    async fn live_hashes(&self) -> Result<Vec<KeyHash>, StoreError> {
+        self.inner.live_hashes().await
+    }
+}
+
 impl<S: KeyStore> CachedStore<S> {
     /// The key's hash, so that a local write can drop its cache entry.
     async fn hash_of(&self, org: &str, id: KeyId) -> Result<Option<KeyHash>, StoreError> {
@@ -258,7 +266,11 @@ impl<S: Send + Sync + 'static> RevocationSink for CachedStore<S> {
                 self.invalidate_all();
                 Lookup::ready(())
             }
-            Revocation::Key(hash) => Lookup::pending(async move { self.invalidate(&hash).await }),
+            // An issued key may have been asked for (and found missing) before
+            // it existed: its hash must not stay cached as unknown.
+            Revocation::Key(hash) | Revocation::Issued(hash) => {
+                Lookup::pending(async move { self.invalidate(&hash).await })
+            }
             Revocation::Agent(id) => Lookup::pending(async move { self.agents.revoke(&*id).await }),
             Revocation::Team(id) => Lookup::pending(async move { self.teams.revoke(&*id).await }),
         }

@@ -6,8 +6,10 @@
 //!   are stored; deleted keys are kept, marked, and never verify again.
 //! - Deleting or rolling a key sends `NOTIFY agx_key_revoked` with the hash in
 //!   the same transaction, and writing an agent or team sends it with
-//!   `agent:<id>` or `team:<id>`; [`listener::spawn`] turns those into cache
-//!   invalidations on every instance.
+//!   `agent:<id>` or `team:<id>`; storing a key (created or rolled) sends
+//!   `issued:<hash>`, in the same statement. [`listener::spawn`] turns those
+//!   into cache invalidations, and new keys for a filter of known keys, on
+//!   every instance.
 //! - Every failure to reach the database is [`StoreError::Unavailable`], which
 //!   the authenticator answers with 503: fail closed.
 //!
@@ -24,8 +26,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use agx_auth::{
-    AgentRecord, Directory, DirectoryAdmin, KeyHash, KeyId, KeyMode, KeyRecord, KeyStore, Lookup, Quota, Scope,
-    StoreError, TeamRecord,
+    AgentRecord, Directory, DirectoryAdmin, KeyHash, KeyHashes, KeyId, KeyMode, KeyRecord, KeyStore, Lookup, Quota,
+    Scope, StoreError, TeamRecord,
 };
 use async_trait::async_trait;
 use deadpool_postgres::{ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtime, Timeouts};
@@ -325,6 +327,20 @@ impl KeyStore for PgStore {
     }
 }
 
+#[async_trait]
+impl KeyHashes for PgStore {
+    async fn live_hashes(&self) -> Result<Vec<KeyHash>, StoreError> {
+        let client = self.client().await?;
+        let rows = client.query("SELECT hash FROM api_keys WHERE deleted_at IS NULL", &[]).await.map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let hash: &[u8] = r.try_get(0).map_err(corrupt)?;
+                hash.try_into().map(KeyHash).map_err(|_| StoreError::Unavailable("unreadable hash".into()))
+            })
+            .collect()
+    }
+}
+
 /// Tells every instance that the key of this row changed (same transaction:
 /// the notification is delivered only if the change commits).
 async fn notify(tx: &tokio_postgres::Transaction<'_>, row: &Row) -> Result<(), StoreError> {
@@ -339,11 +355,14 @@ async fn insert_key<C: tokio_postgres::GenericClient>(client: &C, r: &KeyRecord)
     let classes: Vec<&str> = r.rate_limits.iter().map(|(c, _)| c.as_str()).collect();
     let quotas: Vec<i32> = r.rate_limits.iter().map(|(_, q)| i32::try_from(q.get()).unwrap_or(i32::MAX)).collect();
     let lifetime_ms: Option<i64> = r.lifetime.map(|l| i64::try_from(l.as_millis()).unwrap_or(i64::MAX));
+    // One statement, so the row and the `issued:` notice (which filters of
+    // known keys on every instance learn new keys from) commit together.
     client
         .execute(
-            "INSERT INTO api_keys (id, org_id, name, hash, prefix, scopes, mode, created_at, expires_at, deleted_at, \
-             rate_limit_classes, rate_limit_quotas, lifetime_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            "WITH inserted AS (INSERT INTO api_keys (id, org_id, name, hash, prefix, scopes, mode, created_at, \
+             expires_at, deleted_at, rate_limit_classes, rate_limit_quotas, lifetime_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING hash) \
+             SELECT pg_notify($14, 'issued:' || encode(hash, 'hex')) FROM inserted",
             &[
                 &r.id.to_string(),
                 &r.org,
@@ -358,6 +377,7 @@ async fn insert_key<C: tokio_postgres::GenericClient>(client: &C, r: &KeyRecord)
                 &classes,
                 &quotas,
                 &lifetime_ms,
+                &REVOCATION_CHANNEL,
             ],
         )
         .await

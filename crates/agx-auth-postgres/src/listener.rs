@@ -146,6 +146,9 @@ fn parse(payload: &str) -> Revocation {
     if let Some(id) = payload.strip_prefix("team:") {
         return Revocation::Team(id.into());
     }
+    if let Some(hash) = payload.strip_prefix("issued:") {
+        return KeyHash::from_hex(hash).map_or(Revocation::All, Revocation::Issued);
+    }
     KeyHash::from_hex(payload).map_or(Revocation::All, Revocation::Key)
 }
 
@@ -162,6 +165,8 @@ mod tests {
         assert_eq!(parse(&hash.to_hex()), Revocation::Key(hash));
         assert_eq!(parse("agent:support"), Revocation::Agent("support".into()));
         assert_eq!(parse("team:desk"), Revocation::Team("desk".into()));
+        assert_eq!(parse(&format!("issued:{}", hash.to_hex())), Revocation::Issued(hash));
+        assert_eq!(parse("issued:zz"), Revocation::All);
         assert_eq!(parse("garbage"), Revocation::All);
     }
 }

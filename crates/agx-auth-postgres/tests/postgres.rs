@@ -312,8 +312,11 @@ async fn a_silent_listener_connection_is_noticed_by_its_heartbeat() {
     println!("silent listener connection replaced after {noticed:?} (heartbeat 200 ms + timeout 200 ms)");
     assert!(noticed <= Duration::from_millis(1500), "{noticed:?}");
 
-    // On the new connection, a delete is heard again.
+    // On the new connection, a key's issue and its delete are heard again.
+    let before = sink.len();
     let (_, record) = auth.issue_key(KeySpec::new("org_1", "heard")).await.unwrap();
+    let (_, issued) = sink.after(before, Duration::from_secs(1)).await.expect("the issue was not heard");
+    assert_eq!(issued, Revocation::Issued(record.hash));
     let before = sink.len();
     assert!(auth.delete_key("org_1", record.id).await.unwrap());
     let (_, heard) = sink.after(before, Duration::from_secs(1)).await.expect("the delete was not heard");

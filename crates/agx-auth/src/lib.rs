@@ -69,7 +69,7 @@ pub use route::{
     RouteMatch, Routes, Scope, TEAM_PARAM, Unmatched, ops, routable_id,
 };
 pub use store::{
-    AgentRecord, Directory, DirectoryAdmin, KeyRecord, KeySpec, KeyStore, MemoryStore, Revocation, RevocationSink,
-    StoreError, TeamRecord,
+    AgentRecord, Directory, DirectoryAdmin, KeyHashes, KeyRecord, KeySpec, KeyStore, MemoryStore, Revocation,
+    RevocationSink, StoreError, TeamRecord,
 };
 pub use usage::{Tally, UsageBatch, UsageCounter, UsageDay, UsageOutcome, UsageRecorder, UsageReport, UsageRow};

@@ -1,6 +1,7 @@
 //! Where keys and the directory live: the embedded memory store by default,
-//! or PostgreSQL with a moka cache, its revocation listener and its usage
-//! flusher.
+//! or PostgreSQL with a moka cache, a filter of known keys in front of it
+//! (so that a key no one issued costs no query), its revocation listener and
+//! its usage flusher.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use agx_auth::{
     Directory, DirectoryAdmin, KeyId, KeyRecord, KeyStore, MemoryStore, StoreError, Tally, UsageBatch, UsageCounter,
     UsageDay, UsageReport,
 };
+use agx_auth_filter::{FilterSettings, FilterStatus, FilteredStore, MaintainerHandle};
 use agx_auth_moka::{CacheSettings, CachedStore};
 use agx_auth_postgres::listener::{self, ListenerHandle};
 use agx_auth_postgres::{PgError, PgSettings, PgStore, UsageFlusher, UsageWriter};
@@ -31,11 +33,14 @@ pub struct Backend {
 enum Store {
     /// The embedded store; usage drained from the counter is kept here for reports.
     Memory { ledger: Mutex<Ledger> },
-    /// PostgreSQL behind the moka cache, with the revocation listener and
-    /// the usage writer and flusher.
+    /// PostgreSQL behind the moka cache and the filter of known keys, with
+    /// the revocation listener (which feeds both) and the usage writer and
+    /// flusher.
     Postgres {
         pg: Arc<PgStore>,
         cache: Arc<CachedStore<PgStore>>,
+        filter: Arc<FilteredStore<CachedStore<PgStore>>>,
+        _maintainer: MaintainerHandle,
         /// Shared by the flusher and usage reports.
         writer: Arc<UsageWriter>,
         /// Taken at shutdown, by whoever holds the backend then.
@@ -59,10 +64,11 @@ impl Backend {
     pub async fn postgres(url: &str) -> Result<Self, PgError> {
         let pg = Arc::new(PgStore::connect(url, PgSettings::default()).await?);
         let cached = Arc::new(CachedStore::new(pg.clone(), CacheSettings::default()));
+        let filter = Arc::new(FilteredStore::new(cached.clone(), FilterSettings::default()));
         let usage = Arc::new(UsageCounter::new());
         let writer = Arc::new(UsageWriter::new(PgStore::clone(&pg), usage.clone()));
         Ok(Backend {
-            keys: cached.clone(),
+            keys: filter.clone(),
             directory: cached.clone(),
             // Through the cache, so that this instance sees its own writes at once.
             admin: cached.clone(),
@@ -70,7 +76,9 @@ impl Backend {
             store: Store::Postgres {
                 flusher: Mutex::new(Some(UsageFlusher::spawn(writer.clone(), Duration::from_secs(5)))),
                 writer,
-                _listener: listener::spawn(url.to_owned(), cached.clone()),
+                _listener: listener::spawn(url.to_owned(), filter.clone()),
+                _maintainer: filter.spawn_maintainer(),
+                filter,
                 pg,
                 cache: cached,
             },
@@ -97,6 +105,17 @@ impl Backend {
         match &self.store {
             Store::Postgres { pg, .. } => pg.ping().await,
             Store::Memory { .. } => Ok(()),
+        }
+    }
+
+    /// The filter of known keys and its counts (refused, passed on), when
+    /// there is one.
+    pub fn filter(&self) -> Option<(FilterStatus, u64, u64)> {
+        match &self.store {
+            Store::Postgres { filter, .. } => {
+                Some((filter.status(), filter.stats().refused(), filter.stats().passed()))
+            }
+            Store::Memory { .. } => None,
         }
     }
 

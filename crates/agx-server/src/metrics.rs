@@ -51,6 +51,11 @@ pub trait Gauges: Send + Sync + 'static {
     fn cache(&self) -> Option<(u64, u64)>;
     /// (in an outage now, outages since start), when Redis limits.
     fn limiter(&self) -> Option<(bool, u64)>;
+    /// The filter of known keys (keys it holds, `None` while it loads;
+    /// lookups it refused; lookups it passed to the store), when there is one.
+    fn filter(&self) -> Option<(Option<u64>, u64, u64)> {
+        None
+    }
 }
 
 pub struct Metrics {
@@ -203,6 +208,22 @@ impl Collector for ScrapeTime {
             for (name, help, n) in [
                 ("agx_key_cache_hits", "Key cache lookups answered from the cache", hits),
                 ("agx_key_cache_misses", "Key cache lookups that went to the store", misses),
+            ] {
+                let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+                ConstCounter::new(n).encode(metric)?;
+            }
+        }
+        if let Some((keys, refused, passed)) = self.0.filter() {
+            let metric = encoder.encode_descriptor(
+                "agx_key_filter_keys",
+                "Keys in the filter of known keys; -1 while it loads (every lookup goes to the store)",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(keys.map_or(-1, |k| i64::try_from(k).unwrap_or(i64::MAX))).encode(metric)?;
+            for (name, help, n) in [
+                ("agx_key_filter_refused", "Key lookups the filter answered alone: no such key", refused),
+                ("agx_key_filter_passed", "Key lookups the filter passed to the cache and store", passed),
             ] {
                 let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
                 ConstCounter::new(n).encode(metric)?;

@@ -111,4 +111,13 @@ impl Gauges for ScrapeSources {
     fn limiter(&self) -> Option<(bool, u64)> {
         self.limiter.as_ref().map(|l| (l.in_outage(), l.outages()))
     }
+
+    fn filter(&self) -> Option<(Option<u64>, u64, u64)> {
+        let (status, refused, passed) = self.backend.filter()?;
+        let keys = match status {
+            agx_auth_filter::FilterStatus::Loading => None,
+            agx_auth_filter::FilterStatus::Ready { keys, learnt, .. } => u64::try_from(keys + learnt).ok(),
+        };
+        Some((keys, refused, passed))
+    }
 }

@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use agx_auth::{KeyHash, KeyId, KeyRecord, KeyStore, Lookup, StoreError};
+use agx_auth::{KeyHash, KeyHashes, KeyId, KeyRecord, KeyStore, Lookup, StoreError};
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -223,5 +223,12 @@ impl<S: KeyStore> KeyStore for AfterFind<S> {
         old_expires_at: SystemTime,
     ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         self.inner.roll(org, id, replacement, old_expires_at).await
+    }
+}
+
+#[async_trait]
+impl<S: KeyHashes> KeyHashes for AfterFind<S> {
+    async fn live_hashes(&self) -> Result<Vec<KeyHash>, StoreError> {
+        self.inner.live_hashes().await
     }
 }

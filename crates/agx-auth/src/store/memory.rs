@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 
-use super::{AgentRecord, Directory, DirectoryAdmin, KeyRecord, KeyStore, StoreError, TeamRecord};
+use super::{AgentRecord, Directory, DirectoryAdmin, KeyHashes, KeyRecord, KeyStore, StoreError, TeamRecord};
 use crate::key::{KeyHash, KeyId};
 use crate::lookup::Lookup;
 
@@ -27,6 +27,14 @@ struct Inner {
     orgs: Map<String, String>,
     agents: Map<String, Arc<AgentRecord>>,
     teams: Map<String, Arc<TeamRecord>>,
+}
+
+#[async_trait]
+impl KeyHashes for MemoryStore {
+    async fn live_hashes(&self) -> Result<Vec<KeyHash>, StoreError> {
+        self.check()?;
+        Ok(self.read().keys.values().filter(|r| r.deleted_at.is_none()).map(|r| r.hash).collect())
+    }
 }
 
 #[derive(Default)]

@@ -207,6 +207,16 @@ pub trait KeyStore: Send + Sync + 'static {
     ) -> Result<Option<Arc<KeyRecord>>, StoreError>;
 }
 
+/// Every key a store holds, by hash: what a filter of known keys (the
+/// `agx-auth-filter` crate) is built from, so that a key no one issued is
+/// refused without asking the store.
+#[async_trait]
+pub trait KeyHashes: Send + Sync + 'static {
+    /// The hash of every key that is not deleted. Expired keys are included:
+    /// the authenticator answers them `EXPIRED_API_KEY`, not as unknown.
+    async fn live_hashes(&self) -> Result<Vec<KeyHash>, StoreError>;
+}
+
 /// Writes to the directory: for admin tools, the reference server's admin
 /// API and test fixtures. The hot path never calls it.
 #[async_trait]
@@ -241,11 +251,15 @@ pub trait Directory: Send + Sync + 'static {
 }
 
 /// A change every cache must learn of: one key deleted or rolled, one
-/// agent's or team's record written, or anything at all (after a revocation
-/// channel was down).
+/// agent's or team's record written, one key issued, or anything at all
+/// (after a revocation channel was down).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Revocation {
     Key(KeyHash),
+    /// A key was stored (created, or issued by a roll). Nothing to forget
+    /// but a cached "no such key" for its hash; a filter of known keys must
+    /// learn it, or it would refuse the new key.
+    Issued(KeyHash),
     /// The agent's owner, flags or domains may have changed.
     Agent(Arc<str>),
     /// The team's owner or agents may have changed.
