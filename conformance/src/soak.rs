@@ -45,13 +45,20 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-async fn cache_stats(client: &Client, base: &str) -> Result<(f64, f64), String> {
+/// The key cache's (hits, misses) and the lookups the filter of known keys
+/// refused before the cache (0 without a filter).
+async fn cache_stats(client: &Client, base: &str) -> Result<(f64, f64, f64), String> {
     let reply = client.send("GET", &format!("{base}/metrics"), &[], Bytes::new()).await?;
     let text = String::from_utf8_lossy(&reply.body);
     let read = |name: &str| {
         text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<f64>().ok())).unwrap_or(f64::NAN)
     };
-    Ok((read("agx_key_cache_hits_total "), read("agx_key_cache_misses_total ")))
+    let refused = read("agx_key_filter_refused_total ");
+    Ok((
+        read("agx_key_cache_hits_total "),
+        read("agx_key_cache_misses_total "),
+        if refused.is_nan() { 0.0 } else { refused },
+    ))
 }
 
 pub async fn run(server: &str, secs: u64, valid: usize) -> Result<(), String> {
@@ -74,7 +81,7 @@ pub async fn run(server: &str, secs: u64, valid: usize) -> Result<(), String> {
     let keys = Arc::new(keys);
     eprintln!("soak: {valid} valid keys made; the flood runs {secs} s, {CONCURRENCY} connections");
 
-    let (hits_before, misses_before) = cache_stats(&client, &base).await?;
+    let (hits_before, misses_before, refused_before) = cache_stats(&client, &base).await?;
     let counts = Arc::new(Counts { by: std::sync::Mutex::default(), sent: AtomicU64::new(0) });
     let deadline = Instant::now() + Duration::from_secs(secs);
     let url = format!("{base}/api/public/agents/{AGENT}");
@@ -141,7 +148,7 @@ pub async fn run(server: &str, secs: u64, valid: usize) -> Result<(), String> {
         .map(|((kind, status), n)| format!("{n} × {kind} → {status}"))
         .collect();
 
-    let (hits_after, misses_after) = cache_stats(&client, &base).await?;
+    let (hits_after, misses_after, refused_after) = cache_stats(&client, &base).await?;
     drop(process);
 
     let total: u64 = by.values().sum();
@@ -149,13 +156,16 @@ pub async fn run(server: &str, secs: u64, valid: usize) -> Result<(), String> {
     let junk: u64 = by.iter().filter(|((k, _), _)| *k == "junk").map(|(_, n)| n).sum();
     let peak = samples.iter().map(|s| s.1).max().unwrap_or(0);
     let valid_requests: u64 = by.iter().filter(|((k, _), _)| *k == "valid").map(|(_, n)| n).sum();
-    let valid_misses = (misses_after - misses_before - unknown as f64).max(0.0);
+    // Unknown keys the filter refused never reach the cache; the rest miss once each.
+    let filtered = refused_after - refused_before;
+    let valid_misses = (misses_after - misses_before - (unknown as f64 - filtered)).max(0.0);
     let hits = hits_after - hits_before;
     // Each valid key is reloaded once when first used and once per positive TTL (30 s) after.
     let by_ttl = keys.len() as f64 * (1.0 + secs as f64 / 30.0);
     let half = samples.get(samples.len() / 2).map_or(0, |s| s.1);
     println!(
-        "\nsoak: {total} requests in {secs} s ({unknown} distinct unknown well-formed keys, {junk} junk), RSS {} MiB at half-time, {} MiB peak; \
+        "\nsoak: {total} requests in {secs} s ({unknown} distinct unknown well-formed keys, {filtered:.0} of them \
+         refused by the filter of known keys, {junk} junk), RSS {} MiB at half-time, {} MiB peak; \
          valid keys: {valid_requests} requests, {valid_misses:.0} cache misses ({by_ttl:.0} explained by the TTL), hit rate {:.2} % \
          (cache hits {hits:.0}); {}",
         half / 1024,
