@@ -59,9 +59,12 @@ async fn sweep(client: &tokio_postgres::Client) {
         if pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
-        // Only names this module made, so the name needs no quoting beyond this check.
+        // Only names this module made, so the name needs no quoting beyond
+        // this check. Without `FORCE`: a database someone is connected to
+        // (a process this one cannot see, in another container) is refused
+        // by PostgreSQL, and left alone.
         if name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).await;
         }
     }
 }
