@@ -1,37 +1,22 @@
 //! The filter over the memory store: what reaches the store, and when.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use agx_auth::{
-    ApiKey, KeyHash, KeyHasher, KeyHashes, KeyId, KeyMode, KeyRecord, KeyStore, Lookup, MemoryStore, Revocation,
-    RevocationSink, StoreError,
+    ApiKey, KeyHash, KeyHasher, KeyHashes, KeyMode, KeyStore, Lookup, MemoryStore, Revocation, RevocationSink,
+    StoreError,
 };
 use agx_auth_filter::{FilterSettings, FilterStatus, FilteredStore};
 use agx_auth_moka::{CacheSettings, CachedStore};
 use agx_testkit::AfterFind;
 use async_trait::async_trait;
+use common::record;
 use ring::rand::SystemRandom;
 use tokio::sync::Notify;
-
-fn record(rng: &SystemRandom) -> KeyRecord {
-    let key = ApiKey::generate(rng, KeyMode::Live).unwrap();
-    KeyRecord {
-        id: KeyId::generate(rng).unwrap(),
-        org: "o".into(),
-        name: "k".into(),
-        hash: KeyHasher::default().hash(&key),
-        prefix: "agx_live_…".into(),
-        scopes: Vec::new(),
-        mode: KeyMode::Live,
-        created_at: SystemTime::now(),
-        expires_at: None,
-        lifetime: None,
-        deleted_at: None,
-        rate_limits: Vec::new(),
-    }
-}
 
 fn random_hash(rng: &SystemRandom) -> KeyHash {
     KeyHasher::default().hash(&ApiKey::generate(rng, KeyMode::Live).unwrap())

@@ -2,34 +2,19 @@
 //! moka cache → PostgreSQL, fed by the revocation listener. Skips with a
 //! notice without PostgreSQL, unless `AGX_REQUIRE_SERVICES=1`.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use agx_auth::{ApiKey, DirectoryAdmin, KeyHasher, KeyId, KeyMode, KeyRecord, KeyStore};
+use agx_auth::{ApiKey, DirectoryAdmin, KeyHasher, KeyMode, KeyStore};
 use agx_auth_filter::{FilterSettings, FilterStatus, FilteredStore};
 use agx_auth_moka::{CacheSettings, CachedStore};
 use agx_auth_postgres::{PgSettings, PgStore, listener};
 use agx_testkit::AfterFind;
+use common::record;
 use ring::rand::SystemRandom;
-
-fn record(rng: &SystemRandom) -> KeyRecord {
-    let key = ApiKey::generate(rng, KeyMode::Live).unwrap();
-    KeyRecord {
-        id: KeyId::generate(rng).unwrap(),
-        org: "o".into(),
-        name: "k".into(),
-        hash: KeyHasher::default().hash(&key),
-        prefix: "agx_live_…".into(),
-        scopes: Vec::new(),
-        mode: KeyMode::Live,
-        created_at: SystemTime::now(),
-        expires_at: None,
-        lifetime: None,
-        deleted_at: None,
-        rate_limits: Vec::new(),
-    }
-}
 
 #[tokio::test]
 async fn unknown_keys_cost_no_query_and_a_key_made_elsewhere_is_accepted_within_a_second() {
