@@ -10,7 +10,8 @@
 //!   database (and with the Redis limiter, when Redis is there too), and adds
 //!   them as columns of the matrix.
 //! - `agx-conformance multi-instance --server PATH` starts two servers on one
-//!   database and one Redis and proves they behave as one service
+//!   database and one Redis, then on a local Redis Cluster, and proves they
+//!   behave as one service each time
 //!   ([`agx_conformance::multi_instance`]).
 
 use std::process::ExitCode;
@@ -110,24 +111,31 @@ async fn run() -> Result<bool, String> {
 }
 
 async fn multi_instance(path: &str) -> Result<bool, String> {
-    use agx_conformance::multi_instance;
-    let Some(([(_a, a), (_b, b)], database_url)) = multi_instance::start(path).await? else {
-        println!("multi-instance: skipped (PostgreSQL or Redis is absent; see the notice above)");
-        return Ok(true);
-    };
-    println!(
-        "multi-instance: two agx-server processes ({} and {}) on one PostgreSQL database and one Redis",
-        a.base_url, b.base_url
-    );
-    let mut proof = multi_instance::prove(&a, &b.base_url).await?;
-    proof.control = Some(multi_instance::control(path, &database_url).await?);
-    print!("{}", proof.render());
-    let failures = proof.failures();
-    for f in &failures {
-        println!("FAILED {f}");
+    use agx_conformance::multi_instance::{self, SharedRedis};
+    let mut passed = true;
+    for redis in [SharedRedis::One, SharedRedis::Cluster] {
+        let Some(instances) = multi_instance::start(path, redis).await? else {
+            println!("multi-instance on {}: skipped (a service is absent; see the notice above)", redis.describe());
+            continue;
+        };
+        let [(_a, a), (_b, b)] = &instances.servers;
+        println!(
+            "multi-instance: two agx-server processes ({} and {}) on one PostgreSQL database and {}",
+            a.base_url,
+            b.base_url,
+            redis.describe()
+        );
+        let mut proof = multi_instance::prove(a, &b.base_url).await?;
+        proof.control = Some(multi_instance::control(path, &instances.database_url).await?);
+        print!("{}", proof.render());
+        let failures = proof.failures();
+        for f in &failures {
+            println!("FAILED {f}");
+        }
+        if failures.is_empty() {
+            println!("multi-instance: on {}, the two instances behave as one service", redis.describe());
+        }
+        passed &= failures.is_empty();
     }
-    if failures.is_empty() {
-        println!("multi-instance: the two instances behave as one service");
-    }
-    Ok(failures.is_empty())
+    Ok(passed)
 }

@@ -1,5 +1,6 @@
 //! The multi-instance proof: two reference servers on different ports,
-//! sharing one PostgreSQL database and one Redis, behave as one service.
+//! sharing one PostgreSQL database and one Redis (or one Redis Cluster),
+//! behave as one service.
 //!
 //! 1. 300 concurrent chat requests with one fresh key, alternating between
 //!    the instances, admit exactly the burst of 60 (the rest get 429).
@@ -151,18 +152,54 @@ impl Proof {
     }
 }
 
-/// Two servers on one database and one Redis, and the database's URL (for
-/// the control run); `None` when either service is absent and not required
-/// (the notice is printed).
-pub async fn start(path: &str) -> Result<Option<([(ServerProcess, AdminApi); 2], String)>, String> {
+/// Where the two servers keep their shared rate limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SharedRedis {
+    /// The test Redis (`AGX_TEST_REDIS_URL`, or the local default).
+    One,
+    /// A Redis Cluster of three primaries started on loopback for the run.
+    Cluster,
+}
+
+impl SharedRedis {
+    pub fn describe(self) -> &'static str {
+        match self {
+            SharedRedis::One => "one Redis",
+            SharedRedis::Cluster => "a Redis Cluster of three primaries",
+        }
+    }
+}
+
+/// Two servers on one database and one Redis (or one cluster).
+pub struct Instances {
+    pub servers: [(ServerProcess, AdminApi); 2],
+    /// For the control run.
+    pub database_url: String,
+    /// Stopped when dropped, after the servers.
+    _cluster: Option<agx_testkit::RedisCluster>,
+}
+
+/// Two servers on one database and `redis`; `None` when a service is
+/// absent and not required (the notice is printed).
+pub async fn start(path: &str, redis: SharedRedis) -> Result<Option<Instances>, String> {
     let Some(database_url) = agx_auth_postgres::testing::fresh_database("multi-instance").await else {
         return Ok(None);
     };
-    let Some(redis_url) = agx_auth_redis::testing::reachable("multi-instance").await else { return Ok(None) };
-    let backends =
-        Backends { database_url: Some(database_url.clone()), redis_url: Some(redis_url), ..Backends::default() };
+    let (redis_url, cluster, settings) = match redis {
+        SharedRedis::One => {
+            let Some(url) = agx_auth_redis::testing::reachable("multi-instance").await else { return Ok(None) };
+            (url, None, Vec::new())
+        }
+        SharedRedis::Cluster => {
+            let Some(cluster) = agx_auth_redis::testing::cluster("multi-instance on a cluster", 3, 0).await else {
+                return Ok(None);
+            };
+            (cluster.urls().join(","), Some(cluster), vec![("AGX_REDIS_CLUSTER", "true".to_owned())])
+        }
+    };
+    let backends = Backends { database_url: Some(database_url.clone()), redis_url: Some(redis_url), settings };
     let servers = [launch(path, "instance A", &backends).await?, launch(path, "instance B", &backends).await?];
-    Ok(Some((servers, database_url)))
+    Ok(Some(Instances { servers, database_url, _cluster: cluster }))
 }
 
 /// The control: two servers on the same database without Redis, each

@@ -58,7 +58,9 @@ use agx_auth::{
     Timestamp, gcra, redact_url, status_at,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ErrorKind, RedisError, ServerErrorKind};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, ServerErrorKind};
 
 /// The GCRA step, atomically, in Redis. See the script's header for its
 /// arguments.
@@ -142,10 +144,9 @@ impl std::error::Error for RedisLimiterError {}
 
 /// The keyed GCRA limiter, in Redis.
 pub struct RedisLimiter {
-    client: redis::Client,
-    config: ConnectionManagerConfig,
+    deployment: Deployment,
     /// Replaced whole after a call timed out: see [`RedisLimiter::replace_connection`].
-    connection: RwLock<ConnectionManager>,
+    connection: RwLock<Connection>,
     /// A call timed out, so the connection may be dead without knowing it.
     suspect: AtomicBool,
     digest: String,
@@ -166,12 +167,12 @@ impl fmt::Debug for RedisLimiter {
 }
 
 impl RedisLimiter {
-    /// Connects, and loads the script (which also checks that it compiles).
+    /// Connects to one Redis (or the primary of a replicated pair behind one
+    /// address), and loads the script (which also checks that it compiles).
     /// An unreachable Redis is an error here, in either outage mode, so that
     /// a wrong URL stops the service at start rather than degrading it
     /// silently; outages after start follow [`RedisSettings::on_outage`].
     pub async fn connect(url: &str, settings: RedisSettings) -> Result<Self, RedisLimiterError> {
-        let unreachable = |reason: String| RedisLimiterError::Unreachable { url: redact_url(url), reason };
         let client = redis::Client::open(url)
             .map_err(|e| RedisLimiterError::InvalidUrl { url: redact_url(url), reason: e.to_string() })?;
         let config = ConnectionManagerConfig::new()
@@ -181,9 +182,49 @@ impl RedisLimiter {
             // a failed attempt is reported rather than retried at length.
             .set_number_of_retries(1)
             .set_max_delay(settings.retry_interval);
+        Self::start(Deployment::Single { client, config }, redact_url(url), settings).await
+    }
+
+    /// Connects to a Redis Cluster through any of its nodes (`seeds`: one
+    /// is enough, more survive one being down at start), and loads the
+    /// script on every primary.
+    ///
+    /// A cell is one key, so each verdict is one `EVALSHA` sent straight to
+    /// the primary of the cell's slot: the cluster's capacity grows with its
+    /// shards, and nothing is ever sent to two of them. The client follows
+    /// `MOVED` and `ASK` redirections and refreshes its slot map when a
+    /// primary fails over; a promoted replica that does not hold the script
+    /// yet answers `NOSCRIPT`, which is answered with one `EVAL` as on a
+    /// single Redis. One breaker covers the whole cluster: with the
+    /// cluster's default `cluster-require-full-coverage yes`, a cluster
+    /// missing a shard refuses every key anyway.
+    pub async fn connect_cluster<S: AsRef<str>>(
+        seeds: &[S],
+        settings: RedisSettings,
+    ) -> Result<Self, RedisLimiterError> {
+        let named = seeds.iter().map(|s| redact_url(s.as_ref())).collect::<Vec<_>>().join(",");
+        if seeds.is_empty() {
+            return Err(RedisLimiterError::InvalidUrl { url: named, reason: "no cluster node given".into() });
+        }
+        let client = ClusterClientBuilder::new(seeds.iter().map(AsRef::as_ref))
+            .connection_timeout(settings.connect_timeout)
+            .response_timeout(settings.call_timeout)
+            // Redirections and a slot-map refresh after a failover are
+            // retried by the client, within the call's deadline.
+            .retries(4)
+            .min_retry_wait(5)
+            .max_retry_wait(u64::try_from(settings.retry_interval.as_millis()).unwrap_or(u64::MAX))
+            .build()
+            .map_err(|e| RedisLimiterError::InvalidUrl { url: named.clone(), reason: e.to_string() })?;
+        Self::start(Deployment::Cluster { client }, named, settings).await
+    }
+
+    async fn start(deployment: Deployment, named: String, settings: RedisSettings) -> Result<Self, RedisLimiterError> {
+        let unreachable = |reason: String| RedisLimiterError::Unreachable { url: named.clone(), reason };
         let start = async {
-            let mut connection = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
-            let digest: String = redis::cmd("SCRIPT").arg("LOAD").arg(SCRIPT).query_async(&mut connection).await?;
+            let mut connection = deployment.connect().await?;
+            // On a cluster the client sends this to every primary.
+            let digest: String = connection.query(redis::cmd("SCRIPT").arg("LOAD").arg(SCRIPT)).await?;
             Ok::<_, RedisError>((connection, digest))
         };
         let (connection, digest) = tokio::time::timeout(settings.connect_timeout, start)
@@ -193,8 +234,7 @@ impl RedisLimiter {
         let slack_ms = u64::try_from(settings.expiry_slack.as_millis()).unwrap_or(u64::MAX);
         let breaker = Breaker::new(settings.retry_interval);
         Ok(RedisLimiter {
-            client,
-            config,
+            deployment,
             connection: RwLock::new(connection),
             suspect: AtomicBool::new(false),
             digest,
@@ -203,6 +243,11 @@ impl RedisLimiter {
             local: GcraLimiter::new(),
             breaker,
         })
+    }
+
+    /// Whether this limiter talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.deployment, Deployment::Cluster { .. })
     }
 
     /// Whether Redis answered the last call (readiness probes use this,
@@ -221,7 +266,7 @@ impl RedisLimiter {
     }
 
     /// The shared connection (a handle: cloning it is cheap).
-    fn connection(&self) -> ConnectionManager {
+    fn connection(&self) -> Connection {
         self.connection.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -231,7 +276,7 @@ impl RedisLimiter {
     /// after errors that say the connection dropped, which a timeout does
     /// not. So the probe after a timeout opens a new connection first.
     async fn replace_connection(&self) -> Result<(), Failure> {
-        let fresh = ConnectionManager::new_with_config(self.client.clone(), self.config.clone());
+        let fresh = self.deployment.connect();
         match tokio::time::timeout(self.settings.call_timeout, fresh).await {
             Ok(Ok(connection)) => {
                 *self.connection.write().unwrap_or_else(|e| e.into_inner()) = connection;
@@ -251,7 +296,7 @@ impl RedisLimiter {
         }
         let mut connection = self.connection();
         let ping = redis::cmd("PING");
-        self.within_deadline(ping.query_async::<String>(&mut connection)).await.map(drop).map_err(|f| f.error)
+        self.within_deadline(connection.query::<String>(&ping)).await.map(drop).map_err(|f| f.error)
     }
 
     /// Awaits one Redis call for at most the call timeout. A timeout, this
@@ -299,9 +344,9 @@ impl RedisLimiter {
         };
         let mut connection = self.connection();
         let call = async {
-            match invoke("EVALSHA", &self.digest).query_async::<(i64, String, String)>(&mut connection).await {
+            match connection.query::<(i64, String, String)>(&invoke("EVALSHA", &self.digest)).await {
                 Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                    invoke("EVAL", SCRIPT).query_async(&mut connection).await
+                    connection.query(&invoke("EVAL", SCRIPT)).await
                 }
                 reply => reply,
             }
@@ -441,6 +486,42 @@ impl RateLimiter for RedisLimiter {
     ) -> Lookup<'_, Result<RateLimitStatus, LimitError>> {
         let from_reply = move |_, tat, at| Ok(status_at(tat, at, class, quota));
         self.call((key, class, quota, now), false, from_reply, move |local| local.peek_at(key, class, quota, now))
+    }
+}
+
+/// Where the cells live, and how to open a connection there.
+enum Deployment {
+    /// One Redis: one multiplexed connection that reconnects by itself.
+    Single { client: redis::Client, config: ConnectionManagerConfig },
+    /// A Redis Cluster: the client keeps a connection to each primary and
+    /// routes each cell's script by its slot.
+    Cluster { client: ClusterClient },
+}
+
+impl Deployment {
+    async fn connect(&self) -> Result<Connection, RedisError> {
+        match self {
+            Deployment::Single { client, config } => {
+                ConnectionManager::new_with_config(client.clone(), config.clone()).await.map(Connection::Single)
+            }
+            Deployment::Cluster { client } => client.get_async_connection().await.map(Connection::Cluster),
+        }
+    }
+}
+
+/// A handle on the shared connection(s): cloning it is cheap.
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Connection {
+    async fn query<T: FromRedisValue>(&mut self, cmd: &Cmd) -> Result<T, RedisError> {
+        match self {
+            Connection::Single(connection) => cmd.query_async(connection).await,
+            Connection::Cluster(connection) => cmd.query_async(connection).await,
+        }
     }
 }
 

@@ -57,3 +57,27 @@ pub async fn limiter(label: &str, settings: RedisSettings) -> Option<RedisLimite
         Err(e) => panic!("Redis answers but the limiter cannot start: {e}"),
     }
 }
+
+/// A real Redis Cluster on loopback ports ([`agx_testkit::RedisCluster`]),
+/// or `None` (after printing why) when `redis-server` cannot run one and
+/// none is required.
+///
+/// # Panics
+///
+/// When the cluster cannot start and `AGX_REQUIRE_SERVICES=1`.
+pub async fn cluster(label: &str, primaries: usize, replicas: usize) -> Option<agx_testkit::RedisCluster> {
+    let started = agx_testkit::RedisCluster::start(primaries, replicas).await;
+    agx_testkit::service("A local Redis Cluster", "redis-server --cluster-enabled yes", label, started)
+}
+
+/// A limiter on `cluster`, with the caller's clock and a unique prefix.
+///
+/// # Panics
+///
+/// When the cluster answers but the limiter cannot start on it.
+pub async fn cluster_limiter(cluster: &agx_testkit::RedisCluster, settings: RedisSettings) -> RedisLimiter {
+    match RedisLimiter::connect_cluster(&cluster.urls(), settings).await {
+        Ok(limiter) => limiter,
+        Err(e) => panic!("the cluster answers but the limiter cannot start on it: {e}"),
+    }
+}

@@ -57,8 +57,12 @@ struct ServeArgs {
     #[arg(long, env = "AGX_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
     /// Redis URL for one rate limit across every instance; without it, the in-process limiter.
+    /// With --redis-cluster, the URLs of one or more cluster nodes, separated by commas.
     #[arg(long, env = "AGX_REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
+    /// The Redis URL names nodes of a Redis Cluster: each cell goes to its slot's primary.
+    #[arg(long, env = "AGX_REDIS_CLUSTER")]
+    redis_cluster: bool,
     /// While Redis is unreachable: `closed` answers 503 AUTH_UNAVAILABLE; `local` limits each
     /// instance on its own (N × the quota in all) and warns once per outage.
     #[arg(long, env = "AGX_REDIS_OUTAGE", value_enum, default_value = "closed")]
@@ -225,7 +229,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 call_timeout: Duration::from_millis(args.redis_timeout_ms),
                 ..RedisSettings::default()
             };
-            Some(Arc::new(RedisLimiter::connect(url, settings).await.context("Redis")?))
+            let limiter = if args.redis_cluster {
+                let seeds: Vec<&str> = url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+                RedisLimiter::connect_cluster(&seeds, settings).await.context("Redis Cluster")?
+            } else {
+                RedisLimiter::connect(url, settings).await.context("Redis")?
+            };
+            Some(Arc::new(limiter))
         }
         None => None,
     };

@@ -9,6 +9,12 @@
 //!   own, or stalls to prove that a silent connection is noticed.
 //! - [`AfterFind`]: a key store that runs a test's hook after each lookup
 //!   by hash (to count lookups, or to hold one while the test races it).
+//! - [`RedisCluster`]: a real Redis Cluster on loopback ports, whose
+//!   primaries a test can kill and restart.
+
+mod redis_cluster;
+
+pub use redis_cluster::{NODE_TIMEOUT, RedisCluster};
 
 use std::fmt::Display;
 use std::future::Future;
