@@ -27,7 +27,7 @@ pub const OVERHEAD: Plan = &[
 ];
 
 /// `bench-redis`: the Redis limiter against the in-process one, same app.
-pub const REDIS: Plan = &[("axum", &["auth", "auth-redis"])];
+pub const REDIS: Plan = &[("axum", &["auth", "auth-redis", "auth-redis-lease"])];
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Load {
@@ -40,6 +40,8 @@ pub(crate) struct Load {
     /// otherwise): on a machine with two cores Redis competes with the
     /// server and wrk, so its share is reported rather than hidden.
     redis_cpu_us: f64,
+    /// Script calls Redis ran per request served (`INFO commandstats`).
+    redis_calls: f64,
 }
 
 pub fn run(args: &[String], plan: Plan) -> Result<(), String> {
@@ -74,7 +76,7 @@ pub fn run(args: &[String], plan: Plan) -> Result<(), String> {
     }
 
     println!(
-        "\n| framework | variant | req/s | vs {} | p50 | p99 | server CPU / req | Redis CPU / req |\n|---|---|---|---|---|---|---|---|",
+        "\n| framework | variant | req/s | vs {} | p50 | p99 | server CPU / req | Redis CPU / req | Redis calls / req |\n|---|---|---|---|---|---|---|---|---|",
         plan[0].1[0]
     );
     for (f, (framework, variants)) in plan.iter().enumerate() {
@@ -83,14 +85,16 @@ pub fn run(args: &[String], plan: Plan) -> Result<(), String> {
             let mine = &results[f][v];
             let ratio = median(mine.iter().zip(bare).map(|(m, b)| m.rps / b.rps).collect());
             let redis_cpu = median(mine.iter().map(|l| l.redis_cpu_us).collect());
+            let redis_calls = median(mine.iter().map(|l| l.redis_calls).collect());
             println!(
-                "| {framework} | {variant} | {:.0} | {:.1} % | {:.0} µs | {:.0} µs | {:.1} µs | {} |",
+                "| {framework} | {variant} | {:.0} | {:.1} % | {:.0} µs | {:.0} µs | {:.1} µs | {} | {} |",
                 median(mine.iter().map(|l| l.rps).collect()),
                 ratio * 100.0,
                 median(mine.iter().map(|l| l.p50_us).collect()),
                 median(mine.iter().map(|l| l.p99_us).collect()),
                 median(mine.iter().map(|l| l.server_cpu_us).collect()),
                 if redis_cpu.is_nan() { "—".to_owned() } else { format!("{redis_cpu:.1} µs") },
+                if redis_calls.is_nan() { "—".to_owned() } else { format!("{redis_calls:.3}") },
             );
         }
     }
@@ -151,7 +155,7 @@ fn measure(bin: &std::path::Path, framework: &str, variant: &str, port: u16, sec
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let (server_cpu, redis_cpu) = (process_cpu_secs(pid), redis_cpu_secs(variant));
+    let (server_cpu, redis_cpu, calls) = (process_cpu_secs(pid), redis_cpu_secs(variant), script_calls(variant));
     let output = pinned(1, "wrk".as_ref())
         .args(["-t1", "-c32", &format!("-d{seconds}s"), "--latency"])
         .args(["-H", &format!("Authorization: Bearer {key}")])
@@ -163,10 +167,12 @@ fn measure(bin: &std::path::Path, framework: &str, variant: &str, port: u16, sec
         return Err(format!("{framework}/{variant}: responses were not all 200:\n{text}"));
     }
     let (server_cpu, redis_cpu) = (process_cpu_secs(pid) - server_cpu, redis_cpu_secs(variant) - redis_cpu);
+    let calls = script_calls(variant) - calls;
     let mut load = parse_wrk(&text).ok_or_else(|| format!("cannot read wrk's output:\n{text}"))?;
     let requests = load.rps * seconds as f64;
     load.server_cpu_us = server_cpu / requests * 1e6;
     load.redis_cpu_us = redis_cpu / requests * 1e6;
+    load.redis_calls = calls / requests;
     Ok(load)
 }
 
@@ -182,9 +188,23 @@ pub(crate) fn process_cpu_secs(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// Script calls (`EVALSHA` and `EVAL`) Redis has run so far, for variants
+/// that use it.
+fn script_calls(variant: &str) -> f64 {
+    if !variant.contains("redis") {
+        return f64::NAN;
+    }
+    let Ok(out) = Command::new("redis-cli").args(["info", "commandstats"]).output() else { return f64::NAN };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_evalsha:").or_else(|| l.strip_prefix("cmdstat_eval:")))
+        .filter_map(|v| v.split(',').find_map(|f| f.strip_prefix("calls="))?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Redis's own CPU seconds so far (`INFO cpu`), for variants that use it.
 fn redis_cpu_secs(variant: &str) -> f64 {
-    if !variant.ends_with("redis") {
+    if !variant.contains("redis") {
         return f64::NAN;
     }
     let Ok(out) = Command::new("redis-cli").args(["info", "cpu"]).output() else { return f64::NAN };
@@ -207,8 +227,14 @@ pub(crate) fn pinned(cpu: u8, program: &std::ffi::OsStr) -> Command {
 }
 
 pub(crate) fn parse_wrk(text: &str) -> Option<Load> {
-    let mut load =
-        Load { rps: f64::NAN, p50_us: f64::NAN, p99_us: f64::NAN, server_cpu_us: f64::NAN, redis_cpu_us: f64::NAN };
+    let mut load = Load {
+        rps: f64::NAN,
+        p50_us: f64::NAN,
+        p99_us: f64::NAN,
+        server_cpu_us: f64::NAN,
+        redis_cpu_us: f64::NAN,
+        redis_calls: f64::NAN,
+    };
     for line in text.lines().map(str::trim) {
         if let Some(v) = line.strip_prefix("Requests/sec:") {
             load.rps = v.trim().parse().ok()?;

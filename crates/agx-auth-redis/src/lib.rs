@@ -38,8 +38,12 @@
 //!   clocks disagree still share one timeline ([`TimeSource`]); tests that
 //!   hold a manual clock use the caller's.
 
+pub mod lease;
 #[cfg(feature = "testing")]
 pub mod testing;
+
+pub use lease::LeaseSettings;
+use lease::Leases;
 
 /// docs/deployment.md, so that its wiring example is compiled.
 #[cfg(doctest)]
@@ -108,6 +112,21 @@ pub struct RedisSettings {
     pub expiry_slack: Duration,
     pub on_outage: OnOutage,
     pub time_source: TimeSource,
+    pub spending: Spending,
+}
+
+/// How a verdict spends a key's budget in Redis.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Spending {
+    /// One script call per verdict, deciding exactly as one in-process
+    /// limiter would, `RateLimit` fields included, whatever the number of
+    /// instances.
+    #[default]
+    Exact,
+    /// A hot cell's calls take a few slots at once and admit the rest
+    /// locally ([`lease`]): never more than the limit across all instances,
+    /// at the cost of slots a client stops using within a lease's lifetime.
+    Leased(LeaseSettings),
 }
 
 impl Default for RedisSettings {
@@ -120,6 +139,7 @@ impl Default for RedisSettings {
             expiry_slack: Duration::from_secs(1),
             on_outage: OnOutage::default(),
             time_source: TimeSource::default(),
+            spending: Spending::default(),
         }
     }
 }
@@ -155,6 +175,10 @@ pub struct RedisLimiter {
     /// Used only under [`OnOutage::FailOpenLocal`] while Redis is out.
     local: GcraLimiter,
     breaker: Breaker,
+    /// Under [`Spending::Leased`].
+    leases: Option<Leases>,
+    /// Script calls sent, for tests and benches.
+    calls: AtomicU64,
 }
 
 impl fmt::Debug for RedisLimiter {
@@ -233,7 +257,13 @@ impl RedisLimiter {
             .map_err(|e| unreachable(e.to_string()))?;
         let slack_ms = u64::try_from(settings.expiry_slack.as_millis()).unwrap_or(u64::MAX);
         let breaker = Breaker::new(settings.retry_interval);
+        let leases = match settings.spending {
+            Spending::Exact => None,
+            Spending::Leased(lease) => Some(Leases::new(lease)),
+        };
         Ok(RedisLimiter {
+            leases,
+            calls: AtomicU64::new(0),
             deployment,
             connection: RwLock::new(connection),
             suspect: AtomicBool::new(false),
@@ -254,6 +284,12 @@ impl RedisLimiter {
     /// with [`RedisLimiter::ping`]).
     pub fn in_outage(&self) -> bool {
         self.breaker.is_open()
+    }
+
+    /// Script calls sent to Redis since start (each verdict that reached
+    /// Redis is one; verdicts answered from a lease are none).
+    pub fn redis_calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
     }
 
     /// Outages seen since start: each one was logged once.
@@ -323,8 +359,10 @@ impl RedisLimiter {
         format!("{}:{key}:{}", self.settings.prefix, class.as_str())
     }
 
-    /// Runs the script once: returns (admitted, TAT before, now used).
-    async fn run(&self, key: KeyId, class: EndpointClass, quota: Quota, now: Timestamp, spend: bool) -> Reply {
+    /// Runs the script once, asking for `want` slots (0 only reads) after
+    /// handing `back` slots back: returns (slots granted, TAT before, now
+    /// used).
+    async fn run(&self, (key, class, quota, now): Cell, (want, back): (u32, u32)) -> Reply {
         let cell = self.cell(key, class);
         let now = match self.settings.time_source {
             TimeSource::Redis => String::new(),
@@ -338,11 +376,13 @@ impl RedisLimiter {
                 .arg(&now)
                 .arg(quota.interval_ns())
                 .arg(quota.limit_ns())
-                .arg(if spend { "1" } else { "0" })
-                .arg(self.slack_ms);
+                .arg(want)
+                .arg(self.slack_ms)
+                .arg(back);
             cmd
         };
         let mut connection = self.connection();
+        self.calls.fetch_add(1, Ordering::Relaxed);
         let call = async {
             match connection.query::<(i64, String, String)>(&invoke("EVALSHA", &self.digest)).await {
                 Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
@@ -351,9 +391,11 @@ impl RedisLimiter {
                 reply => reply,
             }
         };
-        let (admitted, tat, now) = self.within_deadline(call).await?;
+        let (granted, tat, now) = self.within_deadline(call).await?;
         let number = |s: &str| s.parse::<u64>().map_err(|_| Failure::cell("Redis returned a malformed time".into()));
-        Ok((admitted == 1, number(&tat)?, number(&now)?))
+        let granted = u32::try_from(granted).ok().filter(|&g| g <= want.max(1));
+        let granted = granted.ok_or_else(|| Failure::cell("Redis granted more slots than were asked for".into()))?;
+        Ok((granted, number(&tat)?, number(&now)?))
     }
 
     /// The outage rule, for a call that did not reach Redis: an error under
@@ -393,9 +435,9 @@ impl RedisLimiter {
     /// A call through Redis, or the fallback while the breaker is open.
     fn call<'a, T: Send + 'a>(
         &'a self,
-        (key, class, quota, now): (KeyId, EndpointClass, Quota, Timestamp),
-        spend: bool,
-        from_reply: impl FnOnce(bool, u64, u64) -> Result<T, Failure> + Send + 'a,
+        (key, class, quota, now): Cell,
+        want: (u32, u32),
+        from_reply: impl FnOnce(u32, u64, u64) -> Result<T, Failure> + Send + 'a,
         local: impl FnOnce(&GcraLimiter) -> T + Send + 'a,
     ) -> Lookup<'a, Result<T, LimitError>> {
         let Some(pass) = self.breaker.pass() else {
@@ -406,8 +448,8 @@ impl RedisLimiter {
                 if pass == Pass::Probe && self.suspect.load(Ordering::Acquire) {
                     self.replace_connection().await?;
                 }
-                let (admitted, tat, now) = self.run(key, class, quota, now, spend).await?;
-                from_reply(admitted, tat, now)
+                let (granted, tat, now) = self.run((key, class, quota, now), want).await?;
+                from_reply(granted, tat, now)
             };
             match outcome.await {
                 Ok(answer) => {
@@ -456,7 +498,10 @@ impl Failure {
     }
 }
 
-type Reply = Result<(bool, u64, u64), Failure>;
+type Reply = Result<(u32, u64, u64), Failure>;
+
+/// A verdict's cell, its quota, and the caller's time.
+type Cell = (KeyId, EndpointClass, Quota, Timestamp);
 
 impl RateLimiter for RedisLimiter {
     fn check(
@@ -466,15 +511,33 @@ impl RateLimiter for RedisLimiter {
         quota: Quota,
         now: Timestamp,
     ) -> Lookup<'_, Result<RateDecision, LimitError>> {
-        let from_reply = move |admitted: bool, tat: u64, at: u64| {
-            let (decision, _) = gcra(tat, at, class, quota);
-            if matches!(decision, RateDecision::Admit(_)) == admitted {
-                Ok(decision)
-            } else {
-                Err(Failure::cell(Cow::Borrowed("the Redis script and the core disagree on a decision")))
+        let (leases, mut want) = (self.leases.as_ref(), (1, 0));
+        if let Some(leases) = leases {
+            if let Some(decision) = leases.take(key, class, quota, now.0) {
+                return Lookup::ready(Ok(decision));
             }
+            want = leases.next_call(key, class, now.0);
+        }
+        let from_reply = move |granted: u32, tat: u64, at: u64| {
+            let (decision, _) = gcra(tat, at, class, quota);
+            if matches!(decision, RateDecision::Admit(_)) != (granted > 0) {
+                return Err(Failure::cell(Cow::Borrowed("the Redis script and the core disagree on a decision")));
+            }
+            match leases {
+                Some(leases) if granted > 0 => leases.grant((key, class, quota), now.0, want.0, granted, tat, at),
+                // Refused, but a call that went out at the same time may
+                // have leased slots meanwhile: they are this instance's to
+                // use, and unused at the end of a burst they are lost.
+                Some(leases) => {
+                    if let Some(leased) = leases.take(key, class, quota, now.0) {
+                        return Ok(leased);
+                    }
+                }
+                None => {}
+            }
+            Ok(decision)
         };
-        self.call((key, class, quota, now), true, from_reply, move |local| local.check_at(key, class, quota, now))
+        self.call((key, class, quota, now), want, from_reply, move |local| local.check_at(key, class, quota, now))
     }
 
     fn peek(
@@ -485,7 +548,7 @@ impl RateLimiter for RedisLimiter {
         now: Timestamp,
     ) -> Lookup<'_, Result<RateLimitStatus, LimitError>> {
         let from_reply = move |_, tat, at| Ok(status_at(tat, at, class, quota));
-        self.call((key, class, quota, now), false, from_reply, move |local| local.peek_at(key, class, quota, now))
+        self.call((key, class, quota, now), (0, 0), from_reply, move |local| local.peek_at(key, class, quota, now))
     }
 }
 

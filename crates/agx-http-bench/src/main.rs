@@ -5,6 +5,8 @@
 //! - `auth`: behind agx-auth (a valid key, memory store, in-process GCRA);
 //! - `auth-redis` (axum only): the same with the Redis limiter, on
 //!   `AGX_REDIS_URL` or the local Redis: one script call per request;
+//! - `auth-redis-lease` (axum only): the Redis limiter with leases of up to
+//!   64 slots (the one key is hot, so most verdicts need no Redis call);
 //! - `governor`: behind the framework's governor rate limiter (`tower_governor`
 //!   for axum, `actix-governor` for actix-web; poem has none).
 //!
@@ -16,22 +18,25 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use agx_auth::{AgentRecord, Authenticator, EndpointClass, KeySpec, MemoryStore, Quota, RateLimits};
-use agx_auth_redis::{RedisLimiter, RedisSettings};
+use agx_auth_redis::{LeaseSettings, RedisLimiter, RedisSettings, Spending};
 
 const PATH: &str = "/api/public/agents/{agent_id}";
 
 /// The authenticator and a key for it. Built on the runtime that will serve,
 /// because the Redis limiter's connection lives on that runtime.
-fn authenticator(rt: &tokio::runtime::Runtime, redis: bool) -> Result<(Arc<Authenticator>, String), String> {
+fn authenticator(
+    rt: &tokio::runtime::Runtime,
+    redis: Option<Spending>,
+) -> Result<(Arc<Authenticator>, String), String> {
     let store = Arc::new(MemoryStore::new());
     store.insert_org("org_1", "Bench");
     store.insert_agent(AgentRecord::new("agent_1", "org_1", "Bench"));
     let limits = RateLimits::default().with(EndpointClass::CONFIG, Quota::per_minute(NonZeroU32::MAX));
     let mut builder = Authenticator::builder(store.clone(), store).rate_limits(limits);
-    if redis {
+    if let Some(spending) = redis {
         let url = std::env::var("AGX_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-        let settings =
-            RedisSettings { prefix: format!("agx-bench:{}", std::process::id()), ..RedisSettings::default() };
+        let prefix = format!("agx-bench:{}", std::process::id());
+        let settings = RedisSettings { prefix, spending, ..RedisSettings::default() };
         let limiter = rt.block_on(RedisLimiter::connect(&url, settings)).map_err(|e| e.to_string())?;
         builder = builder.limiter(Arc::new(limiter));
     }
@@ -43,15 +48,22 @@ fn authenticator(rt: &tokio::runtime::Runtime, redis: bool) -> Result<(Arc<Authe
 fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [framework, variant, addr] = args.as_slice() else {
-        return Err("usage: agx-http-bench axum|actix-web|poem bare|auth|auth-redis|governor ADDR".into());
+        return Err(
+            "usage: agx-http-bench axum|actix-web|poem bare|auth|auth-redis|auth-redis-lease|governor ADDR".into()
+        );
     };
     let rt = current_thread().map_err(|e| e.to_string())?;
-    if variant == "auth-redis" && framework != "axum" {
-        return Err("auth-redis is measured on axum only".into());
+    if variant.starts_with("auth-redis") && framework != "axum" {
+        return Err("the Redis variants are measured on axum only".into());
     }
     let auth = match variant.as_str() {
-        "auth" | "auth-redis" => {
-            let (auth, key) = authenticator(&rt, variant == "auth-redis")?;
+        "auth" | "auth-redis" | "auth-redis-lease" => {
+            let redis = match variant.as_str() {
+                "auth-redis" => Some(Spending::Exact),
+                "auth-redis-lease" => Some(Spending::Leased(LeaseSettings::default())),
+                _ => None,
+            };
+            let (auth, key) = authenticator(&rt, redis)?;
             println!("KEY={key}");
             Some(auth)
         }

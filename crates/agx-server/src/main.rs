@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use agx_auth::{AgentRecord, Authenticator, KeyHasher, KeyId, KeyMode, KeySpec, Scope, TeamRecord};
-use agx_auth_redis::{OnOutage, RedisLimiter, RedisSettings};
+use agx_auth_redis::{LeaseSettings, OnOutage, RedisLimiter, RedisSettings, Spending};
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use ring::rand::SystemRandom;
@@ -70,6 +70,14 @@ struct ServeArgs {
     /// Prefix of the Redis cells' names: environments that share one Redis need their own.
     #[arg(long, env = "AGX_REDIS_PREFIX", default_value = "agx:rl")]
     redis_prefix: String,
+    /// Hot keys lease up to this many slots per Redis call and admit the rest in process
+    /// (never more than the limit across instances; slots unused after the lease's lifetime
+    /// are handed back). 0 or 1: every verdict is one exact Redis call.
+    #[arg(long, env = "AGX_REDIS_LEASE_SLOTS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    redis_lease_slots: u32,
+    /// How long leased slots may be used (`50ms`).
+    #[arg(long, env = "AGX_REDIS_LEASE_LIFETIME", default_value = "50ms", value_parser = humantime::parse_duration)]
+    redis_lease_lifetime: Duration,
     /// The longest a verdict waits for Redis, in milliseconds, before the outage rule applies.
     #[arg(long, env = "AGX_REDIS_TIMEOUT_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     redis_timeout_ms: u64,
@@ -227,6 +235,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 on_outage: args.redis_outage.into(),
                 prefix: args.redis_prefix.clone(),
                 call_timeout: Duration::from_millis(args.redis_timeout_ms),
+                spending: match args.redis_lease_slots {
+                    0 | 1 => Spending::Exact,
+                    max_slots => Spending::Leased(LeaseSettings { max_slots, lifetime: args.redis_lease_lifetime }),
+                },
                 ..RedisSettings::default()
             };
             let limiter = if args.redis_cluster {
