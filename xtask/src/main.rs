@@ -23,6 +23,8 @@
 //!   with a governor peer, loaded with wrk side by side.
 //! - `bench-redis`: the same axum app behind agx-auth with the Redis limiter
 //!   and with the in-process one, side by side.
+//! - `bench-cluster`: verdicts per second and Redis CPU per verdict on one
+//!   Redis and on a three-primary loopback cluster (the capacity table).
 //! - `bench-pg`: cached and cold verdicts with PostgreSQL behind a moka
 //!   cache, and the revocation latency between two instances.
 
@@ -37,7 +39,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let Some(task) = args.first() else {
         eprintln!(
-            "usage: cargo xtask <ci|test|conformance|multi-instance|schemathesis|browser|fuzz|soak|faults|bench-server|bench|bench-http|bench-redis|bench-pg> [args…]"
+            "usage: cargo xtask <ci|test|conformance|multi-instance|schemathesis|browser|fuzz|soak|faults|bench-server|bench|bench-http|bench-redis|bench-cluster|bench-pg> [args…]"
         );
         return ExitCode::FAILURE;
     };
@@ -57,6 +59,11 @@ fn main() -> ExitCode {
         "bench-server" => bench_server::run(rest),
         "bench-redis" => bench_http::run(rest, bench_http::REDIS),
         "bench-pg" => cargo(&["run", "--release", "--package", "agx-auth-postgres", "--example", "pg_latency"]),
+        "bench-cluster" => {
+            let mut args = vec!["run", "--release", "--package", "agx-auth-redis", "--example", "capacity", "--"];
+            args.extend(rest.iter().map(String::as_str));
+            cargo(&args)
+        }
         other => Err(format!("unknown task `{other}`")),
     };
     match result {
