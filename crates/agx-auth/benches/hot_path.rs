@@ -12,11 +12,11 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use agx_auth::{
-    AgentRecord, ApiKey, Authenticator, EndpointClass, GcraLimiter, KeyHasher, KeyId, KeyMode, KeySpec, MemoryStore,
-    Outcome, Quota, RateLimits, Timestamp,
+    AgentRecord, ApiKey, Authenticator, EndpointClass, GcraLimiter, KeyHasher, KeyId, KeyMode, KeySpec, ManualClock,
+    MemoryStore, Outcome, Quota, RateLimits, Timestamp,
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method};
@@ -52,15 +52,22 @@ fn ready<F: Future>(f: F) -> F::Output {
 const HUGE: Quota = Quota::per_minute(NonZeroU32::MAX);
 
 fn setup() -> (Authenticator, HeaderMap) {
+    // A default quota that never runs out: the bench measures admission, not
+    // refusal, and default quotas are the common case (their
+    // `RateLimit-Policy` value is built once).
+    setup_with(RateLimits::default().with(EndpointClass::CONFIG, HUGE), None)
+}
+
+fn setup_with(limits: RateLimits, clock: Option<Arc<ManualClock>>) -> (Authenticator, HeaderMap) {
     let store = Arc::new(MemoryStore::new());
     store.insert_org("org_1", "Acme");
     store.insert_agent(AgentRecord::new("agent_1", "org_1", "Support"));
     // 100k other keys, so the lookup is not in a toy table.
-    // A default quota that never runs out: the bench measures admission, not
-    // refusal, and default quotas are the common case (their
-    // `RateLimit-Policy` value is built once).
-    let limits = RateLimits::default().with(EndpointClass::CONFIG, HUGE);
-    let auth = Authenticator::builder(store.clone(), store).rate_limits(limits).build();
+    let mut builder = Authenticator::builder(store.clone(), store).rate_limits(limits);
+    if let Some(clock) = clock {
+        builder = builder.clock(clock);
+    }
+    let auth = builder.build();
     for i in 0..100_000 {
         ready(auth.issue_key(KeySpec::new("org_1", format!("k{i}")))).unwrap();
     }
@@ -70,6 +77,19 @@ fn setup() -> (Authenticator, HeaderMap) {
     headers.insert("user-agent", HeaderValue::from_static("bench/1.0"));
     headers.insert("accept", HeaderValue::from_static("application/json"));
     (auth, headers)
+}
+
+const TABLED_PER_MINUTE: u32 = 600;
+const TABLED_INTERVAL: Duration = Duration::from_millis(100);
+
+/// An authenticator whose default quota is 600 a minute, on a manual
+/// clock, with the same 100,001 keys as [`setup`] (a fresh set).
+fn setup_tabled() -> (Authenticator, HeaderMap, Arc<ManualClock>) {
+    let quota = Quota::try_per_minute(TABLED_PER_MINUTE).unwrap();
+    assert_eq!(Duration::from_nanos(quota.interval_ns()), TABLED_INTERVAL);
+    let clock = Arc::new(ManualClock::new(SystemTime::now()));
+    let (auth, headers) = setup_with(RateLimits::default().with(EndpointClass::CONFIG, quota), Some(clock.clone()));
+    (auth, headers, clock)
 }
 
 fn verdict(auth: &Authenticator, headers: &HeaderMap) -> bool {
@@ -119,6 +139,23 @@ fn benches(c: &mut Criterion) {
     let mut out = HeaderMap::with_capacity(8);
     c.bench_function("verdict_valid_key_with_headers", |b| {
         b.iter(|| verdict_with_headers(black_box(&auth), black_box(&headers), &mut out))
+    });
+    // The common case: a default quota (600 a minute, whose `RateLimit`
+    // values are built at start), with a manual clock moved one interval per
+    // verdict so that every verdict is admitted and spends a slot.
+    let (tabled, tabled_headers, clock) = setup_tabled();
+    let headers = tabled_headers;
+    let mut out = HeaderMap::with_capacity(8);
+    let tabled_allocations = allocations_per_call(|| {
+        clock.advance(TABLED_INTERVAL);
+        verdict_with_headers(&tabled, &headers, &mut out)
+    });
+    println!("allocations per verdict on a default quota, rate-limit headers written: {tabled_allocations:.2}");
+    c.bench_function("verdict_default_quota_with_headers", |b| {
+        b.iter(|| {
+            clock.advance(TABLED_INTERVAL);
+            verdict_with_headers(black_box(&tabled), black_box(&headers), &mut out)
+        })
     });
     let mut junk = HeaderMap::new();
     junk.insert("authorization", HeaderValue::from_static("Bearer agx_live_sk7Gm2xPqR4tN8vW1yBz3dF6hJ9kL0mA"));

@@ -40,6 +40,7 @@ mod authenticator;
 mod clock;
 mod credential;
 mod error;
+mod fields;
 mod key;
 mod limit;
 mod lookup;

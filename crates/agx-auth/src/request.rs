@@ -8,6 +8,10 @@
 use http::HeaderMap;
 use http::header::{ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION, HeaderName, ORIGIN};
 
+/// Built at compile time: `from_static` in a plain function would check the
+/// name again on every request.
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
 /// The headers the core reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RequestHeader {
@@ -31,7 +35,7 @@ impl RequestHeader {
     fn header_name(self) -> HeaderName {
         match self {
             RequestHeader::Authorization => AUTHORIZATION,
-            RequestHeader::XApiKey => HeaderName::from_static("x-api-key"),
+            RequestHeader::XApiKey => X_API_KEY,
             RequestHeader::Origin => ORIGIN,
             RequestHeader::AccessControlRequestMethod => ACCESS_CONTROL_REQUEST_METHOD,
         }
