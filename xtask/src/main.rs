@@ -25,6 +25,9 @@
 //!   and with the in-process one, side by side.
 //! - `bench-cluster`: verdicts per second and Redis CPU per verdict on one
 //!   Redis and on a three-primary loopback cluster (the capacity table).
+//! - `bench-scale [--max N]`: verdict median and p99 against 10³ … N keys
+//!   (memory, and memory behind the moka cache), and the limiter against as
+//!   many active cells.
 //! - `bench-pg`: cached and cold verdicts with PostgreSQL behind a moka
 //!   cache, and the revocation latency between two instances.
 
@@ -39,7 +42,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let Some(task) = args.first() else {
         eprintln!(
-            "usage: cargo xtask <ci|test|conformance|multi-instance|schemathesis|browser|fuzz|soak|faults|bench-server|bench|bench-http|bench-redis|bench-cluster|bench-pg> [args…]"
+            "usage: cargo xtask <ci|test|conformance|multi-instance|schemathesis|browser|fuzz|soak|faults|bench-server|bench|bench-http|bench-redis|bench-cluster|bench-scale|bench-pg> [args…]"
         );
         return ExitCode::FAILURE;
     };
@@ -59,11 +62,8 @@ fn main() -> ExitCode {
         "bench-server" => bench_server::run(rest),
         "bench-redis" => bench_http::run(rest, bench_http::REDIS),
         "bench-pg" => cargo(&["run", "--release", "--package", "agx-auth-postgres", "--example", "pg_latency"]),
-        "bench-cluster" => {
-            let mut args = vec!["run", "--release", "--package", "agx-auth-redis", "--example", "capacity", "--"];
-            args.extend(rest.iter().map(String::as_str));
-            cargo(&args)
-        }
+        "bench-cluster" => release_example("agx-auth-redis", "capacity", rest),
+        "bench-scale" => release_example("agx-auth-moka", "scale", rest),
         other => Err(format!("unknown task `{other}`")),
     };
     match result {
@@ -73,6 +73,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `cargo run --release --package PACKAGE --example EXAMPLE -- REST…`: the
+/// benchmarks that are one program each.
+fn release_example(package: &str, example: &str, rest: &[String]) -> Result<(), String> {
+    let mut args = vec!["run", "--release", "--package", package, "--example", example, "--"];
+    args.extend(rest.iter().map(String::as_str));
+    cargo(&args)
 }
 
 pub(crate) fn cargo(args: &[&str]) -> Result<(), String> {
