@@ -191,27 +191,27 @@ pub(crate) fn process_cpu_secs(pid: u32) -> f64 {
 /// Script calls (`EVALSHA` and `EVAL`) Redis has run so far, for variants
 /// that use it.
 fn script_calls(variant: &str) -> f64 {
-    if !variant.contains("redis") {
-        return f64::NAN;
-    }
-    let Ok(out) = Command::new("redis-cli").args(["info", "commandstats"]).output() else { return f64::NAN };
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.strip_prefix("cmdstat_evalsha:").or_else(|| l.strip_prefix("cmdstat_eval:")))
-        .filter_map(|v| v.split(',').find_map(|f| f.strip_prefix("calls="))?.parse::<f64>().ok())
-        .sum()
+    redis_info(variant, "commandstats", &["cmdstat_evalsha:", "cmdstat_eval:"], |v| {
+        v.split(',').find_map(|f| f.strip_prefix("calls="))?.parse().ok()
+    })
 }
 
 /// Redis's own CPU seconds so far (`INFO cpu`), for variants that use it.
 fn redis_cpu_secs(variant: &str) -> f64 {
+    redis_info(variant, "cpu", &["used_cpu_sys:", "used_cpu_user:"], |v| v.trim().parse().ok())
+}
+
+/// The sum of `value` over the lines of `INFO section` that start with one
+/// of `prefixes`; NaN for variants that do not use Redis.
+fn redis_info(variant: &str, section: &str, prefixes: &[&str], value: impl Fn(&str) -> Option<f64>) -> f64 {
     if !variant.contains("redis") {
         return f64::NAN;
     }
-    let Ok(out) = Command::new("redis-cli").args(["info", "cpu"]).output() else { return f64::NAN };
+    let Ok(out) = Command::new("redis-cli").args(["info", section]).output() else { return f64::NAN };
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(|l| l.strip_prefix("used_cpu_sys:").or_else(|| l.strip_prefix("used_cpu_user:")))
-        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .filter_map(|l| prefixes.iter().find_map(|p| l.strip_prefix(p)))
+        .filter_map(&value)
         .sum()
 }
 

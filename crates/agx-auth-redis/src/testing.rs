@@ -81,3 +81,33 @@ pub async fn cluster_limiter(cluster: &agx_testkit::RedisCluster, settings: Redi
         Err(e) => panic!("the cluster answers but the limiter cannot start on it: {e}"),
     }
 }
+
+/// `n` checks of one cell at one instant, all in flight together and
+/// alternating between two instances `a` and `b`: the decisions, in the
+/// order the calls were made. The multi-instance tests count what this
+/// admits against the burst.
+///
+/// # Panics
+///
+/// When a check fails or its task panics.
+pub async fn at_once(
+    a: &std::sync::Arc<RedisLimiter>,
+    b: &std::sync::Arc<RedisLimiter>,
+    n: usize,
+    cell: (agx_auth::KeyId, agx_auth::EndpointClass),
+    quota: agx_auth::Quota,
+    now: agx_auth::Timestamp,
+) -> Vec<agx_auth::RateDecision> {
+    use agx_auth::RateLimiter;
+    let calls: Vec<_> = (0..n)
+        .map(|i| {
+            let limiter = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { limiter.check(cell.0, cell.1, quota, now).await.expect("a check") })
+        })
+        .collect();
+    let mut decisions = Vec::with_capacity(n);
+    for call in calls {
+        decisions.push(call.await.expect("a check's task"));
+    }
+    decisions
+}

@@ -110,16 +110,8 @@ async fn two_instances_on_a_cluster_spend_one_budget_exactly() {
     let t = Timestamp(now());
     let q = quota(60);
     for k in [key(1), key(2), key(3)] {
-        let calls: Vec<_> = (0..300)
-            .map(|i| {
-                let limiter = if i % 2 == 0 { a.clone() } else { b.clone() };
-                tokio::spawn(async move { limiter.check(k, CHAT, q, t).await.unwrap() })
-            })
-            .collect();
-        let mut admitted = 0;
-        for call in calls {
-            admitted += usize::from(matches!(call.await.unwrap(), RateDecision::Admit(_)));
-        }
+        let decisions = testing::at_once(&a, &b, 300, (k, CHAT), q, t).await;
+        let admitted = decisions.iter().filter(|d| matches!(d, RateDecision::Admit(_))).count();
         assert_eq!(admitted, 60, "300 calls over two instances at one instant admit the burst, no more");
         let later = Timestamp(t.0 + SECOND);
         assert!(matches!(a.check(k, CHAT, q, later).await.unwrap(), RateDecision::Admit(_)));

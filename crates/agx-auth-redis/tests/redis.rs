@@ -80,13 +80,9 @@ async fn two_instances_spend_one_budget_exactly_under_concurrency() {
     let b = testing::limiter("two_instances", shared).await.unwrap();
     let (a, b) = (Arc::new(a), Arc::new(b));
     let (key, q, t) = (fresh_key(), quota(60), Timestamp(now()));
-    let calls = (0..500).map(|i| {
-        let limiter = if i % 2 == 0 { a.clone() } else { b.clone() };
-        tokio::spawn(async move { limiter.check(key, CHAT, q, t).await.unwrap() })
-    });
     let mut admitted = 0;
-    for call in calls.collect::<Vec<_>>() {
-        match call.await.unwrap() {
+    for decision in testing::at_once(&a, &b, 500, (key, CHAT), q, t).await {
+        match decision {
             RateDecision::Admit(_) => admitted += 1,
             RateDecision::Deny { retry_after, .. } => assert!(retry_after > Duration::ZERO),
         }
