@@ -113,6 +113,7 @@ fn shapes(doc: &serde_json::Value) -> Vec<String> {
     let mut shapes: Vec<String> = doc["paths"].as_object().map(|p| p.keys().cloned().collect()).unwrap_or_default();
     shapes.extend(agx_server::dashboard::pages::ROUTES.iter().map(|p| (*p).to_owned()));
     shapes.extend(agx_server::ops::ROUTES.iter().map(|p| (*p).to_owned()));
+    shapes.extend(agx_server::forward::ROUTES.iter().map(|p| p.replace("{*path}", "api/public/agents/x/config")));
     shapes
 }
 

@@ -410,6 +410,21 @@ impl Authenticator {
         &self.store
     }
 
+    /// Judges a request a gateway holds (see [`original_request`](crate::original_request)
+    /// for its method and path) and answers as that gateway expects: 200
+    /// with the principal's headers and the rate-limit fields, 200 with
+    /// nothing for a CORS preflight, or the refusal in `style`. The same
+    /// verdict as [`Authenticator::authenticate`], so the same budget.
+    pub async fn forward<H: RequestHeaders + ?Sized>(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &H,
+        style: crate::GatewayStyle,
+    ) -> Response<Bytes> {
+        crate::forward::response(self.authenticate(method, path, headers).await, style)
+    }
+
     /// Judges one request from its method, path (without the query: keys in
     /// URLs are never read) and headers.
     pub async fn authenticate<H: RequestHeaders + ?Sized>(&self, method: &Method, path: &str, headers: &H) -> Outcome {

@@ -25,7 +25,7 @@ use crate::count::CountLayer;
 use crate::errors::ApiError;
 use crate::routing::RouterError;
 use crate::state::AppState;
-use crate::{admin, cors, dashboard, input, metrics, ops, public};
+use crate::{admin, cors, dashboard, forward, input, metrics, ops, public};
 
 /// The dashboard's pages load their own script and style sheet only, make
 /// requests only to this origin, and are never framed.
@@ -68,6 +68,7 @@ pub fn build(state: Arc<AppState>, conversations: Conversations) -> Result<Route
             .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
             .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))),
     );
+    let forward = forward::routes(state.clone()).layer(shared.clone());
     let ops = ops::routes(state).fallback(|| async { ApiError::NO_ROUTE }).layer(shared);
-    Ok(ops.merge(admin).merge(public).merge(pages))
+    Ok(ops.merge(admin).merge(public).merge(pages).merge(forward))
 }

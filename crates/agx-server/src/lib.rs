@@ -10,6 +10,7 @@ pub mod cors;
 pub mod count;
 pub mod dashboard;
 pub mod errors;
+pub mod forward;
 pub mod input;
 pub mod metrics;
 pub mod migrate;

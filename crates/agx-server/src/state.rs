@@ -49,6 +49,7 @@ impl AppState {
             .map(|r| r.pattern())
             .chain(crate::admin::ROUTES.iter().map(|r| r.path))
             .chain(crate::ops::ROUTES)
+            .chain(crate::forward::ROUTES)
             .collect();
         let metrics = Arc::new(Metrics::new(patterns, sources));
         let mut builder = Authenticator::builder(backend.keys.clone(), backend.directory.clone())
