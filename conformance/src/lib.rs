@@ -14,6 +14,7 @@ pub mod client;
 pub mod compare;
 pub mod faults;
 pub mod fixtures;
+pub mod gateway;
 pub mod matrix;
 pub mod multi_instance;
 pub mod runner;

@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
-use agx_auth::Authenticator;
+use agx_auth::{Authenticator, Routes};
 use agx_auth_axum::{AuthLayer, Authenticated};
 use axum::Router;
+use axum::handler::Handler;
 use axum::http::StatusCode;
 use axum::routing::{MethodFilter, MethodRouter, get, on};
 
@@ -22,16 +23,27 @@ async fn preflight() -> StatusCode {
 /// Every route of the authenticator's table (axum 0.8 routes the table's
 /// `{name}` patterns as they are), plus the undeclared [`PING`].
 pub fn app(auth: Arc<Authenticator>) -> Router {
+    routed(auth.routes(), echo_handler).layer(AuthLayer::new(auth))
+}
+
+/// The stub's routing with `handler` on every route of `routes` and on
+/// [`PING`]: the in-process app's, and the upstream behind a gateway's,
+/// which answer from the same table.
+pub fn routed<H, T>(routes: &Routes, handler: H) -> Router
+where
+    H: Handler<T, ()> + Clone + Send + Sync + 'static,
+    T: 'static,
+{
     let mut router = Router::new();
-    for (pattern, methods) in paths(auth.routes()) {
+    for (pattern, methods) in paths(routes) {
         let mut route: MethodRouter = MethodRouter::new().options(preflight);
         for method in methods {
             let filter = MethodFilter::try_from(method).expect("the table declares standard methods");
-            route = route.merge(on(filter, echo_handler));
+            route = route.merge(on(filter, handler.clone()));
         }
         router = router.route(&pattern, route);
     }
-    router.route(PING, get(echo_handler)).layer(AuthLayer::new(auth))
+    router.route(PING, get(handler))
 }
 
 /// Serves `app` on an ephemeral loopback port; returns its base URL.

@@ -34,11 +34,12 @@ pub const STATUS: &str = "/api/public/status";
 
 /// `{"org":…,"keyName":…,"mode":…,"scopes":[…]}`
 pub fn echo(principal: &Principal) -> String {
-    serde_json::json!({
-        "org": principal.org(),
-        "keyName": principal.key_name(),
-        "mode": principal.mode().as_str(),
-        "scopes": principal.scopes().iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-    })
-    .to_string()
+    let scopes: Vec<&str> = principal.scopes().iter().map(|s| s.as_str()).collect();
+    echo_fields(principal.org(), principal.key_name(), principal.mode().as_str(), &scopes)
+}
+
+/// [`echo`] from the principal's parts, for an upstream that is told them
+/// in headers by a gateway.
+pub fn echo_fields(org: &str, key_name: &str, mode: &str, scopes: &[&str]) -> String {
+    serde_json::json!({"org": org, "keyName": key_name, "mode": mode, "scopes": scopes}).to_string()
 }

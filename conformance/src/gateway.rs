@@ -1,0 +1,203 @@
+//! Real gateways as conformance columns: nginx with `auth_request` in front
+//! of a tiny upstream, asking the reference server (`/forward-auth/nginx`).
+//!
+//! The nginx configuration is read from `docs/guides/nginx.md`, so the guide
+//! is what is tested. The upstream answers as the in-process stub app does
+//! (the same routing, from the same table), building its echo from the
+//! principal's headers instead of an extractor, so the column can be
+//! compared byte for byte with the in-process ones.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agx_auth::{Routes, X_AGX_KEY_NAME, X_AGX_MODE, X_AGX_ORG, X_AGX_SCOPES};
+use http::HeaderMap;
+
+use crate::blackbox::{Backends, ServerProcess, launch, tool_absent};
+use crate::runner::{CaseResult, Target, Verdict};
+
+/// The column's name.
+pub const NGINX_COLUMN: &str = "nginx/forward-auth/memory";
+
+/// Cases nginx refuses itself, with its own 400, before it asks
+/// agx-server: two `Authorization` lines. The request is refused either
+/// way; the column shows these as answered by the gateway.
+pub const NGINX_ANSWERS_ITSELF: [&str; 1] = ["credential/repeated-authorization"];
+
+/// The processes behind the column, stopped when dropped.
+pub struct Gateway {
+    _nginx: NginxProcess,
+    _server: ServerProcess,
+    _dir: TempDir,
+}
+
+/// nginx, agx-server on the memory store, and the upstream, as a column;
+/// `None` (after the notice, or an error under `AGX_REQUIRE_SERVICES=1`)
+/// when nginx is not installed.
+pub async fn nginx(server: &str) -> Result<Option<(Gateway, Target)>, String> {
+    if Command::new("nginx").arg("-v").stderr(Stdio::null()).status().is_err() {
+        tool_absent("conformance nginx column", "nginx is not installed (apt-get install nginx)")?;
+        return Ok(None);
+    }
+    let (process, admin) = launch(server, NGINX_COLUMN, &Backends::default()).await?;
+    let upstream = crate::app::axum::serve(crate::app::axum::routed(&Routes::agentix(), upstream_echo)).await?;
+    let dir = TempDir::new("agx-nginx")?;
+    let port = free_port()?;
+    let agx = admin.base_url.trim_start_matches("http://").to_owned();
+    let config = nginx_config(&guide_config()?, &dir.0, port, &agx, upstream.trim_start_matches("http://"));
+    let conf = dir.0.join("nginx.conf");
+    std::fs::write(&conf, config).map_err(|e| format!("{}: {e}", conf.display()))?;
+    let child = Command::new("nginx")
+        .arg("-p")
+        .arg(&dir.0)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("start nginx: {e}"))?;
+    let mut nginx = NginxProcess(child);
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        if let Ok(Some(status)) = nginx.0.try_wait() {
+            let log = std::fs::read_to_string(dir.0.join("error.log")).unwrap_or_default();
+            return Err(format!("nginx exited ({status}) before listening:\n{log}"));
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            return Err(format!("nginx did not listen on port {port}"));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let target = Target {
+        name: NGINX_COLUMN.to_owned(),
+        base_url: format!("http://127.0.0.1:{port}"),
+        // A fresh memory server: the in-process targets' namespace, so the
+        // echoed org ids are the same bytes.
+        namespace: "t".into(),
+        fixtures: Arc::new(admin),
+    };
+    nginx.0.stderr.take();
+    Ok(Some((Gateway { _nginx: nginx, _server: process, _dir: dir }, target)))
+}
+
+/// Marks the cases nginx answers itself ([`NGINX_ANSWERS_ITSELF`]) as such
+/// where nginx did answer them, with its 400; anything else stays a
+/// failure.
+pub fn mark_gateway_answers(results: &mut [CaseResult]) {
+    for r in results {
+        let name = format!("{}/{}", r.group, r.name);
+        let by_nginx = r.transcript.last().is_some_and(|e| e.status == 400);
+        if NGINX_ANSWERS_ITSELF.contains(&name.as_str()) && matches!(r.verdict, Verdict::Failed(_)) && by_nginx {
+            r.verdict = Verdict::Skipped("answered by nginx itself (400) before agx-server is asked".into());
+        }
+    }
+}
+
+/// The ```nginx block of docs/guides/nginx.md.
+pub fn guide_config() -> Result<String, String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/guides/nginx.md");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let start = text.find("```nginx\n").ok_or("docs/guides/nginx.md has no ```nginx block")? + "```nginx\n".len();
+    let len = text[start..].find("```").ok_or("docs/guides/nginx.md: the ```nginx block does not end")?;
+    Ok(text[start..start + len].to_owned())
+}
+
+/// The guide's `http { }` contents with this run's addresses, inside a
+/// whole configuration that keeps every file under `dir`.
+fn nginx_config(guide: &str, dir: &Path, port: u16, agx: &str, upstream: &str) -> String {
+    let body = guide
+        .replace("listen 80;", &format!("listen 127.0.0.1:{port};"))
+        .replace("127.0.0.1:8080", agx)
+        .replace("127.0.0.1:3000", upstream);
+    let d = dir.display();
+    format!(
+        "daemon off;\nworker_processes 1;\nerror_log {d}/error.log warn;\npid {d}/nginx.pid;\n\
+         events {{ worker_connections 512; }}\nhttp {{\n    access_log off;\n\
+         client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    fastcgi_temp_path {d}/fastcgi;\n\
+         uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n{body}}}\n"
+    )
+}
+
+/// The stub's echo, from the principal's headers as nginx forwards them.
+async fn upstream_echo(headers: HeaderMap) -> ([(http::HeaderName, &'static str); 1], String) {
+    let text = |name: http::HeaderName| headers.get(&name).map(|v| decode(v.as_bytes())).unwrap_or_default();
+    let scopes = text(X_AGX_SCOPES);
+    let scopes: Vec<&str> = if scopes == "*" { Vec::new() } else { scopes.split(',').collect() };
+    let echo = crate::app::echo_fields(&text(X_AGX_ORG), &text(X_AGX_KEY_NAME), &text(X_AGX_MODE), &scopes);
+    ([(http::header::CONTENT_TYPE, "application/json")], echo)
+}
+
+/// The inverse of `agx_auth::text_value`: `%XX` back to its byte.
+fn decode(bytes: &[u8]) -> String {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+struct NginxProcess(Child);
+
+impl Drop for NginxProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A directory of its own for one nginx, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(label: &str) -> Result<Self, String> {
+        let dir =
+            std::env::temp_dir().join(format!("{label}-{}-{}", std::process::id(), crate::runner::run_namespace()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(TempDir(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guide_answers_an_unreachable_server_with_the_documented_503() {
+        let guide = guide_config().unwrap();
+        let envelope = agx_auth::AuthError::Unavailable { retry_after: Duration::from_secs(1) }.doc().envelope;
+        assert!(
+            guide.contains(&format!("return 503 '{envelope}';")),
+            "the guide's AUTH_UNAVAILABLE body is the table's"
+        );
+    }
+
+    #[test]
+    fn names_decode_back_exactly() {
+        for name in ["demo key", "100%", "clé ✓", "%zz"] {
+            assert_eq!(decode(agx_auth::text_value(name).as_bytes()), name);
+        }
+    }
+}
