@@ -18,8 +18,8 @@ use http::HeaderMap;
 use crate::blackbox::{Backends, ServerProcess, launch, tool_absent};
 use crate::runner::{CaseResult, Target, Verdict};
 
-/// The column's name.
-pub const NGINX_COLUMN: &str = "nginx/forward-auth/memory";
+/// The columns' names start with this; the store follows.
+pub const NGINX_COLUMN: &str = "nginx/forward-auth/";
 
 /// Cases nginx refuses itself, with its own 400, before it asks
 /// agx-server: two `Authorization` lines. The request is refused either
@@ -33,15 +33,26 @@ pub struct Gateway {
     _dir: TempDir,
 }
 
-/// nginx, agx-server on the memory store, and the upstream, as a column;
-/// `None` (after the notice, or an error under `AGX_REQUIRE_SERVICES=1`)
-/// when nginx is not installed.
-pub async fn nginx(server: &str) -> Result<Option<(Gateway, Target)>, String> {
+/// The nginx columns: on the memory store and, when PostgreSQL is there, on
+/// a fresh database; none (after the notice, or an error under
+/// `AGX_REQUIRE_SERVICES=1`) when nginx is not installed.
+pub async fn nginx_columns(server: &str) -> Result<Vec<(Gateway, Target)>, String> {
     if Command::new("nginx").arg("-v").stderr(Stdio::null()).status().is_err() {
         tool_absent("conformance nginx column", "nginx is not installed (apt-get install nginx)")?;
-        return Ok(None);
+        return Ok(Vec::new());
     }
-    let (process, admin) = launch(server, NGINX_COLUMN, &Backends::default()).await?;
+    let mut out = vec![nginx(server, "memory", &Backends::default()).await?];
+    if let Some(url) = agx_auth_postgres::testing::fresh_database("conformance nginx/forward-auth/postgres").await {
+        let backends = Backends { database_url: Some(url), ..Backends::default() };
+        out.push(nginx(server, "postgres", &backends).await?);
+    }
+    Ok(out)
+}
+
+/// nginx, agx-server on `backends`, and the upstream, as one column.
+async fn nginx(server: &str, store: &str, backends: &Backends) -> Result<(Gateway, Target), String> {
+    let name = format!("{NGINX_COLUMN}{store}");
+    let (process, admin) = launch(server, &name, backends).await?;
     let upstream = crate::app::axum::serve(crate::app::axum::routed(&Routes::agentix(), upstream_echo)).await?;
     let dir = TempDir::new("agx-nginx")?;
     let port = free_port()?;
@@ -55,7 +66,7 @@ pub async fn nginx(server: &str) -> Result<Option<(Gateway, Target)>, String> {
         .arg("-c")
         .arg(&conf)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("start nginx: {e}"))?;
     let mut nginx = NginxProcess(child);
@@ -71,15 +82,14 @@ pub async fn nginx(server: &str) -> Result<Option<(Gateway, Target)>, String> {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let target = Target {
-        name: NGINX_COLUMN.to_owned(),
+        name,
         base_url: format!("http://127.0.0.1:{port}"),
-        // A fresh memory server: the in-process targets' namespace, so the
-        // echoed org ids are the same bytes.
+        // A fresh server (memory, or a new database): the in-process
+        // targets' namespace is safe, and the echoed org ids are the same bytes.
         namespace: "t".into(),
         fixtures: Arc::new(admin),
     };
-    nginx.0.stderr.take();
-    Ok(Some((Gateway { _nginx: nginx, _server: process, _dir: dir }, target)))
+    Ok((Gateway { _nginx: nginx, _server: process, _dir: dir }, target))
 }
 
 /// Marks the cases nginx answers itself ([`NGINX_ANSWERS_ITSELF`]) as such

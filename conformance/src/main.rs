@@ -82,19 +82,17 @@ async fn run() -> Result<bool, String> {
             targets.push(target);
         }
     }
-    let gateway = match flag(&args, "--server") {
-        Some(path) => agx_conformance::gateway::nginx(&path).await?,
-        None => None,
-    };
     let mut gateways = Vec::new();
-    if let Some((processes, target)) = gateway {
-        gateways.push(processes);
-        targets.push(target);
+    if let Some(path) = flag(&args, "--server") {
+        for (processes, target) in agx_conformance::gateway::nginx_columns(&path).await? {
+            gateways.push(processes);
+            targets.push(target);
+        }
     }
     let mut columns = Vec::new();
     for target in targets {
         let mut results = run_target(&suite, &target).await;
-        if target.name == agx_conformance::gateway::NGINX_COLUMN {
+        if target.name.starts_with(agx_conformance::gateway::NGINX_COLUMN) {
             agx_conformance::gateway::mark_gateway_answers(&mut results);
         }
         columns.push((target.name, results));
