@@ -8,7 +8,10 @@
 //! and `X-Original-URI` (set by its configuration), Traefik in
 //! `X-Forwarded-Method` and `X-Forwarded-Uri`, Envoy by forwarding the
 //! original method and path itself. [`original_request`] reads the first two
-//! kinds; [`Authenticator::forward`](crate::Authenticator::forward) judges.
+//! kinds, each only for its own gateway (a client behind Traefik can send
+//! `X-Original-URI` too, and Traefik passes it on: read there, it would let
+//! the client choose the route it is judged for);
+//! [`Authenticator::forward`](crate::Authenticator::forward) judges.
 //!
 //! An admitted request is answered 200 with the principal in
 //! [`PRINCIPAL_HEADERS`] for the upstream (never the key) and the rate-limit
@@ -57,6 +60,34 @@ pub const X_AGX_BODY: HeaderName = HeaderName::from_static("x-agx-body");
 /// its own (the guides' configurations do).
 pub const PRINCIPAL_HEADERS: [HeaderName; 5] = [X_AGX_ORG, X_AGX_KEY_ID, X_AGX_KEY_NAME, X_AGX_SCOPES, X_AGX_MODE];
 
+/// A gateway that names the request it holds in headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gateway {
+    /// `X-Original-Method` and `X-Original-URI`, which its configuration
+    /// sets with `proxy_set_header` (so a client's own are overwritten).
+    Nginx,
+    /// `X-Forwarded-Method` and `X-Forwarded-Uri`, which Traefik sets from
+    /// the request it holds (with `trustForwardHeader` off, its default).
+    Traefik,
+}
+
+impl Gateway {
+    fn headers(self) -> (HeaderName, HeaderName) {
+        match self {
+            Gateway::Nginx => (X_ORIGINAL_METHOD, X_ORIGINAL_URI),
+            Gateway::Traefik => (X_FORWARDED_METHOD, X_FORWARDED_URI),
+        }
+    }
+
+    /// How this gateway wants refusals: nginx passes on only 401 and 403.
+    pub fn style(self) -> GatewayStyle {
+        match self {
+            Gateway::Nginx => GatewayStyle::StatusInHeaders,
+            Gateway::Traefik => GatewayStyle::Verbatim,
+        }
+    }
+}
+
 /// How a refusal is answered to the gateway.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GatewayStyle {
@@ -75,11 +106,11 @@ pub enum GatewayStyle {
 /// request (fail closed) and its log says why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ForwardError {
-    /// Neither `X-Original-Method` nor `X-Forwarded-Method`, or it repeats.
+    /// No method header for the gateway, or it repeats.
     NoMethod,
     /// The method is not a valid HTTP method token.
     BadMethod,
-    /// Neither `X-Original-URI` nor `X-Forwarded-Uri`, or it repeats.
+    /// No URI header for the gateway, or it repeats.
     NoUri,
     /// The URI is not visible ASCII, or does not start with `/`.
     BadUri,
@@ -89,9 +120,13 @@ impl ForwardError {
     /// A fixed text for the gateway's log: never the header's value.
     pub fn message(self) -> &'static str {
         match self {
-            ForwardError::NoMethod => "the gateway sent no X-Original-Method or X-Forwarded-Method header",
+            ForwardError::NoMethod => {
+                "the gateway sent no original method (X-Original-Method for nginx, X-Forwarded-Method for Traefik)"
+            }
             ForwardError::BadMethod => "the gateway's original method is not an HTTP method",
-            ForwardError::NoUri => "the gateway sent no X-Original-URI or X-Forwarded-Uri header",
+            ForwardError::NoUri => {
+                "the gateway sent no original URI (X-Original-URI for nginx, X-Forwarded-Uri for Traefik)"
+            }
             ForwardError::BadUri => "the gateway's original URI is not an origin-form path",
         }
     }
@@ -106,16 +141,12 @@ impl fmt::Display for ForwardError {
 impl std::error::Error for ForwardError {}
 
 /// The method and path (the query dropped: keys in URLs are never read) of
-/// the request a gateway holds, from nginx's or Traefik's headers. When both
-/// kinds are present, nginx's win: they are what this service's own nginx
-/// configuration sets.
-pub fn original_request(headers: &HeaderMap) -> Result<(Method, &str), ForwardError> {
-    let method = single(headers, &X_ORIGINAL_METHOD)
-        .or_else(|| single(headers, &X_FORWARDED_METHOD))
-        .ok_or(ForwardError::NoMethod)?;
+/// the request `gateway` holds, from that gateway's headers only.
+pub fn original_request(headers: &HeaderMap, gateway: Gateway) -> Result<(Method, &str), ForwardError> {
+    let (method_header, uri_header) = gateway.headers();
+    let method = single(headers, &method_header).ok_or(ForwardError::NoMethod)?;
     let method = Method::from_bytes(method.as_bytes()).map_err(|_| ForwardError::BadMethod)?;
-    let uri =
-        single(headers, &X_ORIGINAL_URI).or_else(|| single(headers, &X_FORWARDED_URI)).ok_or(ForwardError::NoUri)?;
+    let uri = single(headers, &uri_header).ok_or(ForwardError::NoUri)?;
     let uri = uri.to_str().map_err(|_| ForwardError::BadUri)?;
     let path = uri.split(['?', '#']).next().unwrap_or("");
     if !path.starts_with('/') {
@@ -216,31 +247,40 @@ mod tests {
     }
 
     #[test]
-    fn nginx_and_traefik_headers_name_the_request_and_the_query_is_dropped() {
+    fn each_gateway_names_the_request_in_its_own_headers_and_the_query_is_dropped() {
         let nginx =
             headers(&[("x-original-method", "POST"), ("x-original-uri", "/api/public/agents/a/chat?api_key=x")]);
-        assert_eq!(original_request(&nginx), Ok((Method::POST, "/api/public/agents/a/chat")));
+        assert_eq!(original_request(&nginx, Gateway::Nginx), Ok((Method::POST, "/api/public/agents/a/chat")));
         let traefik = headers(&[("x-forwarded-method", "GET"), ("x-forwarded-uri", "/api/public/agents//config#f")]);
-        assert_eq!(original_request(&traefik), Ok((Method::GET, "/api/public/agents//config")));
+        assert_eq!(original_request(&traefik, Gateway::Traefik), Ok((Method::GET, "/api/public/agents//config")));
+        // A client behind Traefik sending nginx's headers chooses nothing.
         let both = headers(&[
             ("x-original-method", "GET"),
-            ("x-forwarded-method", "DELETE"),
+            ("x-forwarded-method", "POST"),
             ("x-original-uri", "/a"),
             ("x-forwarded-uri", "/b"),
         ]);
-        assert_eq!(original_request(&both), Ok((Method::GET, "/a")));
+        assert_eq!(original_request(&both, Gateway::Traefik), Ok((Method::POST, "/b")));
+        assert_eq!(original_request(&both, Gateway::Nginx), Ok((Method::GET, "/a")));
+        assert_eq!(original_request(&traefik, Gateway::Nginx), Err(ForwardError::NoMethod));
     }
 
     #[test]
     fn a_gateway_that_does_not_say_is_refused_without_echoing() {
-        assert_eq!(original_request(&headers(&[("x-original-uri", "/a")])), Err(ForwardError::NoMethod));
-        assert_eq!(original_request(&headers(&[("x-original-method", "GET")])), Err(ForwardError::NoUri));
+        assert_eq!(
+            original_request(&headers(&[("x-original-uri", "/a")]), Gateway::Nginx),
+            Err(ForwardError::NoMethod)
+        );
+        assert_eq!(
+            original_request(&headers(&[("x-original-method", "GET")]), Gateway::Nginx),
+            Err(ForwardError::NoUri)
+        );
         let twice = headers(&[("x-original-method", "GET"), ("x-original-uri", "/a"), ("x-original-uri", "/b")]);
-        assert_eq!(original_request(&twice), Err(ForwardError::NoUri));
+        assert_eq!(original_request(&twice, Gateway::Nginx), Err(ForwardError::NoUri));
         let bad = headers(&[("x-original-method", "G E T"), ("x-original-uri", "/a")]);
-        assert_eq!(original_request(&bad), Err(ForwardError::BadMethod));
+        assert_eq!(original_request(&bad, Gateway::Nginx), Err(ForwardError::BadMethod));
         let absolute = headers(&[("x-original-method", "GET"), ("x-original-uri", "http://evil/a")]);
-        assert_eq!(original_request(&absolute), Err(ForwardError::BadUri));
+        assert_eq!(original_request(&absolute, Gateway::Nginx), Err(ForwardError::BadUri));
         assert!(!ForwardError::BadUri.message().contains("evil"));
     }
 

@@ -58,8 +58,8 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use credential::{CredentialError, MAX_CREDENTIAL_LEN, extract_credential};
 pub use error::{AuthError, ErrorDoc};
 pub use forward::{
-    ForwardError, GatewayStyle, PRINCIPAL_HEADERS, X_AGX_BODY, X_AGX_KEY_ID, X_AGX_KEY_NAME, X_AGX_MODE, X_AGX_ORG,
-    X_AGX_SCOPES, X_AGX_STATUS, X_FORWARDED_METHOD, X_FORWARDED_URI, X_ORIGINAL_METHOD, X_ORIGINAL_URI,
+    ForwardError, Gateway, GatewayStyle, PRINCIPAL_HEADERS, X_AGX_BODY, X_AGX_KEY_ID, X_AGX_KEY_NAME, X_AGX_MODE,
+    X_AGX_ORG, X_AGX_SCOPES, X_AGX_STATUS, X_FORWARDED_METHOD, X_FORWARDED_URI, X_ORIGINAL_METHOD, X_ORIGINAL_URI,
     original_request, text_value,
 };
 pub use key::{ApiKey, KEY_LEN, KeyFormatError, KeyHash, KeyHasher, KeyId, KeyIdParseError, KeyMode, RANDOM_LEN};

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use agx_auth::{GatewayStyle, original_request};
+use agx_auth::{Gateway, GatewayStyle, original_request};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -16,27 +16,26 @@ use http::StatusCode;
 
 use crate::state::AppState;
 
-/// The routes of this module: the method and URI in headers (nginx's
-/// `X-Original-*`, Traefik's `X-Forwarded-*`), refusals verbatim; the same
-/// with refusals in headers, for nginx; and Envoy's, where the original
-/// path follows the prefix and the method is the request's own.
-pub const ROUTES: [&str; 3] = ["/forward-auth", "/forward-auth/nginx", "/forward-auth/envoy/{*path}"];
+/// The routes of this module, one per gateway: nginx's and Traefik's name
+/// the held request in headers of their own; Envoy's follows the prefix,
+/// with the held request's own method.
+pub const ROUTES: [&str; 3] = ["/forward-auth/nginx", "/forward-auth/traefik", "/forward-auth/envoy/{*path}"];
 
 /// Envoy's `path_prefix`: the original path is what follows it.
 const ENVOY_PREFIX: &str = "/forward-auth/envoy";
 
 pub fn routes(state: Arc<AppState>) -> Router {
-    let [headers_path, nginx_path, envoy_path] = ROUTES;
+    let [nginx_path, traefik_path, envoy_path] = ROUTES;
     Router::new()
-        .route(headers_path, any(|s, r| from_headers(s, r, GatewayStyle::Verbatim)))
-        .route(nginx_path, any(|s, r| from_headers(s, r, GatewayStyle::StatusInHeaders)))
+        .route(nginx_path, any(|s, r| from_headers(s, r, Gateway::Nginx)))
+        .route(traefik_path, any(|s, r| from_headers(s, r, Gateway::Traefik)))
         .route(envoy_path, any(envoy))
         .with_state(state)
 }
 
-async fn from_headers(State(state): State<Arc<AppState>>, req: Request, style: GatewayStyle) -> Response {
-    match original_request(req.headers()) {
-        Ok((method, path)) => state.auth.forward(&method, path, req.headers(), style).await.map(Body::from),
+async fn from_headers(State(state): State<Arc<AppState>>, req: Request, gateway: Gateway) -> Response {
+    match original_request(req.headers(), gateway) {
+        Ok((method, path)) => state.auth.forward(&method, path, req.headers(), gateway.style()).await.map(Body::from),
         Err(why) => {
             tracing::warn!(%why, "forward auth: the gateway's request does not say which request it holds");
             (StatusCode::BAD_REQUEST, why.message()).into_response()
