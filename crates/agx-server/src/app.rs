@@ -47,8 +47,12 @@ pub fn build(state: Arc<AppState>, conversations: Conversations) -> Result<Route
         .layer(DefaultBodyLimit::max(input::BODY_LIMIT))
         .layer(CountLayer::new(state.metrics.clone()));
     let auth = state.auth.clone();
-    let public = public::routes(state.clone(), conversations)?
-        .layer(shared.clone().layer(cors::layer(auth.clone())).layer(AuthLayer::new(auth)));
+    let public = if state.public_api {
+        public::routes(state.clone(), conversations)?
+            .layer(shared.clone().layer(cors::layer(auth.clone())).layer(AuthLayer::new(auth)))
+    } else {
+        Router::new()
+    };
     // Admin answers hold keys (on creation) and lists of them: never cached.
     let admin = admin::routes(state.clone())?.layer(
         shared

@@ -11,6 +11,7 @@ pub mod count;
 pub mod dashboard;
 pub mod errors;
 pub mod forward;
+pub mod host_routes;
 pub mod input;
 pub mod metrics;
 pub mod migrate;

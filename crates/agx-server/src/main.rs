@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use ring::rand::SystemRandom;
 
 use agx_server::backend::Backend;
-use agx_server::state::AppState;
+use agx_server::state::{AppState, RouteTable};
 use agx_server::{app, conversations, dashboard, migrate, serve, time};
 
 /// How long a stopping server waits to flush usage counts to PostgreSQL.
@@ -78,6 +78,10 @@ struct ServeArgs {
     /// How long leased slots may be used (`50ms`).
     #[arg(long, env = "AGX_REDIS_LEASE_LIFETIME", default_value = "50ms", value_parser = humantime::parse_duration)]
     redis_lease_lifetime: Duration,
+    /// A host's own route table (TOML, docs/guides/forward-auth-routes.md) for forward auth
+    /// in front of services that are not the Agentix API; the public API is then not served.
+    #[arg(long, env = "AGX_ROUTES")]
+    routes: Option<String>,
     /// The longest a verdict waits for Redis, in milliseconds, before the outage rule applies.
     #[arg(long, env = "AGX_REDIS_TIMEOUT_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     redis_timeout_ms: u64,
@@ -251,7 +255,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let (auth, metrics) = AppState::authenticator(&backend, limiter.as_ref(), hasher(args.key_pepper.as_deref()));
+    let table = match &args.routes {
+        Some(path) => agx_server::host_routes::load(path).map(RouteTable::Host)?,
+        None => RouteTable::Agentix,
+    };
+    let (auth, metrics) =
+        AppState::authenticator(&backend, limiter.as_ref(), hasher(args.key_pepper.as_deref()), table);
     let rng = SystemRandom::new();
     let admin_token = match args.admin_token {
         // An empty or short token would open the admin API to anyone.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use agx_auth::{Authenticator, KeyHasher};
+use agx_auth::{Authenticator, KeyHasher, RateLimits, Routes};
 use agx_auth_redis::RedisLimiter;
 use bytes::Bytes;
 use ring::rand::SystemRandom;
@@ -12,8 +12,19 @@ use crate::backend::Backend;
 use crate::dashboard::DashboardStore;
 use crate::metrics::{Gauges, Metrics};
 
+/// Which routes the server judges.
+pub enum RouteTable {
+    /// The Agentix public API's, served by this server's own handlers.
+    Agentix,
+    /// A host's own (`--routes`), for forward auth only: this server has no
+    /// handlers for them, so the public API is not served.
+    Host((Routes, RateLimits)),
+}
+
 pub struct AppState {
     pub auth: Arc<Authenticator>,
+    /// Whether the Agentix public API is served (not with a host's table).
+    pub public_api: bool,
     pub backend: Arc<Backend>,
     /// The Redis limiter, when rate limits are shared across instances.
     pub limiter: Option<Arc<RedisLimiter>>,
@@ -40,10 +51,14 @@ impl AppState {
         backend: &Arc<Backend>,
         limiter: Option<&Arc<RedisLimiter>>,
         hasher: KeyHasher,
+        table: RouteTable,
     ) -> (Arc<Authenticator>, Arc<Metrics>) {
         let sources = Arc::new(ScrapeSources { backend: backend.clone(), limiter: limiter.cloned() });
+        let (routes, limits) = match table {
+            RouteTable::Agentix => (Routes::agentix(), RateLimits::default()),
+            RouteTable::Host(table) => table,
+        };
         // The metrics' route labels are the routers' patterns, all known now.
-        let routes = agx_auth::Routes::agentix();
         let patterns: Vec<&str> = routes
             .iter()
             .map(|r| r.pattern())
@@ -56,6 +71,7 @@ impl AppState {
             .hasher(hasher)
             .usage(backend.usage.clone())
             .routes(routes)
+            .rate_limits(limits)
             .observer(metrics.clone());
         if let Some(limiter) = limiter {
             builder = builder.limiter(limiter.clone());
@@ -73,9 +89,13 @@ impl AppState {
         dashboard: DashboardStore,
         dashboard_settings: crate::dashboard::Settings,
     ) -> Result<Arc<AppState>, serde_json::Error> {
-        let openapi = serde_json::to_vec(&crate::openapi::document(auth.routes()))?.into();
+        // A host's table has no handlers here: only the Agentix one is documented.
+        let public_api = auth.routes().iter().all(|r| r.operation().is_some());
+        let documented = if public_api { auth.routes() } else { &Routes::new() };
+        let openapi = serde_json::to_vec(&crate::openapi::document(documented))?.into();
         Ok(Arc::new(AppState {
             auth,
+            public_api,
             backend,
             limiter,
             admin_token,

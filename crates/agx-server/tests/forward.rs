@@ -87,3 +87,48 @@ async fn traefik_envoy_and_nginx_shapes_get_the_verdict_their_gateway_expects() 
     assert_eq!(status, 400);
     assert!(!body.contains("script"), "{body}");
 }
+
+#[tokio::test]
+async fn a_host_route_table_is_judged_and_the_agentix_api_is_not_served() {
+    let dir = std::env::temp_dir().join(format!("agx-routes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("routes.toml");
+    std::fs::write(
+        &file,
+        r#"
+        [[route]]
+        method = "POST"
+        path = "/v1/agents/{agentId}/run"
+        scope = "run"
+        class = "run"
+
+        [[class]]
+        name = "run"
+        per_minute = 2
+        "#,
+    )
+    .unwrap();
+    let port = free_port();
+    let (_server, key) = common::start_with(port, None, &[("AGX_ROUTES", file.to_str().unwrap())]);
+    let key = key.expect("the memory store's demo key");
+    let base = format!("http://127.0.0.1:{port}");
+    let bearer = format!("Bearer {key}");
+    let run =
+        [("x-original-method", "POST"), ("x-original-uri", "/v1/agents/demo-agent/run"), ("authorization", &bearer)];
+    let nginx = format!("{base}/forward-auth/nginx");
+    let (status, h, _) = exchange("GET", &nginx, &run, "").await;
+    assert_eq!(status, 200);
+    assert_eq!(h["ratelimit-policy"], r#""run";q=2;w=60"#, "the file's class and quota");
+    exchange("GET", &nginx, &run, "").await;
+    let (status, h, _) = exchange("GET", &nginx, &run, "").await;
+    assert_eq!((status, h["x-agx-status"].to_str().unwrap()), (403, "429"), "the third in a minute is over the quota");
+    let unknown =
+        [("x-original-method", "POST"), ("x-original-uri", "/v1/agents/nobody/run"), ("authorization", &bearer)];
+    let (_, h, _) = exchange("GET", &nginx, &unknown, "").await;
+    assert_eq!(h["x-agx-status"], "404", "{{agentId}} in a host route turns on the agent checks");
+
+    let (status, _, _) =
+        exchange("GET", &format!("{base}/api/public/agents/demo-agent"), &[("authorization", &bearer)], "").await;
+    assert_eq!(status, 404, "no Agentix handlers behind a host's table");
+    std::fs::remove_dir_all(&dir).ok();
+}
