@@ -7,7 +7,7 @@
 //! principal's headers instead of an extractor, so the column can be
 //! compared byte for byte with the in-process ones.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ use agx_auth::{Routes, X_AGX_KEY_NAME, X_AGX_MODE, X_AGX_ORG, X_AGX_SCOPES};
 use http::HeaderMap;
 
 use crate::blackbox::{Backends, ServerProcess, launch, tool_absent};
+use crate::nginx_conf;
 use crate::runner::{CaseResult, Target, Verdict};
 
 /// The columns' names start with this; the store follows.
@@ -57,7 +58,7 @@ async fn nginx(server: &str, store: &str, backends: &Backends) -> Result<(Gatewa
     let dir = TempDir::new("agx-nginx")?;
     let port = free_port()?;
     let agx = admin.base_url.trim_start_matches("http://").to_owned();
-    let config = nginx_config(&guide_config()?, &dir.0, port, &agx, upstream.trim_start_matches("http://"));
+    let config = nginx_conf::for_run(&nginx_conf::guide()?, &dir.0, port, &agx, upstream.trim_start_matches("http://"));
     let conf = dir.0.join("nginx.conf");
     std::fs::write(&conf, config).map_err(|e| format!("{}: {e}", conf.display()))?;
     let child = Command::new("nginx")
@@ -105,31 +106,6 @@ pub fn mark_gateway_answers(results: &mut [CaseResult]) {
     }
 }
 
-/// The ```nginx block of docs/guides/nginx.md.
-pub fn guide_config() -> Result<String, String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/guides/nginx.md");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let start = text.find("```nginx\n").ok_or("docs/guides/nginx.md has no ```nginx block")? + "```nginx\n".len();
-    let len = text[start..].find("```").ok_or("docs/guides/nginx.md: the ```nginx block does not end")?;
-    Ok(text[start..start + len].to_owned())
-}
-
-/// The guide's `http { }` contents with this run's addresses, inside a
-/// whole configuration that keeps every file under `dir`.
-fn nginx_config(guide: &str, dir: &Path, port: u16, agx: &str, upstream: &str) -> String {
-    let body = guide
-        .replace("listen 80;", &format!("listen 127.0.0.1:{port};"))
-        .replace("127.0.0.1:8080", agx)
-        .replace("127.0.0.1:3000", upstream);
-    let d = dir.display();
-    format!(
-        "daemon off;\nworker_processes 1;\nerror_log {d}/error.log warn;\npid {d}/nginx.pid;\n\
-         events {{ worker_connections 512; }}\nhttp {{\n    access_log off;\n\
-         client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    fastcgi_temp_path {d}/fastcgi;\n\
-         uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n{body}}}\n"
-    )
-}
-
 /// The stub's echo, from the principal's headers as nginx forwards them.
 async fn upstream_echo(headers: HeaderMap) -> ([(http::HeaderName, &'static str); 1], String) {
     let text = |name: http::HeaderName| headers.get(&name).map(|v| decode(v.as_bytes())).unwrap_or_default();
@@ -167,8 +143,7 @@ struct NginxProcess(Child);
 
 impl Drop for NginxProcess {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        nginx_conf::stop(&mut self.0);
     }
 }
 
@@ -196,7 +171,7 @@ mod tests {
 
     #[test]
     fn the_guide_answers_an_unreachable_server_with_the_documented_503() {
-        let guide = guide_config().unwrap();
+        let guide = nginx_conf::guide().unwrap();
         let envelope = agx_auth::AuthError::Unavailable { retry_after: Duration::from_secs(1) }.doc().envelope;
         assert!(
             guide.contains(&format!("return 503 '{envelope}';")),

@@ -17,6 +17,7 @@ pub mod fixtures;
 pub mod gateway;
 pub mod matrix;
 pub mod multi_instance;
+pub mod nginx_conf;
 pub mod runner;
 pub mod schemathesis;
 pub mod soak;

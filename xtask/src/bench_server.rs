@@ -102,14 +102,14 @@ fn variants(addr: &str, key: &str) -> [(&'static str, String, String); 3] {
     ]
 }
 
-fn build() -> Result<std::path::PathBuf, String> {
+pub(crate) fn build() -> Result<std::path::PathBuf, String> {
     cargo(&["build", "--release", "--package", "agx-server"])?;
     Ok(workspace_root().join("target/release/agx-server"))
 }
 
 /// Starts `command` (the server, perhaps under a wrapper) on the memory store
 /// and makes a key whose config budget a benchmark cannot spend.
-fn start(mut command: Command, addr: &str, patience: Duration) -> Result<(Server, String), String> {
+pub(crate) fn start(mut command: Command, addr: &str, patience: Duration) -> Result<(Server, String), String> {
     let child = command
         .env("AGX_BIND", addr)
         .env("AGX_ADMIN_TOKEN", TOKEN)

@@ -28,9 +28,12 @@
 //! - `bench-scale [--max N]`: verdict median and p99 against 10³ … N keys
 //!   (memory, and memory behind the moka cache), and the limiter against as
 //!   many active cells.
+//! - `bench-gateway`: nginx in front of a hello-world upstream, bare and
+//!   with docs/guides/nginx.md's `auth_request` to agx-server.
 //! - `bench-pg`: cached and cold verdicts with PostgreSQL behind a moka
 //!   cache, and the revocation latency between two instances.
 
+mod bench_gateway;
 mod bench_http;
 mod bench_server;
 mod fuzz;
@@ -42,7 +45,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let Some(task) = args.first() else {
         eprintln!(
-            "usage: cargo xtask <ci|test|conformance|multi-instance|schemathesis|browser|fuzz|soak|faults|bench-server|bench|bench-http|bench-redis|bench-cluster|bench-scale|bench-pg> [args…]"
+            "usage: cargo xtask <ci|test|conformance|multi-instance|schemathesis|browser|fuzz|soak|faults|bench-server|bench|bench-http|bench-redis|bench-cluster|bench-scale|bench-gateway|bench-pg> [args…]"
         );
         return ExitCode::FAILURE;
     };
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         "bench" => bench(rest),
         "bench-http" => bench_http::run(rest, bench_http::OVERHEAD),
         "bench-server" => bench_server::run(rest),
+        "bench-gateway" => bench_gateway::run(rest),
         "bench-redis" => bench_http::run(rest, bench_http::REDIS),
         "bench-pg" => cargo(&["run", "--release", "--package", "agx-auth-postgres", "--example", "pg_latency"]),
         "bench-cluster" => release_example("agx-auth-redis", "capacity", rest),
