@@ -61,16 +61,7 @@ async fn nginx(server: &str, store: &str, backends: &Backends) -> Result<(Gatewa
     let config = nginx_conf::for_run(&nginx_conf::guide()?, &dir.0, port, &agx, upstream.trim_start_matches("http://"));
     let conf = dir.0.join("nginx.conf");
     std::fs::write(&conf, config).map_err(|e| format!("{}: {e}", conf.display()))?;
-    let child = Command::new("nginx")
-        .arg("-p")
-        .arg(&dir.0)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("start nginx: {e}"))?;
-    let mut nginx = NginxProcess(child);
+    let mut nginx = NginxProcess(nginx_conf::spawn(Command::new("nginx"), &dir.0, &conf)?);
     let started = Instant::now();
     while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
         if let Ok(Some(status)) = nginx.0.try_wait() {

@@ -46,3 +46,18 @@ pub fn stop(master: &mut std::process::Child) {
     }
     let _ = master.wait();
 }
+
+/// Starts `nginx` (the program, perhaps under a wrapper such as `taskset`)
+/// on the configuration `conf`, with `dir` as its prefix, silent: what it
+/// has to say goes to `dir/error.log`.
+pub fn spawn(mut nginx: std::process::Command, dir: &Path, conf: &Path) -> Result<std::process::Child, String> {
+    nginx
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("start nginx: {e}"))
+}

@@ -60,16 +60,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             let conf = dir.join(format!("{name}.conf"));
             std::fs::write(&conf, nginx_conf::for_run(block, &dir, NGINX_PORT, AGX, UPSTREAM))
                 .map_err(|e| e.to_string())?;
-            let nginx = pinned(0, "nginx".as_ref())
-                .arg("-p")
-                .arg(&dir)
-                .arg("-c")
-                .arg(&conf)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| format!("start nginx: {e}"))?;
-            let nginx = Nginx(nginx);
+            let nginx = Nginx(nginx_conf::spawn(pinned(0, "nginx".as_ref()), &dir, &conf)?);
             wait_listening(NGINX_PORT)?;
             let all = |pids: &[u32]| -> f64 {
                 let mut procs = pids.to_vec();
