@@ -11,9 +11,9 @@
 //! column is all three processes' (nginx's workers included) per request.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::bench_http::{Server, ensure_wrk, median, parse_wrk, pinned, process_cpu_secs};
+use crate::bench_http::{Server, ensure_wrk, median, pinned, process_cpu_secs, wait_listening, wrk};
 use crate::{cargo, workspace_root};
 
 #[path = "../../conformance/src/nginx_conf.rs"]
@@ -61,7 +61,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
             std::fs::write(&conf, nginx_conf::for_run(block, &dir, NGINX_PORT, AGX, UPSTREAM))
                 .map_err(|e| e.to_string())?;
             let nginx = Nginx(nginx_conf::spawn(pinned(0, "nginx".as_ref()), &dir, &conf)?);
-            wait_listening(NGINX_PORT)?;
+            let listen = format!("127.0.0.1:{NGINX_PORT}");
+            wait_listening(&listen, Duration::from_secs(10), "nginx")?;
             let all = |pids: &[u32]| -> f64 {
                 let mut procs = pids.to_vec();
                 procs.push(nginx.0.id());
@@ -69,19 +70,13 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 procs.iter().map(|p| process_cpu_secs(*p)).sum()
             };
             let before = all(&pids);
-            let output = pinned(1, "wrk".as_ref())
-                .args(["-t1", "-c32", &format!("-d{seconds}s"), "--latency"])
-                .args(["-H", &format!("Authorization: Bearer {key}")])
-                .arg(format!("http://127.0.0.1:{NGINX_PORT}/api/public/agents/demo-agent"))
-                .output()
-                .map_err(|e| format!("wrk: {e}"))?;
+            let url = format!("http://{listen}/api/public/agents/demo-agent");
+            let (load, refused) = wrk(&url, &format!("Authorization: Bearer {key}"), seconds)?;
             let cpu = all(&pids) - before;
             drop(nginx);
-            let text = String::from_utf8_lossy(&output.stdout);
-            if text.contains("Non-2xx") {
-                return Err(format!("{name}: responses were not all 200:\n{text}"));
+            if refused {
+                return Err(format!("{name}: responses were not all 200"));
             }
-            let load = parse_wrk(&text).ok_or_else(|| format!("cannot read wrk's output:\n{text}"))?;
             let cpu_us = cpu / (load.rps * seconds as f64) * 1e6;
             eprintln!(
                 "round {}: {name}: {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs, CPU {cpu_us:.1} µs/req",
@@ -115,17 +110,6 @@ pub fn run(args: &[String]) -> Result<(), String> {
         "\n({rounds} rounds of {seconds} s per setup; wrk -t1 -c32 on CPU 1; nginx (one worker), agx-server and the \
          upstream on CPU 0; ratios are medians of same-round ratios)"
     );
-    Ok(())
-}
-
-fn wait_listening(port: u16) -> Result<(), String> {
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if started.elapsed() > Duration::from_secs(10) {
-            return Err(format!("nginx did not listen on port {port}"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
     Ok(())
 }
 

@@ -105,6 +105,33 @@ pub fn run(args: &[String], plan: Plan) -> Result<(), String> {
     Ok(())
 }
 
+/// `wrk -t1 -c32 --latency` for `seconds` against `url`, pinned to CPU 1,
+/// with `header` unless it is empty: the load wrk measured, and whether any
+/// answer was not a 2xx.
+pub(crate) fn wrk(url: &str, header: &str, seconds: u64) -> Result<(Load, bool), String> {
+    let mut wrk = pinned(1, "wrk".as_ref());
+    wrk.args(["-t1", "-c32", &format!("-d{seconds}s"), "--latency"]);
+    if !header.is_empty() {
+        wrk.args(["-H", header]);
+    }
+    let output = wrk.arg(url).output().map_err(|e| format!("wrk: {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let load = parse_wrk(&text).ok_or_else(|| format!("cannot read wrk's output:\n{text}"))?;
+    Ok((load, text.contains("Non-2xx")))
+}
+
+/// Waits until something listens on `addr`, at most `patience`.
+pub(crate) fn wait_listening(addr: &str, patience: Duration, what: &str) -> Result<(), String> {
+    let started = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        if started.elapsed() > patience {
+            return Err(format!("{what} did not listen on {addr}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
 pub(crate) fn ensure_wrk() -> Result<(), String> {
     if Command::new("wrk").arg("--version").output().is_ok() {
         return Ok(());
@@ -148,27 +175,15 @@ fn measure(bin: &std::path::Path, framework: &str, variant: &str, port: u16, sec
     }
     let pid = child.id();
     let _server = Server(child);
-    let started = Instant::now();
-    while TcpStream::connect(&addr).is_err() {
-        if started.elapsed() > Duration::from_secs(10) {
-            return Err(format!("{framework}/{variant} did not listen on {addr}"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_listening(&addr, Duration::from_secs(10), &format!("{framework}/{variant}"))?;
     let (server_cpu, redis_cpu, calls) = (process_cpu_secs(pid), redis_cpu_secs(variant), script_calls(variant));
-    let output = pinned(1, "wrk".as_ref())
-        .args(["-t1", "-c32", &format!("-d{seconds}s"), "--latency"])
-        .args(["-H", &format!("Authorization: Bearer {key}")])
-        .arg(format!("http://{addr}/api/public/agents/agent_1"))
-        .output()
-        .map_err(|e| format!("wrk: {e}"))?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    if text.contains("Non-2xx") {
-        return Err(format!("{framework}/{variant}: responses were not all 200:\n{text}"));
+    let url = format!("http://{addr}/api/public/agents/agent_1");
+    let (mut load, refused) = wrk(&url, &format!("Authorization: Bearer {key}"), seconds)?;
+    if refused {
+        return Err(format!("{framework}/{variant}: responses were not all 200"));
     }
     let (server_cpu, redis_cpu) = (process_cpu_secs(pid) - server_cpu, redis_cpu_secs(variant) - redis_cpu);
     let calls = script_calls(variant) - calls;
-    let mut load = parse_wrk(&text).ok_or_else(|| format!("cannot read wrk's output:\n{text}"))?;
     let requests = load.rps * seconds as f64;
     load.server_cpu_us = server_cpu / requests * 1e6;
     load.redis_cpu_us = redis_cpu / requests * 1e6;

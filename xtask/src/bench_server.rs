@@ -23,9 +23,9 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::bench_http::{Server, ensure_wrk, median, parse_wrk, pinned, process_cpu_secs};
+use crate::bench_http::{Server, ensure_wrk, median, pinned, process_cpu_secs, wait_listening, wrk};
 use crate::{cargo, workspace_root};
 
 const TOKEN: &str = "bench-server-admin-token";
@@ -50,17 +50,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
             let v = (step + round) % variants.len();
             let (name, url, header) = &variants[v];
             let cpu_before = process_cpu_secs(pid);
-            let mut wrk = pinned(1, "wrk".as_ref());
-            wrk.args(["-t1", "-c32", &format!("-d{seconds}s"), "--latency"]);
-            if !header.is_empty() {
-                wrk.args(["-H", header]);
-            }
-            let output = wrk.arg(url).output().map_err(|e| format!("wrk: {e}"))?;
-            let text = String::from_utf8_lossy(&output.stdout);
-            let load = parse_wrk(&text).ok_or_else(|| format!("cannot read wrk's output:\n{text}"))?;
+            let (load, refused) = wrk(url, header, seconds)?;
             let expect_errors = v == 1;
-            if text.contains("Non-2xx") != expect_errors {
-                return Err(format!("{name}: unexpected statuses:\n{text}"));
+            if refused != expect_errors {
+                return Err(format!("{name}: unexpected statuses"));
             }
             let cpu_us = (process_cpu_secs(pid) - cpu_before) / (load.rps * seconds as f64) * 1e6;
             eprintln!(
@@ -130,13 +123,7 @@ pub(crate) fn start(mut command: Command, addr: &str, patience: Duration) -> Res
         }
     }
     std::thread::spawn(move || lines.for_each(drop));
-    let started = Instant::now();
-    while TcpStream::connect(addr).is_err() {
-        if started.elapsed() > patience {
-            return Err(format!("agx-server did not listen on {addr}"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_listening(addr, patience, "agx-server")?;
     let created =
         post(addr, "/api/admin/orgs/demo-org/keys", r#"{"name":"bench","rateLimits":{"config":1000000000}}"#)?;
     let created: serde_json::Value = serde_json::from_str(&created).map_err(|e| format!("{e}: {created}"))?;

@@ -262,8 +262,7 @@ pub struct Authenticator {
     renderer: Arc<dyn ErrorRenderer>,
     challenges: Challenges,
     unavailable_retry_after: Duration,
-    /// `RateLimit-Policy` values for the default quotas, built once.
-    /// Field values of the default quotas, built once.
+    /// The rate-limit field values of the default quotas, built once.
     fields: FieldValues,
     usage: Option<Arc<dyn UsageRecorder>>,
     observer: Option<Arc<dyn VerdictObserver>>,

@@ -7,8 +7,6 @@ mod common;
 
 use common::{exchange, free_port, start};
 
-const ENVELOPE: (&str, &str) = ("content-type", "application/json");
-
 #[tokio::test]
 async fn traefik_envoy_and_nginx_shapes_get_the_verdict_their_gateway_expects() {
     let port = free_port();
@@ -45,7 +43,7 @@ async fn traefik_envoy_and_nginx_shapes_get_the_verdict_their_gateway_expects() 
         (status, body.as_str()),
         (404, r#"{"error":{"code":"AGENT_NOT_FOUND","message":"The agent does not exist"}}"#)
     );
-    assert_eq!(h["content-type"], ENVELOPE.1);
+    assert_eq!(h["content-type"], "application/json");
     let (status, h, _) =
         exchange("GET", &format!("{base}/forward-auth/traefik"), &traefik("GET", "/api/public/agents/demo-agent"), "")
             .await;
