@@ -471,7 +471,10 @@ impl Authenticator {
         }
         let principal = Principal { record };
         let Some(route) = route else {
-            return Ok(Grant { principal, rate_limit: None });
+            return match self.routes.unmatched_policy() {
+                Unmatched::Refuse => Err((AuthError::RouteNotFound, None)),
+                Unmatched::Authenticate | Unmatched::PassThrough => Ok(Grant { principal, rate_limit: None }),
+            };
         };
         let record = &principal.record;
         let quota = self.quota_of(record, route.class);

@@ -45,6 +45,7 @@ static DOMAIN_NOT_ALLOWED: ErrorDoc =
     doc!(FORBIDDEN, "DOMAIN_NOT_ALLOWED", "The request origin is not allowed for this agent");
 static RATE_LIMITED: ErrorDoc =
     doc!(TOO_MANY_REQUESTS, "RATE_LIMITED", "Too many requests, retry after the specified delay");
+static ROUTE_NOT_FOUND: ErrorDoc = doc!(NOT_FOUND, "NOT_FOUND", "No such route");
 static AUTH_UNAVAILABLE: ErrorDoc = doc!(
     SERVICE_UNAVAILABLE,
     "AUTH_UNAVAILABLE",
@@ -77,6 +78,11 @@ pub enum AuthError {
     DomainNotAllowed,
     /// 429 `RATE_LIMITED` (step 9).
     RateLimited { retry_after: Duration },
+    /// 404 `NOT_FOUND`: the route table does not declare the path or the
+    /// method, under [`Unmatched::Refuse`](crate::Unmatched::Refuse) (after
+    /// steps 1 to 4, so that a caller without a key learns nothing of which
+    /// paths exist).
+    RouteNotFound,
     /// 503 `AUTH_UNAVAILABLE`: the store or limiter backend cannot answer.
     Unavailable { retry_after: Duration },
 }
@@ -95,6 +101,7 @@ impl AuthError {
             AuthError::InsufficientScope { .. } => &INSUFFICIENT_SCOPE,
             AuthError::DomainNotAllowed => &DOMAIN_NOT_ALLOWED,
             AuthError::RateLimited { .. } => &RATE_LIMITED,
+            AuthError::RouteNotFound => &ROUTE_NOT_FOUND,
             AuthError::Unavailable { .. } => &AUTH_UNAVAILABLE,
         }
     }
@@ -123,7 +130,7 @@ impl AuthError {
     }
 
     /// Every documented error, for reference tables and tests.
-    pub fn all_docs() -> [&'static ErrorDoc; 12] {
+    pub fn all_docs() -> [&'static ErrorDoc; 13] {
         [
             &MISSING_API_KEY,
             &INVALID_API_KEY,
@@ -136,6 +143,7 @@ impl AuthError {
             &INSUFFICIENT_SCOPE,
             &DOMAIN_NOT_ALLOWED,
             &RATE_LIMITED,
+            &ROUTE_NOT_FOUND,
             &AUTH_UNAVAILABLE,
         ]
     }

@@ -127,13 +127,25 @@ pub struct RouteMatch<'r, 'p> {
     pub class: EndpointClass,
 }
 
-/// What to do with a request that matches no declared route.
+/// What to do with a request that matches no declared route (a path or a
+/// method the table does not list, such as `/chat/`, `/CHAT` or `DELETE` on
+/// a `GET` route).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Unmatched {
-    /// Require a valid, current key (steps 1–4), with no scope and no rate
-    /// limit. The safe default: a route someone forgot to declare is still
-    /// behind a key.
+    /// Require a valid, current key (steps 1–4), then refuse with 404
+    /// [`NOT_FOUND`](crate::AuthError::RouteNotFound). The default, because
+    /// it is safe whatever routes the request next: a router that ignores
+    /// case or trailing slashes (Express does by default; so does a
+    /// path-normalising layer in front of axum), behind a gateway or in
+    /// process, would otherwise hand `/CHAT` to the chat handler with no
+    /// scope, domain or rate limit checked. The key comes first so that a
+    /// caller without one cannot probe which paths exist.
     #[default]
+    Refuse,
+    /// Require a valid, current key (steps 1–4), with no scope and no rate
+    /// limit, and let the router answer: for an application that puts every
+    /// route behind a key and trusts its router to route exactly as the
+    /// table does.
     Authenticate,
     /// Let the request through untouched, for layers that wrap more than the
     /// protected API.

@@ -73,6 +73,6 @@ pub fn build(state: Arc<AppState>, conversations: Conversations) -> Result<Route
             .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))),
     );
     let forward = forward::routes(state.clone()).layer(shared.clone());
-    let ops = ops::routes(state).fallback(|| async { ApiError::NO_ROUTE }).layer(shared);
+    let ops = ops::routes(state).fallback(|| async { ApiError::no_route() }).layer(shared);
     Ok(ops.merge(admin).merge(public).merge(pages).merge(forward))
 }

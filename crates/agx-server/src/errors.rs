@@ -27,6 +27,14 @@ impl ApiError {
         ApiError { status, code, message }
     }
 
+    /// 404 `NOT_FOUND` for a path no router declares: the core's refusal of
+    /// an undeclared route, so that a path under the public API and one
+    /// outside it are answered alike.
+    pub fn no_route() -> Self {
+        let doc = agx_auth::AuthError::RouteNotFound.doc();
+        ApiError::new(doc.status, doc.code, doc.message)
+    }
+
     /// 400 `INVALID_REQUEST_DATA` with a constant explanation.
     pub const fn invalid(message: &'static str) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST_DATA", message)
@@ -45,7 +53,6 @@ impl ApiError {
     pub const BAD_PATH: ApiError = ApiError::invalid("A path segment is not valid");
     pub const TOO_LARGE: ApiError =
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "The body is too large");
-    pub const NO_ROUTE: ApiError = ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "No such route");
     pub const METHOD_NOT_ALLOWED: ApiError =
         ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "The route does not take this method");
     pub const UNAVAILABLE: ApiError =

@@ -5,7 +5,7 @@
 //! table.
 //!
 //! ```toml
-//! unmatched = "authenticate"   # or "pass-through"; the default is authenticate
+//! unmatched = "refuse"   # the default; or "authenticate", or "pass-through"
 //!
 //! [[route]]
 //! method = "POST"
@@ -43,6 +43,7 @@ struct File {
 #[serde(rename_all = "kebab-case")]
 enum UnmatchedSetting {
     #[default]
+    Refuse,
     Authenticate,
     PassThrough,
 }
@@ -79,6 +80,7 @@ pub fn parse(text: &str) -> anyhow::Result<(Routes, RateLimits)> {
         bail!("it declares {} routes; at most {MAX_ROUTES}", file.routes.len());
     }
     let mut routes = Routes::new().unmatched(match file.unmatched {
+        UnmatchedSetting::Refuse => Unmatched::Refuse,
         UnmatchedSetting::Authenticate => Unmatched::Authenticate,
         UnmatchedSetting::PassThrough => Unmatched::PassThrough,
     });

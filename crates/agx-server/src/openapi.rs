@@ -132,11 +132,13 @@ fn error_response(codes: &[&str]) -> utoipa::openapi::Response {
         .build()
 }
 
-/// The auth layer's codes by status, for a route naming `kind`.
+/// The auth layer's codes by status, for a route naming `kind` (a declared
+/// route, so never the core's refusal of an undeclared one).
 fn auth_codes(status: u16, kind: ResourceKind) -> Vec<&'static str> {
+    let undeclared = AuthError::RouteNotFound.doc();
     AuthError::all_docs()
         .iter()
-        .filter(|d| d.status.as_u16() == status)
+        .filter(|d| d.status.as_u16() == status && !std::ptr::eq(*d, undeclared))
         .map(|d| d.code)
         .filter(|c| match kind {
             ResourceKind::Agent => *c != "TEAM_NOT_FOUND",

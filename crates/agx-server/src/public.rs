@@ -68,8 +68,9 @@ pub fn routes(state: Arc<AppState>, conversations: Conversations) -> Result<Rout
     let table = state.auth.routes().iter().map(|r| (r.method(), r.pattern(), r.operation()));
     Ok(routing::from_table(table, handler)?
         // Anything else under the public base still goes through the auth
-        // layer (undeclared routes need a key), then answers 404.
-        .route("/api/public/{*rest}", any(|| async { ApiError::NO_ROUTE }))
+        // layer, which refuses it (401 without a key, then 404): this
+        // handler only gives those paths a route for the layer to wrap.
+        .route("/api/public/{*rest}", any(|| async { ApiError::no_route() }))
         .method_not_allowed_fallback(|| async { ApiError::METHOD_NOT_ALLOWED })
         .with_state(api))
 }

@@ -55,8 +55,20 @@ async fn traefik_envoy_and_nginx_shapes_get_the_verdict_their_gateway_expects() 
     let (status, h, _) = exchange("POST", &chat, &[("authorization", &bearer)], "").await;
     assert_eq!(status, 200);
     assert_eq!(h["x-agx-org"], "demo-org");
-    let (status, _, _) = exchange("GET", &chat, &[("authorization", &bearer)], "").await;
-    assert_eq!(status, 200, "an undeclared method on a declared path: the key is checked, the upstream routes");
+    let (status, _, body) = exchange("GET", &chat, &[("authorization", &bearer)], "").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (404, r#"{"error":{"code":"NOT_FOUND","message":"No such route"}}"#),
+        "an undeclared method on a declared path: the key is checked, then refused"
+    );
+    // Paths a loose upstream router could read as the chat route.
+    for path in ["/chat/", "/CHAT", "/chat;x=1", "/x/../chat"] {
+        let loose = format!("{base}/forward-auth/envoy/api/public/agents/demo-agent{path}");
+        let (status, _, _) = exchange("POST", &loose, &[("authorization", &bearer)], "").await;
+        assert_eq!(status, 404, "{path}");
+        let (status, _, _) = exchange("POST", &loose, &[], "").await;
+        assert_eq!(status, 401, "{path} without a key");
+    }
     let bad = "agx_live_000000000000000000000000000000000";
     let (status, _, body) = exchange("POST", &chat, &[("x-api-key", bad)], "").await;
     assert_eq!((status, body.contains("INVALID_API_KEY")), (401, true));
