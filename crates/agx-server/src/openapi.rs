@@ -138,7 +138,7 @@ fn auth_codes(status: u16, kind: ResourceKind) -> Vec<&'static str> {
     let undeclared = AuthError::RouteNotFound.doc();
     AuthError::all_docs()
         .iter()
-        .filter(|d| d.status.as_u16() == status && !std::ptr::eq(*d, undeclared))
+        .filter(|d| d.status.as_u16() == status && !std::ptr::eq(**d, undeclared))
         .map(|d| d.code)
         .filter(|c| match kind {
             ResourceKind::Agent => *c != "TEAM_NOT_FOUND",
