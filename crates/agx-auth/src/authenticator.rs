@@ -148,6 +148,7 @@ impl GrantedLimit {
 pub struct Rejection {
     error: AuthError,
     response: Response<Bytes>,
+    rate_limit: Option<RateLimitStatus>,
 }
 
 impl Rejection {
@@ -155,7 +156,7 @@ impl Rejection {
         error: AuthError,
         renderer: &dyn ErrorRenderer,
         challenges: &Challenges,
-        limit: Option<(HeaderValue, HeaderValue)>,
+        limit: Option<(RateLimitStatus, HeaderValue, HeaderValue)>,
     ) -> Self {
         let rendered = renderer.render(&error);
         let mut response = Response::new(rendered.body);
@@ -168,11 +169,12 @@ impl Rejection {
         if let Some(secs) = error.retry_after_secs() {
             headers.insert(RETRY_AFTER, HeaderValue::from(secs));
         }
-        if let Some((policy, value)) = limit {
+        let rate_limit = limit.map(|(status, policy, value)| {
             headers.insert(RATELIMIT_POLICY, policy);
             headers.insert(RATELIMIT, value);
-        }
-        Rejection { error, response }
+            status
+        });
+        Rejection { error, response, rate_limit }
     }
 
     /// A refusal rendered with the defaults (JSON envelope, realm `agentix`),
@@ -188,6 +190,13 @@ impl Rejection {
 
     pub fn response(&self) -> &Response<Bytes> {
         &self.response
+    }
+
+    /// The key's budget in the route's class, when the refusal reports it
+    /// (a 403 or 429 once the key is known): the same status its
+    /// `RateLimit` fields carry.
+    pub fn rate_limit(&self) -> Option<&RateLimitStatus> {
+        self.rate_limit.as_ref()
     }
 
     pub fn into_response(self) -> Response<Bytes> {
@@ -434,6 +443,16 @@ impl Authenticator {
         if route.is_none() && self.routes.unmatched_policy() == Unmatched::PassThrough {
             return Outcome::PassThrough;
         }
+        self.judge(route, headers).await
+    }
+
+    /// Runs the checks on a classified request (`None`: undeclared) and
+    /// tells the observer.
+    pub(crate) async fn judge<H: RequestHeaders + ?Sized>(
+        &self,
+        route: Option<RouteMatch<'_, '_>>,
+        headers: &H,
+    ) -> Outcome {
         let started = self.observer.as_ref().map(|_| std::time::Instant::now());
         let outcome = match self.verify(route, headers).await {
             Ok(grant) => Outcome::Allow(grant),
@@ -619,7 +638,7 @@ impl Authenticator {
     fn reject(&self, error: AuthError, status: Option<RateLimitStatus>) -> Rejection {
         let limit = status.map(|s| {
             let value = self.fields.tabled(&s).unwrap_or_else(|| ratelimit_value(&s));
-            (self.fields.policy(s.class, s.quota), value)
+            (s, self.fields.policy(s.class, s.quota), value)
         });
         Rejection::build(error, self.renderer.as_ref(), &self.challenges, limit)
     }

@@ -148,11 +148,15 @@ pub fn original_request(headers: &HeaderMap, gateway: Gateway) -> Result<(Method
     let method = Method::from_bytes(method.as_bytes()).map_err(|_| ForwardError::BadMethod)?;
     let uri = single(headers, &uri_header).ok_or(ForwardError::NoUri)?;
     let uri = uri.to_str().map_err(|_| ForwardError::BadUri)?;
+    Ok((method, origin_form_path(uri).ok_or(ForwardError::BadUri)?))
+}
+
+/// The path of an origin-form request target (`/path?query#fragment`), the
+/// query and fragment dropped (keys in URLs are never read); `None` unless
+/// it starts with `/` and is visible ASCII, as a path on the wire is.
+pub(crate) fn origin_form_path(uri: &str) -> Option<&str> {
     let path = uri.split(['?', '#']).next().unwrap_or("");
-    if !path.starts_with('/') {
-        return Err(ForwardError::BadUri);
-    }
-    Ok((method, path))
+    (path.starts_with('/') && uri.bytes().all(|b| (0x21..0x7f).contains(&b))).then_some(path)
 }
 
 /// One value of `name`, or none when it is absent or repeated.

@@ -52,6 +52,7 @@ mod request;
 mod route;
 mod store;
 mod usage;
+mod verify;
 
 pub use authenticator::{Authenticator, AuthenticatorBuilder, Grant, Outcome, Principal, Rejection, VerdictObserver};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
@@ -80,3 +81,4 @@ pub use store::{
     RevocationSink, StoreError, TeamRecord,
 };
 pub use usage::{Tally, UsageBatch, UsageCounter, UsageDay, UsageOutcome, UsageRecorder, UsageReport, UsageRow};
+pub use verify::{VerifyError, VerifyRequest, VerifyTarget};

@@ -365,6 +365,18 @@ impl Routes {
             .map(|(_, r)| r.class)
     }
 
+    /// The declared scope of this name, if some route requires it.
+    pub fn scope_named(&self, name: &str) -> Option<&Scope> {
+        self.routes.iter().map(|r| &r.scope).find(|s| s.as_str() == name)
+    }
+
+    /// The declared endpoint class of this name, if some route uses it: a
+    /// name from outside (a verify call) can only reach a budget the table
+    /// declares, never open a new one.
+    pub fn class_named(&self, name: &str) -> Option<EndpointClass> {
+        self.routes.iter().map(|r| r.class).find(|c| c.as_str() == name)
+    }
+
     /// Classifies a request. `HEAD` matches `GET` routes, because frameworks
     /// answer `HEAD` with the `GET` handler: otherwise `HEAD` would be a way
     /// around the org and scope checks.

@@ -1,0 +1,114 @@
+//! The verify API's question: "would this key be let through here?", asked
+//! by a service that holds the key itself (a body field, a queue message, a
+//! WebSocket handshake) instead of a gateway holding a request.
+//!
+//! The answer is the verdict of [`Authenticator::authenticate`], spending
+//! the same budget, because the key is presented to the same checks as an
+//! `X-API-Key` header would be: an empty key is missing (401
+//! `MISSING_API_KEY`), one with spaces or control characters is invalid,
+//! exactly as on the wire. What is asked about is either a request (method
+//! and path, classified by the route table) or a permission (a scope and a
+//! class the table declares, and optionally the agent or team acted on).
+
+use std::fmt;
+
+use http::Method;
+
+use crate::authenticator::{Authenticator, Outcome};
+use crate::forward::origin_form_path;
+use crate::request::{RequestHeader, RequestHeaders};
+use crate::route::{Resource, RouteMatch};
+
+/// One verify call.
+#[derive(Clone, Debug)]
+pub struct VerifyRequest<'a> {
+    /// The key as the client sent it; `None` when it sent none.
+    pub key: Option<&'a str>,
+    pub target: VerifyTarget<'a>,
+    /// The client's `Origin`, for agents with allowed domains.
+    pub origin: Option<&'a str>,
+}
+
+/// What the key is to be judged for.
+#[derive(Clone, Debug)]
+pub enum VerifyTarget<'a> {
+    /// A request the service received: classified by the route table like
+    /// any other, so an undeclared one gets the table's
+    /// [`Unmatched`](crate::Unmatched) policy. The path may carry a query,
+    /// which is dropped.
+    Request { method: Method, path: &'a str },
+    /// A permission, for a service whose routes are not in the table: a
+    /// scope and an endpoint class that some declared route uses.
+    Permission { scope: &'a str, class: &'a str, resource: Resource<'a> },
+}
+
+/// The question cannot be asked: nothing was judged and no budget spent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VerifyError {
+    /// The path does not start with `/` or is not visible ASCII.
+    BadPath,
+    /// No declared route requires a scope of this name.
+    UnknownScope,
+    /// No declared route uses an endpoint class of this name.
+    UnknownClass,
+}
+
+impl VerifyError {
+    /// A fixed text: never the value that was refused.
+    pub fn message(self) -> &'static str {
+        match self {
+            VerifyError::BadPath => "path must be an origin-form path: `/`, then visible ASCII",
+            VerifyError::UnknownScope => "scope must be a scope the route table declares",
+            VerifyError::UnknownClass => "class must be an endpoint class the route table declares",
+        }
+    }
+}
+
+impl fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for VerifyError {}
+
+/// The key and origin of a verify call, read by the checks as the
+/// `X-API-Key` and `Origin` headers: one credential path for both.
+struct Presented<'a> {
+    key: Option<&'a [u8]>,
+    origin: Option<&'a [u8]>,
+}
+
+impl RequestHeaders for Presented<'_> {
+    fn values(&self, header: RequestHeader) -> impl Iterator<Item = &[u8]> {
+        match header {
+            RequestHeader::XApiKey => self.key,
+            RequestHeader::Origin => self.origin,
+            // Never a preflight, and one credential only.
+            RequestHeader::Authorization | RequestHeader::AccessControlRequestMethod => None,
+        }
+        .into_iter()
+    }
+}
+
+impl Authenticator {
+    /// Judges a key for a request or a permission, as
+    /// [`Authenticator::authenticate`] would judge a request carrying it in
+    /// `X-API-Key`: the same order of checks, the same refusals (rendered),
+    /// the same budget spent.
+    pub async fn verify_key(&self, request: &VerifyRequest<'_>) -> Result<Outcome, VerifyError> {
+        let presented =
+            Presented { key: request.key.map(str::as_bytes), origin: request.origin.map(str::as_bytes) };
+        match &request.target {
+            VerifyTarget::Request { method, path } => {
+                let path = origin_form_path(path).ok_or(VerifyError::BadPath)?;
+                Ok(self.authenticate(method, path, &presented).await)
+            }
+            VerifyTarget::Permission { scope, class, resource } => {
+                let scope = self.routes().scope_named(scope).ok_or(VerifyError::UnknownScope)?;
+                let class = self.routes().class_named(class).ok_or(VerifyError::UnknownClass)?;
+                Ok(self.judge(Some(RouteMatch { resource: *resource, scope, class }), &presented).await)
+            }
+        }
+    }
+}
