@@ -19,11 +19,23 @@ pub struct AdminApi {
     pub base_url: String,
     token: String,
     client: Client,
+    capabilities: &'static [Capability],
 }
 
 impl AdminApi {
     pub fn new(base_url: &str, token: &str) -> Self {
-        AdminApi { base_url: base_url.trim_end_matches('/').to_owned(), token: token.to_owned(), client: Client::new() }
+        AdminApi {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            client: Client::new(),
+            capabilities: &[],
+        }
+    }
+
+    /// The same, for the reference server reached directly (not through a
+    /// gateway): its verify API is there to be called.
+    pub fn reference_server(self) -> Self {
+        AdminApi { capabilities: &[Capability::VerifyApi], ..self }
     }
 
     /// The server as a conformance target.
@@ -86,7 +98,7 @@ impl AdminApi {
 #[async_trait]
 impl Fixtures for AdminApi {
     fn capabilities(&self) -> &[Capability] {
-        &[]
+        self.capabilities
     }
 
     async fn org(&self, id: &str, name: &str) -> Result<(), String> {
@@ -187,7 +199,7 @@ pub struct Backends {
 /// Starts the server at `path` as a conformance target.
 async fn spawn_server(path: &str, name: &str, backends: &Backends) -> Result<(ServerProcess, Target), String> {
     let (server, admin) = launch(path, name, backends).await?;
-    Ok((server, admin.target(name)))
+    Ok((server, admin.reference_server().target(name)))
 }
 
 /// Starts the server at `path` on a free port with a known admin token, waits

@@ -24,6 +24,8 @@ pub enum Capability {
     StubApp,
     /// The target's rate limiter can be switched off.
     LimiterFaults,
+    /// The target is the reference server, which answers `POST /api/verify`.
+    VerifyApi,
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,7 +134,7 @@ pub struct RollStep {
 }
 
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RequestSpec {
     #[serde(default = "get")]
     pub method: String,
@@ -140,6 +142,12 @@ pub struct RequestSpec {
     pub path: String,
     #[serde(default)]
     pub headers: Vec<(String, HeaderSpec)>,
+    /// A JSON body, sent as `application/json`, with placeholders expanded
+    /// in its strings; without one, POST and PATCH send a valid chat or
+    /// patch body.
+    pub body: Option<serde_json::Value>,
+    /// A body sent as it is (for bodies that are not JSON).
+    pub raw_body: Option<String>,
 }
 
 fn get() -> String {
@@ -183,6 +191,9 @@ pub struct Expect {
     pub headers: BTreeMap<String, Option<String>>,
     /// What the handler saw (needs `principal`).
     pub principal: Option<PrincipalExpect>,
+    /// The exact JSON body, with placeholders expanded in its strings
+    /// (`{org:a}`, `{keyId:k}`).
+    pub json: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -66,7 +66,7 @@ async fn run() -> Result<bool, String> {
         Some(url) => {
             let token = flag(&args, "--admin-token").ok_or("--url needs --admin-token")?;
             let name = flag(&args, "--name").unwrap_or_else(|| "server".to_owned());
-            Some(AdminApi::new(&url, &token).target(&name))
+            Some(AdminApi::new(&url, &token).reference_server().target(&name))
         }
         None => None,
     };

@@ -108,6 +108,7 @@ struct Prepared {
     label: String,
     url: String,
     headers: Vec<(HeaderName, HeaderValue)>,
+    body: Bytes,
 }
 
 struct CaseRun<'a> {
@@ -200,11 +201,19 @@ impl CaseRun<'_> {
     }
 
     async fn request_step(&mut self, suite: &Suite, s: &RequestStep) -> Result<(), String> {
-        let Prepared { label, url, headers } = self.build(&s.request)?;
+        let Prepared { label, url, headers, body } = self.build(&s.request)?;
+        let want_json = s.expect.json.as_ref().map(|j| self.expand_json(j)).transpose()?;
         for n in 0..s.repeat {
-            let reply = self.client.send(&s.request.method, &url, &headers, default_body(&s.request.method)).await?;
+            let reply = self.client.send(&s.request.method, &url, &headers, body.clone()).await?;
             self.record(&label, &reply);
-            let problems = check(suite, &s.expect, &reply, &s.request.method, &self.ns);
+            let mut problems = check(suite, &s.expect, &reply, &s.request.method, &self.ns);
+            if let Some(want) = &want_json {
+                match serde_json::from_slice::<serde_json::Value>(&reply.body) {
+                    Ok(got) if &got == want => {}
+                    Ok(got) => problems.push(format!("body {got}, expected {want}")),
+                    Err(_) => problems.push(format!("body is not JSON: {}", String::from_utf8_lossy(&reply.body))),
+                }
+            }
             if !problems.is_empty() {
                 let which = if s.repeat > 1 { format!(" (repeat {} of {})", n + 1, s.repeat) } else { String::new() };
                 return Err(format!("{label}{which}:\n      {}", problems.join("\n      ")));
@@ -214,12 +223,12 @@ impl CaseRun<'_> {
     }
 
     async fn concurrent_step(&mut self, suite: &Suite, s: &ConcurrentStep) -> Result<(), String> {
-        let Prepared { label, url, headers } = self.build(&s.request)?;
+        let Prepared { label, url, headers, body } = self.build(&s.request)?;
         let mut set = JoinSet::new();
         for _ in 0..s.concurrent {
-            let (client, url, headers, method) =
-                (self.client.clone(), url.clone(), headers.clone(), s.request.method.clone());
-            set.spawn(async move { client.send(&method, &url, &headers, default_body(&method)).await });
+            let (client, url, headers, method, body) =
+                (self.client.clone(), url.clone(), headers.clone(), s.request.method.clone(), body.clone());
+            set.spawn(async move { client.send(&method, &url, &headers, body).await });
         }
         let mut counts: BTreeMap<String, u32> = BTreeMap::new();
         let mut problems = Vec::new();
@@ -233,6 +242,7 @@ impl CaseRun<'_> {
                     scope: None,
                     headers: BTreeMap::new(),
                     principal: None,
+                    json: None,
                 };
                 problems.extend(check(suite, &expect, &reply, &s.request.method, &self.ns));
             }
@@ -278,12 +288,32 @@ impl CaseRun<'_> {
             let value = HeaderValue::from_bytes(&bytes).map_err(|e| format!("header value for {name}: {e}"))?;
             headers.push((name_h, value));
         }
-        // The default body is JSON; say so, unless the case sends its own content type.
-        if !default_body(&r.method).is_empty() && !headers.iter().any(|(n, _)| n == http::header::CONTENT_TYPE) {
+        let body = match (&r.body, &r.raw_body) {
+            (Some(json), _) => Bytes::from(self.expand_json(json)?.to_string()),
+            (None, Some(raw)) => Bytes::from(raw.clone()),
+            (None, None) => default_body(&r.method),
+        };
+        // The body is JSON; say so, unless the case sends its own content type.
+        if !body.is_empty() && !headers.iter().any(|(n, _)| n == http::header::CONTENT_TYPE) {
             headers.push((http::header::CONTENT_TYPE, HeaderValue::from_static("application/json")));
         }
-        let label = format!("{} {} [{}]", r.method, r.path, shown.join(", "));
-        Ok(Prepared { label, url: format!("{}{path}", self.target.base_url), headers })
+        // A key in a body is shown by its placeholder, as in a header.
+        let shown_body = r.body.as_ref().map(|b| format!(" {b}")).unwrap_or_default();
+        let label = format!("{} {} [{}]{shown_body}", r.method, r.path, shown.join(", "));
+        Ok(Prepared { label, url: format!("{}{path}", self.target.base_url), headers, body })
+    }
+
+    /// `json` with placeholders expanded in every string.
+    fn expand_json(&self, json: &serde_json::Value) -> Result<serde_json::Value, String> {
+        use serde_json::Value;
+        Ok(match json {
+            Value::String(s) => Value::String(self.expand(s)?),
+            Value::Array(items) => Value::Array(items.iter().map(|v| self.expand_json(v)).collect::<Result<_, _>>()?),
+            Value::Object(fields) => Value::Object(
+                fields.iter().map(|(k, v)| Ok((k.clone(), self.expand_json(v)?))).collect::<Result<_, String>>()?,
+            ),
+            other => other.clone(),
+        })
     }
 
     fn expand(&self, template: &str) -> Result<String, String> {
@@ -297,6 +327,7 @@ impl CaseRun<'_> {
             match kind {
                 "agent" | "team" | "org" => out.push_str(&self.id(arg)),
                 "key" => out.push_str(&self.key(arg)?.1.key),
+                "keyId" => out.push_str(&self.key(arg)?.1.id),
                 "unknownKey" => out.push_str(&fresh_key(KeyMode::Live)?),
                 "badChecksum" => out.push_str(&mutate(&self.key(arg)?.1.key, 40)),
                 "flipRandom" => out.push_str(&mutate(&self.key(arg)?.1.key, 20)),

@@ -114,7 +114,7 @@ pub(crate) fn policy_value(class: EndpointClass, quota: Quota) -> HeaderValue {
 /// `"chat";r=59;t=1`: `t` is the time until the budget is full again, in
 /// whole seconds rounded up.
 pub(crate) fn ratelimit_value(status: &RateLimitStatus) -> HeaderValue {
-    ratelimit_value_of(status.class, status.remaining, ceil_secs(status.reset))
+    ratelimit_value_of(status.class, status.remaining, status.reset_secs())
 }
 
 fn ratelimit_value_of(class: EndpointClass, remaining: u32, t: u64) -> HeaderValue {

@@ -126,6 +126,14 @@ pub struct RateLimitStatus {
     pub reset: Duration,
 }
 
+impl RateLimitStatus {
+    /// [`reset`](Self::reset) in whole seconds, rounded up: the `t` of the
+    /// `RateLimit` field, for anything that reports the budget elsewhere.
+    pub fn reset_secs(&self) -> u64 {
+        crate::error::ceil_secs(self.reset)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RateDecision {
     Admit(RateLimitStatus),

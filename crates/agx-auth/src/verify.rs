@@ -97,8 +97,7 @@ impl Authenticator {
     /// `X-API-Key`: the same order of checks, the same refusals (rendered),
     /// the same budget spent.
     pub async fn verify_key(&self, request: &VerifyRequest<'_>) -> Result<Outcome, VerifyError> {
-        let presented =
-            Presented { key: request.key.map(str::as_bytes), origin: request.origin.map(str::as_bytes) };
+        let presented = Presented { key: request.key.map(str::as_bytes), origin: request.origin.map(str::as_bytes) };
         match &request.target {
             VerifyTarget::Request { method, path } => {
                 let path = origin_form_path(path).ok_or(VerifyError::BadPath)?;

@@ -119,7 +119,10 @@ async fn a_permission_spends_the_same_budget_as_its_route() {
     assert_eq!(g.rate_limit().unwrap().remaining, 1);
     let mut headers = HeaderMap::new();
     headers.insert("x-api-key", HeaderValue::from_str(&w.key).unwrap());
-    assert!(matches!(w.auth.authenticate(&Method::POST, "/api/public/agents/a1/chat", &headers).await, Outcome::Allow(_)));
+    assert!(matches!(
+        w.auth.authenticate(&Method::POST, "/api/public/agents/a1/chat", &headers).await,
+        Outcome::Allow(_)
+    ));
     let Ok(Outcome::Deny(r)) = w.auth.verify_key(&permission).await else { panic!("admitted past the quota") };
     assert_eq!(r.error().code(), "RATE_LIMITED");
     assert_eq!(r.rate_limit().unwrap().remaining, 0);

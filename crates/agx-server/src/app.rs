@@ -25,7 +25,7 @@ use crate::count::CountLayer;
 use crate::errors::ApiError;
 use crate::routing::RouterError;
 use crate::state::AppState;
-use crate::{admin, cors, dashboard, forward, input, metrics, ops, public};
+use crate::{admin, cors, dashboard, forward, input, metrics, ops, public, verify};
 
 /// The dashboard's pages load their own script and style sheet only, make
 /// requests only to this origin, and are never framed.
@@ -73,6 +73,12 @@ pub fn build(state: Arc<AppState>, conversations: Conversations) -> Result<Route
             .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))),
     );
     let forward = forward::routes(state.clone()).layer(shared.clone());
+    // Verdicts name the caller's org and key: never cached.
+    let verify = verify::routes(state.clone()).layer(
+        shared
+            .clone()
+            .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))),
+    );
     let ops = ops::routes(state).fallback(|| async { ApiError::no_route() }).layer(shared);
-    Ok(ops.merge(admin).merge(public).merge(pages).merge(forward))
+    Ok(ops.merge(admin).merge(public).merge(pages).merge(forward).merge(verify))
 }

@@ -23,3 +23,4 @@ pub mod schema;
 pub mod serve;
 pub mod state;
 pub mod time;
+pub mod verify;

@@ -29,8 +29,9 @@ use crate::input::{
     SESSION_PATTERN, TEXT_PATTERN,
 };
 use crate::schema::{
-    Agent, AgentConfig, AgentPatch, ChatRequest, ConversationPatch, ConversationView, DashboardToken, ErrorEnvelope,
-    Key, NewAgent, NewDashboardToken, NewKey, NewOrg, NewTeam, Org, Roll, Team, Usage, Widget,
+    Agent, AgentConfig, AgentPatch, Budget, ChatRequest, ConversationPatch, ConversationView, DashboardToken,
+    ErrorEnvelope, Key, NewAgent, NewDashboardToken, NewKey, NewOrg, NewTeam, Org, Roll, Team, Usage, Verdict,
+    VerifiedPrincipal, VerifyCall, Widget,
 };
 
 const BEARER: &str = "bearerAuth";
@@ -39,12 +40,15 @@ const ADMIN: &str = "adminToken";
 const SESSION: &str = "dashboardSession";
 const CSRF: &str = "csrfToken";
 
-/// The document for a server whose public routes are `routes`.
-pub fn document(routes: &Routes) -> Value {
+/// The document for a server judging with `routes`, whose operations it
+/// serves itself when `public` (the Agentix table; a host's table has its
+/// handlers elsewhere, and only its vocabulary is written here).
+pub fn document(routes: &Routes, public: bool) -> Value {
     let mut paths = PathsBuilder::new();
-    for route in routes.iter() {
+    for route in routes.iter().filter(|_| public) {
         paths = paths.path(route.pattern(), PathItem::new(http_method(route.method()), public_operation(&route)));
     }
+    paths = paths.path(crate::verify::ROUTE, PathItem::new(HttpMethod::Post, verify_operation()));
     for route in &admin::ROUTES {
         paths = paths.path(route.path, PathItem::new(http_method(&route.method), admin_operation(route)));
     }
@@ -225,6 +229,31 @@ fn public_operation(route: &RouteInfo<'_>) -> utoipa::openapi::path::Operation {
     op.build()
 }
 
+fn verify_operation() -> utoipa::openapi::path::Operation {
+    OperationBuilder::new()
+        .operation_id(Some("verifyKey"))
+        .summary(Some("Judge a key for a request or a permission, as the public API would (spends the same budget)"))
+        .tag("verify")
+        .request_body(Some(
+            RequestBodyBuilder::new()
+                .required(Some(Required::True))
+                .content("application/json", json_ref("VerifyCall").build())
+                .build(),
+        ))
+        .response(
+            "200",
+            ResponseBuilder::new()
+                .description("The verdict, allowed or refused: admit only when `allowed` is true")
+                .content("application/json", json_ref("Verdict").build())
+                .build(),
+        )
+        .response("400", error_response(&["INVALID_JSON", "INVALID_REQUEST_DATA"]))
+        .response("405", error_response(&["METHOD_NOT_ALLOWED"]))
+        .response("413", error_response(&["PAYLOAD_TOO_LARGE"]))
+        .response("503", error_response(&["AUTH_UNAVAILABLE"]))
+        .build()
+}
+
 fn admin_operation(route: &AdminRoute) -> utoipa::openapi::path::Operation {
     let (body, (ok_status, ok_schema)) = (route.body, route.ok);
     let mut op = OperationBuilder::new()
@@ -292,6 +321,10 @@ fn components() -> utoipa::openapi::Components {
     add::<AgentPatch>(&mut schemas);
     add::<NewDashboardToken>(&mut schemas);
     add::<DashboardToken>(&mut schemas);
+    add::<VerifyCall>(&mut schemas);
+    add::<Verdict>(&mut schemas);
+    add::<VerifiedPrincipal>(&mut schemas);
+    add::<Budget>(&mut schemas);
     for item in ["Key", "Org", "Agent", "Team", "DashboardToken"] {
         let list = utoipa::openapi::schema::ArrayBuilder::new().items(Ref::from_schema_name(item)).build();
         schemas.push((format!("{item}List"), RefOr::T(list.into())));
@@ -369,6 +402,17 @@ fn apply_rules(doc: &mut Value, routes: &Routes) {
             }),
         ),
     ];
+    let nullable_enum = |names: &[&str]| {
+        let mut values: Vec<Value> = names.iter().map(|n| json!(n)).collect();
+        values.push(Value::Null);
+        json!({"type": ["string", "null"], "enum": values})
+    };
+    let rules = rules.into_iter().chain([
+        ("VerifyCall", "scope", nullable_enum(&scopes)),
+        ("VerifyCall", "class", nullable_enum(&classes)),
+        ("VerifyCall", "method", json!({"type": ["string", "null"], "pattern": METHOD_PATTERN})),
+        ("VerifyCall", "path", json!({"type": ["string", "null"], "pattern": PATH_PATTERN})),
+    ]);
     for (schema, field, rule) in rules {
         let slot = &mut doc["components"]["schemas"][schema]["properties"][field];
         // An optional field stays optional: `null` is still accepted where serde takes an Option.
@@ -378,7 +422,31 @@ fn apply_rules(doc: &mut Value, routes: &Routes) {
             slot["type"] = json!([kind, "null"]);
         }
     }
+    // A verify call names a request or a permission, never both; `null`
+    // reads as absent.
+    let absent = json!({"type": "null"});
+    let given = |pattern: Option<&str>| match pattern {
+        Some(p) => json!({"type": "string", "pattern": p}),
+        None => json!({"type": "string"}),
+    };
+    doc["components"]["schemas"]["VerifyCall"]["oneOf"] = json!([
+        {
+            "required": ["method", "path"],
+            "properties": {"method": given(Some(METHOD_PATTERN)), "path": given(Some(PATH_PATTERN)),
+                           "scope": absent, "class": absent, "agent": absent, "team": absent},
+        },
+        {
+            "required": ["scope", "class"],
+            "properties": {"scope": given(None), "class": given(None), "method": absent, "path": absent},
+            "not": {"required": ["agent", "team"], "properties": {"agent": given(None), "team": given(None)}},
+        },
+    ]);
 }
+
+/// An HTTP method token (RFC 9110 `tchar`s).
+const METHOD_PATTERN: &str = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
+/// An origin-form request target: `/`, then visible ASCII.
+const PATH_PATTERN: &str = "^/[!-~]*$";
 
 #[cfg(test)]
 mod tests {
@@ -387,7 +455,7 @@ mod tests {
     #[test]
     fn every_table_route_is_documented_with_its_parameters() {
         let routes = Routes::agentix();
-        let doc = document(&routes);
+        let doc = document(&routes, true);
         let mut n = 0;
         for route in routes.iter() {
             let method = route.method().as_str().to_ascii_lowercase();
@@ -408,6 +476,8 @@ mod tests {
             assert!(doc["paths"][route.path][&method].is_object(), "{method} {}", route.path);
             n += 1;
         }
+        assert!(doc["paths"][crate::verify::ROUTE]["post"].is_object());
+        n += 1;
         let documented: usize = doc["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().len()).sum();
         assert_eq!(documented, n);
         assert_eq!(doc["openapi"], "3.1.0");

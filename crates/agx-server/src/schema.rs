@@ -432,3 +432,77 @@ pub struct Usage {
     pub last_used_at: Option<String>,
     pub usage: Vec<UsageDay>,
 }
+
+/// `POST /api/verify`: a key and what it is to be judged for. Either
+/// `method` and `path` (a request, classified by the route table), or
+/// `scope` and `class` with at most one of `agent` and `team` (a
+/// permission).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyCall {
+    /// The key exactly as the client sent it (the `X-API-Key` value, or the
+    /// token after `Bearer `). Absent or empty: the client sent none.
+    pub key: Option<String>,
+    /// An HTTP method token, e.g. `POST`.
+    pub method: Option<String>,
+    /// The request's path as received, e.g. `/api/public/agents/a1/chat`;
+    /// a query is dropped.
+    pub path: Option<String>,
+    /// A scope the route table declares.
+    pub scope: Option<String>,
+    /// An endpoint class the route table declares: whose budget is spent.
+    pub class: Option<String>,
+    /// The agent acted on: checked for the key's org, state and domains.
+    pub agent: Option<String>,
+    /// The team acted on: checked for the key's org.
+    pub team: Option<String>,
+    /// The client's `Origin` header, for agents with allowed domains.
+    pub origin: Option<String>,
+}
+
+/// The verdict on a verify call. Admit the request only on a 200 whose
+/// `allowed` is `true`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Verdict {
+    pub allowed: bool,
+    /// The status the public API answers for this verdict: 200 when allowed.
+    pub status: u16,
+    /// The documented error code (docs/errors.md); null when allowed.
+    pub code: Option<&'static str>,
+    /// The documented message of `code`; null when allowed.
+    pub message: Option<&'static str>,
+    /// Seconds to wait, on `RATE_LIMITED`.
+    pub retry_after: Option<u64>,
+    /// Who is calling, when allowed (never the key).
+    pub principal: Option<VerifiedPrincipal>,
+    /// The key's budget in the class, when the verdict reports one.
+    pub rate_limit: Option<Budget>,
+    /// The header fields the client is owed, exactly as the public API
+    /// sends them (lowercase names: `ratelimit-policy`, `ratelimit`,
+    /// `www-authenticate`, `retry-after`).
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifiedPrincipal {
+    pub org: String,
+    pub key_id: String,
+    pub key_name: String,
+    /// Empty: every scope.
+    pub scopes: Vec<String>,
+    /// `live` or `test`.
+    pub mode: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Budget {
+    pub class: &'static str,
+    /// Requests per minute.
+    pub limit: u32,
+    /// Requests that would be admitted now, back to back.
+    pub remaining: u32,
+    /// Seconds until the budget is full again, rounded up.
+    pub reset: u64,
+}

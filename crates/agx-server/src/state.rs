@@ -65,6 +65,7 @@ impl AppState {
             .chain(crate::admin::ROUTES.iter().map(|r| r.path))
             .chain(crate::ops::ROUTES)
             .chain(crate::forward::ROUTES)
+            .chain([crate::verify::ROUTE])
             .collect();
         let metrics = Arc::new(Metrics::new(patterns, sources));
         let mut builder = Authenticator::builder(backend.keys.clone(), backend.directory.clone())
@@ -91,8 +92,7 @@ impl AppState {
     ) -> Result<Arc<AppState>, serde_json::Error> {
         // A host's table has no handlers here: only the Agentix one is documented.
         let public_api = auth.routes().iter().all(|r| r.operation().is_some());
-        let documented = if public_api { auth.routes() } else { &Routes::new() };
-        let openapi = serde_json::to_vec(&crate::openapi::document(documented))?.into();
+        let openapi = serde_json::to_vec(&crate::openapi::document(auth.routes(), public_api))?.into();
         Ok(Arc::new(AppState {
             auth,
             public_api,
