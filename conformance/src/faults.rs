@@ -28,7 +28,8 @@
 //! `closed` admits nothing during the cut, `local` keeps admitting with no
 //! 503; the outage is warned about once; and the warm key's admissions over
 //! the whole run stay within what the global limit (plus, under `local`, one
-//! instance's own limit) allows.
+//! instance's own limit) allows. Where nothing can be judged during the
+//! fault, the verify API must answer 503 `AUTH_UNAVAILABLE` too.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -259,6 +260,21 @@ async fn status(client: &Client, url: &str, key: &str) -> u16 {
     let Ok(value) = HeaderValue::try_from(key) else { return 0 };
     let headers = [(HeaderName::from_static("x-api-key"), value)];
     client.send("GET", url, &headers, Bytes::new()).await.map_or(0, |r| r.status.as_u16())
+}
+
+/// Asks the verify API about `key` for the load's route, expecting the
+/// public API's 503 `AUTH_UNAVAILABLE` with `Retry-After`.
+async fn verify_unavailable(client: &Client, base: &str, key: &str) -> Result<(), String> {
+    let body = json!({"key": key, "method": "GET", "path": "/api/public/agents/fa"}).to_string();
+    let headers = [(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+    let reply = client.send("POST", &format!("{base}/api/verify"), &headers, Bytes::from(body)).await?;
+    let json: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+    let retry_after = reply.headers.get(http::header::RETRY_AFTER).is_some();
+    if reply.status == 503 && json["error"]["code"] == "AUTH_UNAVAILABLE" && retry_after {
+        Ok(())
+    } else {
+        Err(format!("{} {json} (Retry-After present: {retry_after})", reply.status))
+    }
 }
 
 /// One exchange of the load, timed from the start of the load.
@@ -530,6 +546,18 @@ async fn drive(
     tokio::time::sleep(BEFORE).await;
     let mut timeline = Timeline::default();
     fault.take(&load, &mut timeline).await?;
+    // The verify API fails closed as the public API does: the public API's
+    // 503, never a 200 verdict, for a key it cannot judge now.
+    let unjudgeable = match scenario {
+        Scenario::PostgresCut | Scenario::PostgresStopped => Some(&cold_key),
+        Scenario::RedisClosed => Some(&warm_key),
+        // Admits (and would be counted in the warm key's usage).
+        Scenario::RedisLocal => None,
+    };
+    let verify_during = match unjudgeable {
+        Some(k) => Some(verify_unavailable(&client, &base, k).await),
+        None => None,
+    };
     let doomed_id = doomed["id"].as_str().ok_or("no id")?.to_owned();
     if scenario == Scenario::PostgresCut {
         // The database is up; only this server's links to it are cut.
@@ -567,6 +595,9 @@ async fn drive(
     print_tables(scenario, &tally, &timeline);
 
     let mut failures = Vec::new();
+    if let Some(Err(why)) = &verify_during {
+        failures.push(format!("verify API during the fault: {why}"));
+    }
     let allowed: &[u16] = if scenario.redis() { &[200, 401, 429, 503] } else { &[200, 401, 503] };
     for ((_, kind, s), n) in &tally.by_phase {
         if !allowed.contains(s) {
@@ -655,6 +686,9 @@ async fn drive(
         summary.push_str(&format!(", {admitted} admitted of at most {bound:.0} in {secs:.1} s"));
     }
     summary.push_str(&format!(", usage {stored} stored = {admitted} admitted"));
+    if matches!(verify_during, Some(Ok(()))) {
+        summary.push_str(", the verify API answered 503 AUTH_UNAVAILABLE during the fault");
+    }
     Ok(Outcome { summary, failures })
 }
 
