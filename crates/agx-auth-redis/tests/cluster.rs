@@ -139,9 +139,10 @@ async fn a_killed_primary_fails_over_to_its_replica_and_the_spent_budget_survive
         "failover: the key's shard answered again after {took:?} ({refused} calls refused with an error meanwhile)"
     );
     assert!(matches!(decision, RateDecision::Deny { .. }), "the budget spent before the kill is still spent");
-    assert_ne!(cluster.primary_of(&cell(&s, spent)).await.unwrap(), victim, "a replica was promoted");
+    let promoted = cluster.settled_primary_of(&cell(&s, spent), Duration::from_secs(5)).await.unwrap();
+    assert_ne!(promoted, victim, "a replica was promoted");
     assert!(took < Duration::from_secs(10), "failover took {took:?}");
-    let fresh = key_on(&cluster, &s, cluster.primary_of(&cell(&s, spent)).await.unwrap(), 1000).await;
+    let fresh = key_on(&cluster, &s, promoted, 1000).await;
     assert!(matches!(redis.check(fresh, CHAT, q, t).await.unwrap(), RateDecision::Admit(_)));
 }
 

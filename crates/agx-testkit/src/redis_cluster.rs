@@ -129,6 +129,21 @@ impl RedisCluster {
         Err(format!("no live primary serves slot {slot}"))
     }
 
+    /// [`primary_of`](Self::primary_of), asked again for up to `limit` while
+    /// no live primary is named: after a failover, the node asked may hear
+    /// of the promotion (by gossip) after the client that was redirected.
+    pub async fn settled_primary_of(&self, key: &str, limit: std::time::Duration) -> Result<u16, String> {
+        let started = std::time::Instant::now();
+        loop {
+            match self.primary_of(key).await {
+                Err(why) if started.elapsed() < limit && why.starts_with("no live primary") => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                answer => return answer,
+            }
+        }
+    }
+
     /// SIGKILL to the node on `port`: no shutdown, no last words.
     pub async fn kill(&mut self, port: u16) -> Result<(), String> {
         let node = self.nodes.iter_mut().find(|n| n.port == port).ok_or("no such node")?;
