@@ -28,11 +28,8 @@ async fn every_target_passes_every_case() {
         .collect();
     assert!(!server_only.is_empty());
     for (name, results) in &columns {
-        let skipped: Vec<_> = results
-            .iter()
-            .filter(|r| matches!(r.verdict, Verdict::Skipped(_)))
-            .map(|r| r.name.as_str())
-            .collect();
+        let skipped: Vec<_> =
+            results.iter().filter(|r| matches!(r.verdict, Verdict::Skipped(_))).map(|r| r.name.as_str()).collect();
         assert_eq!(skipped, server_only, "{name} skipped cases it can run");
     }
 }

@@ -34,8 +34,11 @@ fn request<'a>(key: Option<&'a str>, method: Method, path: &'a str, origin: Opti
     VerifyRequest { key, target: VerifyTarget::Request { method, path }, origin }
 }
 
+/// Sorted (name, value) pairs.
+type Fields = Vec<(String, Vec<u8>)>;
+
 /// The status, body and contract headers of an outcome, to compare two.
-fn shape(outcome: &Outcome) -> (u16, Vec<u8>, Vec<(String, Vec<u8>)>) {
+fn shape(outcome: &Outcome) -> (u16, Vec<u8>, Fields) {
     match outcome {
         Outcome::Deny(r) => {
             let resp = r.response();
