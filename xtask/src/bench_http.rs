@@ -109,11 +109,15 @@ pub fn run(args: &[String], plan: Plan) -> Result<(), String> {
 /// with `header` unless it is empty: the load wrk measured, and whether any
 /// answer was not a 2xx.
 pub(crate) fn wrk(url: &str, header: &str, seconds: u64) -> Result<(Load, bool), String> {
+    let extra: &[&str] = if header.is_empty() { &[] } else { &["-H", header] };
+    wrk_with(url, extra, seconds)
+}
+
+/// [`wrk`] with any arguments of wrk's own before the URL (`-s script.lua`).
+pub(crate) fn wrk_with(url: &str, extra: &[&str], seconds: u64) -> Result<(Load, bool), String> {
     let mut wrk = pinned(1, "wrk".as_ref());
     wrk.args(["-t1", "-c32", &format!("-d{seconds}s"), "--latency"]);
-    if !header.is_empty() {
-        wrk.args(["-H", header]);
-    }
+    wrk.args(extra);
     let output = wrk.arg(url).output().map_err(|e| format!("wrk: {e}"))?;
     let text = String::from_utf8_lossy(&output.stdout);
     let load = parse_wrk(&text).ok_or_else(|| format!("cannot read wrk's output:\n{text}"))?;

@@ -12,7 +12,10 @@
 //!
 //! - `GET /healthz`: the baseline, no auth at all;
 //! - a junk key on the config route: refused by the checksum (401), no store;
-//! - a valid key on the config route: the whole verdict and the handler (200).
+//! - a valid key on the config route: the whole verdict and the handler (200);
+//! - the same key and route asked of the verify API (`POST /api/verify`, a
+//!   JSON body through a wrk script): the verdict, the body parsed and the
+//!   verdict written as JSON, for a service that calls it itself.
 //!
 //! The table gives medians over rounds: each request's throughput ratio to
 //! `/healthz` in the same round (the goal's measure), and the server's CPU
@@ -25,7 +28,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::bench_http::{Server, ensure_wrk, median, pinned, process_cpu_secs, wait_listening, wrk};
+use crate::bench_http::{Server, ensure_wrk, median, pinned, process_cpu_secs, wait_listening, wrk_with};
 use crate::{cargo, workspace_root};
 
 const TOKEN: &str = "bench-server-admin-token";
@@ -43,14 +46,16 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let addr = "127.0.0.1:18790";
     let (server, key) = start(pinned(0, bin.as_os_str()), addr, Duration::from_secs(10))?;
     let pid = server.0.id();
-    let variants = variants(addr, &key);
+    let dir = std::env::temp_dir().join(format!("agx-bench-server-{}", std::process::id()));
+    let variants = variants(addr, &key, &dir)?;
     let mut results: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); variants.len()];
     for round in 0..rounds {
         for step in 0..variants.len() {
             let v = (step + round) % variants.len();
-            let (name, url, header) = &variants[v];
+            let (name, url, extra) = &variants[v];
             let cpu_before = process_cpu_secs(pid);
-            let (load, refused) = wrk(url, header, seconds)?;
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+            let (load, refused) = wrk_with(url, &extra, seconds)?;
             let expect_errors = v == 1;
             if refused != expect_errors {
                 return Err(format!("{name}: unexpected statuses"));
@@ -82,17 +87,33 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
     println!("\n{rounds} rounds of {seconds} s, medians; ratios within each round. Goals: junk ≥ 0.90, valid ≥ 0.80.");
     drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
-/// The three requests: name, URL, the header wrk adds (or none).
-fn variants(addr: &str, key: &str) -> [(&'static str, String, String); 3] {
+/// The requests: name, URL, wrk's arguments for it (a header, or a script
+/// in `dir` for the verify API's POST).
+fn variants(addr: &str, key: &str, dir: &std::path::Path) -> Result<[(&'static str, String, Vec<String>); 4], String> {
     let config = format!("http://{addr}/api/public/agents/demo-agent");
-    [
-        ("/healthz", format!("http://{addr}/healthz"), String::new()),
-        ("junk key, config route (401)", config.clone(), format!("X-API-Key: {JUNK}")),
-        ("valid key, config route (200)", config, format!("X-API-Key: {key}")),
-    ]
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let script = dir.join("verify.lua");
+    let body = format!(r#"{{"key":"{key}","method":"GET","path":"/api/public/agents/demo-agent"}}"#);
+    std::fs::write(
+        &script,
+        format!("wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = '{body}'\n"),
+    )
+    .map_err(|e| e.to_string())?;
+    let header = |h: String| vec!["-H".to_owned(), h];
+    Ok([
+        ("/healthz", format!("http://{addr}/healthz"), Vec::new()),
+        ("junk key, config route (401)", config.clone(), header(format!("X-API-Key: {JUNK}"))),
+        ("valid key, config route (200)", config, header(format!("X-API-Key: {key}"))),
+        (
+            "valid key, verify API (200)",
+            format!("http://{addr}/api/verify"),
+            vec!["-s".into(), script.display().to_string()],
+        ),
+    ])
 }
 
 pub(crate) fn build() -> Result<std::path::PathBuf, String> {
@@ -155,13 +176,11 @@ fn instructions(args: &[String]) -> Result<(), String> {
         if ok.status.success() { Ok(()) } else { Err(format!("callgrind_control {args:?} failed")) }
     };
     let mut rows = Vec::new();
-    for (i, (name, url, header)) in variants(addr, &key).iter().enumerate() {
+    for (i, (name, url, extra)) in variants(addr, &key, &dir)?.iter().enumerate() {
         let wrk = |secs: u64| -> Result<String, String> {
             let mut c = Command::new("wrk");
             c.args(["-t1", "-c4", &format!("-d{secs}s")]);
-            if !header.is_empty() {
-                c.args(["-H", header]);
-            }
+            c.args(extra);
             let out = c.arg(url).output().map_err(|e| format!("wrk: {e}"))?;
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         };
