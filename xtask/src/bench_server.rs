@@ -91,9 +91,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// The requests: name, URL, wrk's arguments for it (a header, or a script
-/// in `dir` for the verify API's POST).
-fn variants(addr: &str, key: &str, dir: &std::path::Path) -> Result<[(&'static str, String, Vec<String>); 4], String> {
+/// One request to load: its name, URL, and wrk's arguments for it.
+type Variant = (&'static str, String, Vec<String>);
+
+/// The requests: wrk's arguments are a header, or a script in `dir` for
+/// the verify API's POST.
+fn variants(addr: &str, key: &str, dir: &std::path::Path) -> Result<[Variant; 4], String> {
     let config = format!("http://{addr}/api/public/agents/demo-agent");
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let script = dir.join("verify.lua");
