@@ -377,6 +377,15 @@ impl Routes {
         self.routes.iter().map(|r| r.class).find(|c| c.as_str() == name)
     }
 
+    /// The scope and class of these names when some declared route requires
+    /// that scope in that class: a permission asked for from outside is one
+    /// the table grants somewhere, so that a key cannot be judged for one
+    /// scope against another class's budget (`chat` on the larger `config`
+    /// budget, say).
+    pub fn permission(&self, scope: &str, class: &str) -> Option<(&Scope, EndpointClass)> {
+        self.routes.iter().find(|r| r.scope.as_str() == scope && r.class.as_str() == class).map(|r| (&r.scope, r.class))
+    }
+
     /// Classifies a request. `HEAD` matches `GET` routes, because frameworks
     /// answer `HEAD` with the `GET` handler: otherwise `HEAD` would be a way
     /// around the org and scope checks.

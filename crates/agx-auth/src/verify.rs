@@ -38,7 +38,8 @@ pub enum VerifyTarget<'a> {
     /// which is dropped.
     Request { method: Method, path: &'a str },
     /// A permission, for a service whose routes are not in the table: a
-    /// scope and an endpoint class that some declared route uses.
+    /// scope and an endpoint class that some declared route requires
+    /// together.
     Permission { scope: &'a str, class: &'a str, resource: Resource<'a> },
 }
 
@@ -51,6 +52,9 @@ pub enum VerifyError {
     UnknownScope,
     /// No declared route uses an endpoint class of this name.
     UnknownClass,
+    /// Both names are declared, but no route requires this scope in this
+    /// class.
+    UnpairedPermission,
 }
 
 impl VerifyError {
@@ -60,6 +64,7 @@ impl VerifyError {
             VerifyError::BadPath => "path must be an origin-form path: `/`, then visible ASCII",
             VerifyError::UnknownScope => "scope must be a scope the route table declares",
             VerifyError::UnknownClass => "class must be an endpoint class the route table declares",
+            VerifyError::UnpairedPermission => "scope and class must be paired on some route the table declares",
         }
     }
 }
@@ -97,15 +102,20 @@ impl Authenticator {
     /// `X-API-Key`: the same order of checks, the same refusals (rendered),
     /// the same budget spent.
     pub async fn verify_key(&self, request: &VerifyRequest<'_>) -> Result<Outcome, VerifyError> {
-        let presented = Presented { key: request.key.map(str::as_bytes), origin: request.origin.map(str::as_bytes) };
+        // An HTTP parser strips the whitespace around a header's value; so
+        // does this, for the origin (the key's is trimmed by the checks).
+        let origin = request.origin.map(|o| o.trim_matches([' ', '\t']).as_bytes());
+        let presented = Presented { key: request.key.map(str::as_bytes), origin };
         match &request.target {
             VerifyTarget::Request { method, path } => {
                 let path = origin_form_path(path).ok_or(VerifyError::BadPath)?;
                 Ok(self.authenticate(method, path, &presented).await)
             }
             VerifyTarget::Permission { scope, class, resource } => {
-                let scope = self.routes().scope_named(scope).ok_or(VerifyError::UnknownScope)?;
-                let class = self.routes().class_named(class).ok_or(VerifyError::UnknownClass)?;
+                let routes = self.routes();
+                routes.scope_named(scope).ok_or(VerifyError::UnknownScope)?;
+                routes.class_named(class).ok_or(VerifyError::UnknownClass)?;
+                let (scope, class) = routes.permission(scope, class).ok_or(VerifyError::UnpairedPermission)?;
                 Ok(self.judge(Some(RouteMatch { resource: *resource, scope, class }), &presented).await)
             }
         }

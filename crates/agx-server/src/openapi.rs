@@ -424,6 +424,13 @@ fn apply_rules(doc: &mut Value, routes: &Routes) {
     }
     // A verify call names a request or a permission, never both; `null`
     // reads as absent.
+    let mut pairs: Vec<Value> = Vec::new();
+    for route in routes.iter() {
+        let pair = json!({"properties": {"scope": {"const": route.scope().as_str()}, "class": {"const": route.class().as_str()}}});
+        if !pairs.contains(&pair) {
+            pairs.push(pair);
+        }
+    }
     let absent = json!({"type": "null"});
     let given = |pattern: Option<&str>| match pattern {
         Some(p) => json!({"type": "string", "pattern": p}),
@@ -439,6 +446,8 @@ fn apply_rules(doc: &mut Value, routes: &Routes) {
             "required": ["scope", "class"],
             "properties": {"scope": given(None), "class": given(None), "method": absent, "path": absent},
             "not": {"required": ["agent", "team"], "properties": {"agent": given(None), "team": given(None)}},
+            // Only a scope and class that some route requires together.
+            "anyOf": pairs,
         },
     ]);
 }
