@@ -418,6 +418,10 @@ impl Authenticator {
         &self.store
     }
 
+    pub(crate) fn hasher(&self) -> &KeyHasher {
+        &self.hasher
+    }
+
     /// Judges a request a gateway holds (see [`original_request`](crate::original_request)
     /// for its method and path) and answers as that gateway expects: 200
     /// with the principal's headers and the rate-limit fields, 200 with

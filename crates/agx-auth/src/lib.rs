@@ -50,6 +50,7 @@ mod redact;
 mod render;
 mod request;
 mod route;
+mod scan;
 mod store;
 mod usage;
 mod verify;
@@ -76,6 +77,7 @@ pub use route::{
     AGENT_PARAM, EndpointClass, MAX_RESOURCE_ID_LEN, ROUTABLE_ID_PATTERN, Resource, ResourceKind, RouteInfo,
     RouteMatch, Routes, Scope, TEAM_PARAM, Unmatched, ops, routable_id,
 };
+pub use scan::{FoundKey, KeyStanding, find_keys};
 pub use store::{
     AgentRecord, Directory, DirectoryAdmin, KeyHashes, KeyRecord, KeySpec, KeyStore, MemoryStore, Revocation,
     RevocationSink, StoreError, TeamRecord,

@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod ops;
 pub mod public;
 pub mod routing;
+pub mod scan;
 pub mod schema;
 pub mod serve;
 pub mod state;

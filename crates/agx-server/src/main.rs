@@ -37,6 +37,20 @@ enum Command {
         #[arg(long, env = "AGX_DATABASE_URL", global = true, hide_env_values = true)]
         database_url: Option<String>,
     },
+    /// Find leaked keys in files (real ones, by checksum); exits 1 when any is found.
+    Scan {
+        /// Files, or directories to walk (symbolic links are not followed).
+        #[arg(required = true)]
+        paths: Vec<std::path::PathBuf>,
+        /// Delete every found key that the database holds and that still works.
+        #[arg(long)]
+        revoke: bool,
+        /// Where to look the found keys up; without it, only the checksum is tested.
+        #[arg(long, env = "AGX_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+        #[arg(long, env = "AGX_KEY_PEPPER", hide_env_values = true)]
+        key_pepper: Option<String>,
+    },
     /// Manage keys directly in the database.
     Keys {
         #[command(subcommand)]
@@ -191,17 +205,27 @@ fn hasher(pepper: Option<&str>) -> KeyHasher {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let done = |r: anyhow::Result<()>| r.map(|()| std::process::ExitCode::SUCCESS);
     let result = match cli.command {
-        Some(Command::Serve(args)) => serve(args).await,
-        None => serve(cli.serve).await,
-        Some(Command::Keys { command, database_url, key_pepper }) => keys(command, database_url, key_pepper).await,
-        Some(Command::Orgs { command, database_url }) => orgs(command, database_url).await,
+        Some(Command::Serve(args)) => done(serve(args).await),
+        None => done(serve(cli.serve).await),
+        Some(Command::Keys { command, database_url, key_pepper }) => {
+            done(keys(command, database_url, key_pepper).await)
+        }
+        Some(Command::Orgs { command, database_url }) => done(orgs(command, database_url).await),
+        // Like a linter: found keys fail the run that found them.
+        Some(Command::Scan { paths, revoke, database_url, key_pepper }) => {
+            scan(&paths, revoke, database_url, key_pepper)
+                .await
+                .map(|found| std::process::ExitCode::from(u8::from(found)))
+        }
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("agx-server: {e:#}");
-            std::process::ExitCode::FAILURE
+            // 2, not 1: `scan` answers 1 for "keys found".
+            std::process::ExitCode::from(2)
         }
     }
 }
@@ -365,6 +389,62 @@ async fn orgs(command: OrgsCommand, database_url: Option<String>) -> anyhow::Res
     }
     backend.shutdown(SHUTDOWN_FLUSH_LIMIT).await;
     Ok(())
+}
+
+/// Reports every key found in `paths`, with what the database says of it
+/// when there is one; with `revoke`, deletes the live ones. `Ok(true)`
+/// when any key was found.
+async fn scan(
+    paths: &[std::path::PathBuf],
+    revoke: bool,
+    database_url: Option<String>,
+    pepper: Option<String>,
+) -> anyhow::Result<bool> {
+    use agx_auth::KeyStanding;
+    if revoke && database_url.is_none() {
+        bail!("--revoke needs --database-url (or AGX_DATABASE_URL): the keys are deleted there");
+    }
+    let (leaks, notices) = agx_server::scan::scan(paths);
+    for notice in &notices {
+        eprintln!("agx-server scan: {notice}");
+    }
+    let backend = match &database_url {
+        Some(url) => Some(Backend::postgres(url).await.context("PostgreSQL")?),
+        None => None,
+    };
+    let auth = backend
+        .as_ref()
+        .map(|b| Authenticator::builder(b.keys.clone(), b.directory.clone()).hasher(hasher(pepper.as_deref())).build());
+    let (mut live, mut revoked) = (0, 0);
+    for leak in &leaks {
+        let Some(auth) = &auth else {
+            println!("{}  (not looked up: no --database-url)", leak.describe());
+            continue;
+        };
+        match auth.key_standing(&leak.found.key).await? {
+            KeyStanding::Unknown => println!("{}  unknown to this database", leak.describe()),
+            KeyStanding::Deleted(r) => println!("{}  {} in {}: already deleted", leak.describe(), r.id, r.org),
+            KeyStanding::Expired(r) => println!("{}  {} in {}: expired", leak.describe(), r.id, r.org),
+            KeyStanding::Live(r) if revoke => {
+                revoked += usize::from(auth.delete_key(&r.org, r.id).await?);
+                println!("{}  {} in {} ({:?}): LIVE, revoked", leak.describe(), r.id, r.org, r.name);
+            }
+            KeyStanding::Live(r) => {
+                live += 1;
+                println!("{}  {} in {} ({:?}): LIVE (revoke with --revoke)", leak.describe(), r.id, r.org, r.name);
+            }
+        }
+    }
+    eprintln!(
+        "agx-server scan: {} key(s) found{}{}",
+        leaks.len(),
+        if live > 0 { format!(", {live} live") } else { String::new() },
+        if revoked > 0 { format!(", {revoked} revoked") } else { String::new() }
+    );
+    if let Some(b) = backend {
+        b.shutdown(SHUTDOWN_FLUSH_LIMIT).await;
+    }
+    Ok(!leaks.is_empty())
 }
 
 async fn keys(command: KeysCommand, database_url: Option<String>, pepper: Option<String>) -> anyhow::Result<()> {

@@ -1,0 +1,157 @@
+//! Finding leaked keys in text: every `agx_live_…` or `agx_test_…` token
+//! whose checksum holds, so real keys and not look-alikes (a key with one
+//! character changed, an example like `agx_live_XXXX…`, a key cut short).
+//!
+//! The checksum makes this an offline test: a random 41-character string
+//! of the right shape passes it about once in 57 billion, so a scanner can
+//! report without asking any store, and ask the store only to learn whether
+//! a found key is live (and to revoke it).
+
+use std::sync::Arc;
+
+use crate::authenticator::Authenticator;
+use crate::key::{ApiKey, KEY_LEN};
+use crate::store::{KeyRecord, StoreError};
+
+/// What the store says of a found key.
+#[derive(Clone, Debug)]
+pub enum KeyStanding {
+    /// No stored key has this hash: not this deployment's key (or one
+    /// hashed under another pepper).
+    Unknown,
+    /// Stored and usable now: the one to revoke.
+    Live(Arc<KeyRecord>),
+    /// Stored but deleted: no longer a danger.
+    Deleted(Arc<KeyRecord>),
+    /// Stored but past its expiry: no longer a danger.
+    Expired(Arc<KeyRecord>),
+}
+
+impl Authenticator {
+    /// Whether a key (found in a file, reported by a scanner) is one of this
+    /// deployment's and still works, by the same hash and clock a verdict
+    /// uses.
+    pub async fn key_standing(&self, key: &ApiKey) -> Result<KeyStanding, StoreError> {
+        let Some(record) = self.store().find(&self.hasher().hash(key)).await? else {
+            return Ok(KeyStanding::Unknown);
+        };
+        Ok(if record.deleted_at.is_some() {
+            KeyStanding::Deleted(record)
+        } else if record.is_expired(self.clock().now()) {
+            KeyStanding::Expired(record)
+        } else {
+            KeyStanding::Live(record)
+        })
+    }
+}
+
+/// A key found in a text, and where: 1-based line and byte column.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FoundKey {
+    pub line: usize,
+    pub column: usize,
+    pub key: ApiKey,
+}
+
+/// Every real key in `text`, in order. `text` need not be UTF-8 (a binary
+/// file, a Latin-1 log): keys are ASCII and are found among any bytes.
+///
+/// A key counts only as a token of its own: the bytes around it must not
+/// be letters, digits or `_`, so a longer token that happens to contain a
+/// key-shaped run is not reported (nor would it work as a key).
+pub fn find_keys(text: &[u8]) -> Vec<FoundKey> {
+    const MARK: &[u8] = b"agx_";
+    let token_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut found = Vec::new();
+    let (mut line, mut line_start, mut counted_to) = (1, 0, 0);
+    let mut at = 0;
+    while let Some(offset) = find(&text[at..], MARK) {
+        let start = at + offset;
+        at = start + 1;
+        let Some(candidate) = text.get(start..start + KEY_LEN) else { break };
+        if start > 0 && token_byte(text[start - 1]) {
+            continue;
+        }
+        if text.get(start + KEY_LEN).is_some_and(|&b| token_byte(b)) {
+            continue;
+        }
+        // Only ASCII reaches the parser; anything else is not a key.
+        let Ok(candidate) = std::str::from_utf8(candidate) else { continue };
+        let Ok(key) = ApiKey::parse(candidate) else { continue };
+        for (i, &b) in text[counted_to..start].iter().enumerate() {
+            if b == b'\n' {
+                line += 1;
+                line_start = counted_to + i + 1;
+            }
+        }
+        counted_to = start;
+        found.push(FoundKey { line, column: start - line_start + 1, key });
+        at = start + KEY_LEN;
+    }
+    found
+}
+
+/// The offset of the first `needle` in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::KeyMode;
+
+    fn key(mode: KeyMode, fill: u8) -> ApiKey {
+        ApiKey::from_random_part(mode, &[fill; crate::key::RANDOM_LEN]).unwrap()
+    }
+
+    #[test]
+    fn real_keys_are_found_with_their_place() {
+        let live = key(KeyMode::Live, b'a');
+        let test = key(KeyMode::Test, b'Z');
+        let text =
+            format!("first line\nAPI_KEY=\"{}\" # prod\n\tBearer {}\n", live.expose_secret(), test.expose_secret());
+        let found = find_keys(text.as_bytes());
+        assert_eq!(found.len(), 2);
+        assert_eq!((found[0].line, found[0].column, &found[0].key), (2, 10, &live));
+        assert_eq!((found[1].line, found[1].column, &found[1].key), (3, 9, &test));
+    }
+
+    #[test]
+    fn look_alikes_are_not_keys() {
+        let live = key(KeyMode::Live, b'b');
+        let s = live.expose_secret();
+        let mut tampered = s.as_bytes().to_vec();
+        tampered[20] = if tampered[20] == b'x' { b'y' } else { b'x' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        let cases = [
+            "agx_live_XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX".to_owned(),
+            tampered,
+            s[..KEY_LEN - 1].to_owned(),
+            format!("{s}9"),
+            format!("x{s}"),
+            format!("_{s}"),
+            s.replace("agx_live_", "agx_prod_"),
+        ];
+        for text in cases {
+            assert!(find_keys(text.as_bytes()).is_empty(), "{text}");
+        }
+        // Delimited by anything else, it is found.
+        for around in ["'", "\"", "=", " ", ":", "/", "\u{e9}", "\0"] {
+            let text = format!("{around}{s}{around}");
+            assert_eq!(find_keys(text.as_bytes()).len(), 1, "{around:?}");
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_no_obstacle() {
+        let live = key(KeyMode::Live, b'c');
+        let mut text = vec![0xff, 0xfe, b'\n', 0x80];
+        text.push(b' ');
+        text.extend_from_slice(live.expose_secret().as_bytes());
+        text.extend_from_slice(&[0xc3, b'\n']);
+        text.extend_from_slice(live.expose_secret().as_bytes());
+        let found = find_keys(&text);
+        assert_eq!(found.iter().map(|f| (f.line, f.column)).collect::<Vec<_>>(), [(2, 3), (3, 1)]);
+    }
+}
