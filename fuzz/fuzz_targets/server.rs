@@ -114,6 +114,7 @@ fn shapes(doc: &serde_json::Value) -> Vec<String> {
     shapes.extend(agx_server::dashboard::pages::ROUTES.iter().map(|p| (*p).to_owned()));
     shapes.extend(agx_server::ops::ROUTES.iter().map(|p| (*p).to_owned()));
     shapes.extend(agx_server::forward::ROUTES.iter().map(|p| p.replace("{*path}", "api/public/agents/x/config")));
+    shapes.push(agx_server::secret_scanning::ROUTE.to_owned());
     shapes
 }
 

@@ -25,7 +25,7 @@ use crate::count::CountLayer;
 use crate::errors::ApiError;
 use crate::routing::RouterError;
 use crate::state::AppState;
-use crate::{admin, cors, dashboard, forward, input, metrics, ops, public, verify};
+use crate::{admin, cors, dashboard, forward, input, metrics, ops, public, secret_scanning, verify};
 
 /// The dashboard's pages load their own script and style sheet only, make
 /// requests only to this origin, and are never framed.
@@ -79,6 +79,7 @@ pub fn build(state: Arc<AppState>, conversations: Conversations) -> Result<Route
             .clone()
             .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))),
     );
+    let scanning = secret_scanning::routes(state.clone()).layer(shared.clone());
     let ops = ops::routes(state).fallback(|| async { ApiError::no_route() }).layer(shared);
-    Ok(ops.merge(admin).merge(public).merge(pages).merge(forward).merge(verify))
+    Ok(ops.merge(admin).merge(public).merge(pages).merge(forward).merge(verify).merge(scanning))
 }

@@ -21,6 +21,7 @@ pub mod public;
 pub mod routing;
 pub mod scan;
 pub mod schema;
+pub mod secret_scanning;
 pub mod serve;
 pub mod state;
 pub mod time;

@@ -99,6 +99,10 @@ struct ServeArgs {
     /// The longest a verdict waits for Redis, in milliseconds, before the outage rule applies.
     #[arg(long, env = "AGX_REDIS_TIMEOUT_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     redis_timeout_ms: u64,
+    /// GitHub's secret scanning public keys (the JSON GitHub serves for partners), read at
+    /// start: reports signed by them revoke the leaked keys they name.
+    #[arg(long, env = "AGX_GITHUB_SCANNING_KEYS")]
+    github_scanning_keys: Option<std::path::PathBuf>,
     /// Bearer token of the admin API; without it, a random one, printed at start.
     #[arg(long, env = "AGX_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
@@ -324,6 +328,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         trusted_proxies: args.trusted_proxies.clone(),
     };
     let state = AppState::new(backend.clone(), limiter, (auth.clone(), metrics), admin_token, dashboard, settings)?;
+    if let Some(path) = &args.github_scanning_keys {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("--github-scanning-keys {}", path.display()))?;
+        let keys = agx_server::secret_scanning::GithubKeys::from_json(&text).context("--github-scanning-keys")?;
+        let _ = state.github_keys.set(keys);
+    }
     let app = app::build(state.clone(), conversations)?;
     let limits = serve::Limits {
         max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),

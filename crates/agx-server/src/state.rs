@@ -42,6 +42,9 @@ pub struct AppState {
     pub dashboard_settings: crate::dashboard::Settings,
     /// Wrong tokens per client address, for the sign-in form and the admin API.
     pub sign_ins: crate::dashboard::SignInThrottle,
+    /// GitHub's secret scanning keys, when configured (set once at start):
+    /// without them the partner endpoint is answered as no route.
+    pub github_keys: std::sync::OnceLock<crate::secret_scanning::GithubKeys>,
 }
 
 impl AppState {
@@ -65,7 +68,7 @@ impl AppState {
             .chain(crate::admin::ROUTES.iter().map(|r| r.path))
             .chain(crate::ops::ROUTES)
             .chain(crate::forward::ROUTES)
-            .chain([crate::verify::ROUTE])
+            .chain([crate::verify::ROUTE, crate::secret_scanning::ROUTE])
             .collect();
         let metrics = Arc::new(Metrics::new(patterns, sources));
         let mut builder = Authenticator::builder(backend.keys.clone(), backend.directory.clone())
@@ -107,6 +110,7 @@ impl AppState {
             dashboard,
             dashboard_settings,
             sign_ins: crate::dashboard::SignInThrottle::default(),
+            github_keys: std::sync::OnceLock::new(),
         }))
     }
 
