@@ -43,6 +43,18 @@ impl Authenticator {
             KeyStanding::Live(record)
         })
     }
+
+    /// [`key_standing`](Self::key_standing), and a live key deleted: the
+    /// answer to a leak. `Live` means it was live and is now revoked; a key
+    /// deleted meanwhile by someone else is answered `Deleted`.
+    pub async fn revoke_leaked(&self, key: &ApiKey) -> Result<KeyStanding, StoreError> {
+        match self.key_standing(key).await? {
+            KeyStanding::Live(record) if !self.delete_key(&record.org, record.id).await? => {
+                Ok(KeyStanding::Deleted(record))
+            }
+            standing => Ok(standing),
+        }
+    }
 }
 
 /// A key found in a text, and where: 1-based line and byte column.

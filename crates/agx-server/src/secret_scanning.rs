@@ -143,14 +143,11 @@ async fn report(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
     for r in reported {
         let label = match ApiKey::parse(r.token.trim()) {
             Err(_) => "false_positive",
-            Ok(key) => match state.auth.key_standing(&key).await {
+            Ok(key) => match state.auth.revoke_leaked(&key).await {
                 Err(_) => return ApiError::UNAVAILABLE.into_response(),
                 Ok(KeyStanding::Unknown) => "false_positive",
                 Ok(KeyStanding::Deleted(_) | KeyStanding::Expired(_)) => "true_positive",
                 Ok(KeyStanding::Live(record)) => {
-                    if state.auth.delete_key(&record.org, record.id).await.is_err() {
-                        return ApiError::UNAVAILABLE.into_response();
-                    }
                     tracing::warn!(org = %record.org, key = %record.id, "secret scanning: a leaked key was revoked");
                     "true_positive"
                 }
