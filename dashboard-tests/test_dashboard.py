@@ -674,6 +674,29 @@ class DashboardTest:
         check(allowed == 200, f"after the save, chat from https://app.example.com answered {allowed}, not 200")
         return "Agents: allowed domains app.example.com saved, kept after a reload, enforced by the public API"
 
+    def step_audit(self) -> str:
+        page = self.page
+        nav = page.get_by_role("navigation", name="Main", exact=True)
+        with page.expect_navigation():
+            nav.get_by_role("link", name="Audit log", exact=True).click()
+        check(path_of(page.url) == f"/dashboard/orgs/{self.org_a}/audit-log", f"Audit log led to {page.url}")
+        self.check_nav(page)
+        table = page.get_by_role("table", name="Audit log", exact=True)
+        expect(table).to_be_visible()
+        rows = table.locator("tbody tr")
+        # Newest first: the domain saved a step ago, then the old key's deletion.
+        first = rows.nth(0)
+        expect(first).to_contain_text("agent.updated")
+        expect(first).to_contain_text("allowedDomains: app.example.com")
+        for action in ["key.deleted", "key.rolled", "key.created"]:
+            expect(table.get_by_text(action, exact=True).first).to_be_visible()
+        html = page.content()
+        leaked = [key for key, _, _ in self.secrets.keys if key in html]
+        check(not leaked, "the audit log page shows a plaintext key")
+        self.shot(page, "audit-log.png")
+        self.snap(page, "audit log")
+        return f"Audit log: {rows.count()} events, newest the domain save, with the roll and deletion; no key shown"
+
     def step_csrf(self) -> str:
         page = self.page
         page.goto(self.url(self.keys_path(self.org_a)))
@@ -768,6 +791,7 @@ class DashboardTest:
         ("5a", "roll", "step_roll"),
         ("5b", "delete the old key", "step_delete_old"),
         ("6", "agents", "step_agents"),
+        ("6b", "audit log", "step_audit"),
         ("7", "CSRF", "step_csrf"),
         ("8", "org isolation", "step_isolation"),
         ("9", "sign out", "step_sign_out"),

@@ -35,7 +35,7 @@ impl AdminApi {
     /// The same, for the reference server reached directly (not through a
     /// gateway): its verify API is there to be called.
     pub fn reference_server(self) -> Self {
-        AdminApi { capabilities: &[Capability::VerifyApi], ..self }
+        AdminApi { capabilities: &[Capability::VerifyApi, Capability::AuditLog], ..self }
     }
 
     /// The server as a conformance target.
@@ -131,6 +131,11 @@ impl Fixtures for AdminApi {
 
     async fn delete_key(&self, org: &str, id: &str) -> Result<(), String> {
         self.call("DELETE", &format!("/orgs/{org}/keys/{id}"), None).await.map(drop)
+    }
+
+    async fn audit_events(&self, org: &str, limit: usize) -> Result<Vec<Value>, String> {
+        let (_, page) = self.call("GET", &format!("/orgs/{org}/audit-log?limit={limit}"), None).await?;
+        page["events"].as_array().cloned().ok_or_else(|| format!("no events in {page}"))
     }
 
     async fn roll_key(&self, org: &str, id: &str, grace: Duration) -> Result<IssuedKey, String> {

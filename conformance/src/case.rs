@@ -26,6 +26,9 @@ pub enum Capability {
     LimiterFaults,
     /// The target is the reference server, which answers `POST /api/verify`.
     VerifyApi,
+    /// The target keeps an audit log of its admin changes, which the
+    /// fixtures can read (the reference server's admin API).
+    AuditLog,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +93,16 @@ pub enum Step {
         /// Switches the target's store off or on (needs `faults`).
         #[serde(rename = "storeAvailable")]
         store_available: bool,
+    },
+    /// Reads the org's newest audit events, one per expected entry, and
+    /// matches each against its entry (needs `auditLog`). No declared
+    /// key's plaintext may appear in any of them.
+    AuditLog {
+        #[serde(rename = "auditLog")]
+        audit_log: String,
+        /// Each a pattern: every field it names must be equal (placeholders
+        /// expanded); fields it leaves out are not compared.
+        expect: Vec<serde_json::Value>,
     },
     LimiterAvailable {
         /// Switches the target's rate limiter off or on (needs `limiterFaults`).

@@ -47,6 +47,11 @@ pub trait Fixtures: Send + Sync {
     async fn delete_key(&self, org: &str, id: &str) -> Result<(), String>;
     async fn roll_key(&self, org: &str, id: &str, grace: Duration) -> Result<IssuedKey, String>;
     async fn advance(&self, by: Duration) -> Result<(), String>;
+    /// The org's newest `limit` audit events, as the admin API lists them
+    /// (for targets with [`Capability::AuditLog`]).
+    async fn audit_events(&self, _org: &str, _limit: usize) -> Result<Vec<serde_json::Value>, String> {
+        Err("this target keeps no audit log".to_owned())
+    }
     async fn set_store_available(&self, available: bool) -> Result<(), String>;
     async fn set_limiter_available(&self, available: bool) -> Result<(), String>;
 }

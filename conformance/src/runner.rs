@@ -193,6 +193,23 @@ impl CaseRun<'_> {
             }
             Step::StoreAvailable { store_available } => f.set_store_available(*store_available).await,
             Step::LimiterAvailable { limiter_available } => f.set_limiter_available(*limiter_available).await,
+            Step::AuditLog { audit_log, expect } => {
+                let events = f.audit_events(&self.id(audit_log), expect.len()).await?;
+                let text = serde_json::Value::from(events.clone()).to_string();
+                if let Some(name) = self.keys.iter().find(|(_, (_, k))| text.contains(&k.key)).map(|(n, _)| n) {
+                    return Err(format!("the audit log holds key {name}'s plaintext"));
+                }
+                if events.len() != expect.len() {
+                    return Err(format!("{} audit events, expected {}: {text}", events.len(), expect.len()));
+                }
+                for (i, (got, want)) in events.iter().zip(expect).enumerate() {
+                    let want = self.expand_json(want)?;
+                    if !matches_pattern(got, &want) {
+                        return Err(format!("audit event {} is {got}, expected one like {want}", i + 1));
+                    }
+                }
+                Ok(())
+            }
         }
     }
 
@@ -337,6 +354,17 @@ impl CaseRun<'_> {
         }
         out.push_str(rest);
         Ok(out)
+    }
+}
+
+/// Whether `got` has every field of `pattern` (recursively, for objects),
+/// equal; arrays and scalars are compared whole.
+fn matches_pattern(got: &serde_json::Value, pattern: &serde_json::Value) -> bool {
+    match (got, pattern) {
+        (serde_json::Value::Object(g), serde_json::Value::Object(p)) => {
+            p.iter().all(|(k, v)| g.get(k).is_some_and(|gv| matches_pattern(gv, v)))
+        }
+        _ => got == pattern,
     }
 }
 

@@ -19,11 +19,12 @@ async fn every_target_passes_every_case() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     let differences = agx_conformance::compare::differences(&columns);
     assert!(differences.is_empty(), "adapters differ:\n{}", differences.join("\n"));
-    // In process, every case runs but the verify API's, which only the
-    // reference server serves (its own columns run them).
+    // In process, every case runs but the verify API's and the audit log's,
+    // which only the reference server has (its own columns run them).
+    use agx_conformance::case::Capability;
     let server_only: Vec<&str> = suite
         .cases()
-        .filter(|(_, c)| c.requires.contains(&agx_conformance::case::Capability::VerifyApi))
+        .filter(|(_, c)| c.requires.iter().any(|r| matches!(r, Capability::VerifyApi | Capability::AuditLog)))
         .map(|(_, c)| c.name.as_str())
         .collect();
     assert!(!server_only.is_empty());

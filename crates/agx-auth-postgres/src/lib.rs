@@ -16,6 +16,7 @@
 //! Put [`agx_auth_moka`](https://docs.rs/agx-auth-moka)'s `CachedStore` in
 //! front of it: without a cache every request costs two queries.
 
+mod audit;
 pub mod listener;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -148,7 +149,7 @@ impl PgStore {
         self.client().await?.batch_execute("SELECT 1").await.map_err(db)
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(|e| StoreError::Unavailable(format!("no database connection: {e}").into()))
     }
 
@@ -214,7 +215,7 @@ pub(crate) fn db(e: tokio_postgres::Error) -> StoreError {
     }
 }
 
-fn corrupt(e: tokio_postgres::Error) -> StoreError {
+pub(crate) fn corrupt(e: tokio_postgres::Error) -> StoreError {
     StoreError::Unavailable(format!("unreadable row: {e}").into())
 }
 

@@ -556,3 +556,41 @@ async fn a_flush_whose_reply_is_lost_is_not_counted_twice() {
     }
     assert_eq!(config_count(&direct, record.id).await, 10, "3, then the lost reply's 5 once, then 2");
 }
+
+#[tokio::test]
+async fn audit_log_pages_per_org_and_keeps_what_was_written() {
+    use agx_auth::{Actor, AuditAction, AuditEntry, AuditLog, AuditPage};
+    let Some(url) = fresh_database("audit_log_pages_per_org").await else { return };
+    let store = seeded(&url, PgSettings::default()).await;
+    store.put_org("org_2", "Other").await.unwrap();
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let actors = [Actor::AdminToken, Actor::DashboardToken("dt_1".into()), Actor::Cli, Actor::SecretScanning];
+    for i in 0..8 {
+        let org = if i % 2 == 0 { "org_1" } else { "org_2" };
+        // Text PostgreSQL keeps as given, quotes and all.
+        let entry = AuditEntry::new(org, AuditAction::ALL[i % AuditAction::ALL.len()], format!("t{i}"))
+            .change("name", format!("it's \"{i}\" ☃"))
+            .change("scopes", "chat config");
+        store.record(at, &actors[i % 4], entry).await.unwrap();
+    }
+    let first = store.events("org_1", AuditPage { before: None, limit: 3 }).await.unwrap();
+    let targets: Vec<_> = first.iter().map(|e| e.entry.target.as_str()).collect();
+    assert_eq!(targets, ["t6", "t4", "t2"]);
+    assert_eq!(first[0].actor, Actor::Cli);
+    assert_eq!(first[0].at, at);
+    assert_eq!(first[0].entry.action, AuditAction::ALL[6]);
+    assert_eq!(first[0].entry.changes[0].1, "it's \"6\" ☃");
+    assert_eq!(first[0].entry.changes[1].0, "scopes");
+    assert!(first.windows(2).all(|w| w[0].seq > w[1].seq));
+    // A later event does not shift the next page.
+    store.record(at, &Actor::AdminToken, AuditEntry::new("org_1", AuditAction::KeyDeleted, "t9")).await.unwrap();
+    let next = store.events("org_1", AuditPage { before: Some(first[2].seq), limit: 3 }).await.unwrap();
+    assert_eq!(next.iter().map(|e| e.entry.target.as_str()).collect::<Vec<_>>(), ["t0"]);
+    assert_eq!(next[0].actor, Actor::AdminToken);
+    let other = store.events("org_2", AuditPage { before: Some(u64::MAX), limit: 100 }).await.unwrap();
+    assert_eq!(other.len(), 4);
+    assert_eq!(other[3].actor, Actor::DashboardToken("dt_1".into()));
+    // An event of an org that does not exist is refused, not kept.
+    let orphan = AuditEntry::new("org_9", AuditAction::KeyCreated, "t");
+    assert!(matches!(store.record(at, &Actor::Cli, orphan).await, Err(agx_auth::StoreError::NotFound(_))));
+}

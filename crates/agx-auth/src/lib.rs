@@ -36,6 +36,7 @@
 
 pub use bytes;
 
+mod audit;
 mod authenticator;
 mod clock;
 mod credential;
@@ -55,6 +56,7 @@ mod store;
 mod usage;
 mod verify;
 
+pub use audit::{Actor, AuditAction, AuditEntry, AuditEvent, AuditLog, AuditPage, MemoryAuditLog};
 pub use authenticator::{Authenticator, AuthenticatorBuilder, Grant, Outcome, Principal, Rejection, VerdictObserver};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use credential::{CredentialError, MAX_CREDENTIAL_LEN, extract_credential};

@@ -7,7 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agx_auth::{AgentRecord, KeyId, KeyMode, KeySpec, Quota, Scope, StoreError, TeamRecord, routable_id};
+use agx_auth::{
+    AgentRecord, AuditAction, AuditPage, KeyId, KeyMode, KeySpec, Quota, Scope, StoreError, TeamRecord, routable_id,
+};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -15,13 +17,14 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Json, Router};
 use http::Method;
 
+use crate::audit;
 use crate::dashboard::{Caller, NO_ORG};
-use crate::errors::{ApiError, JsonBody, PathParams};
+use crate::errors::{ApiError, JsonBody, PathParams, QueryParams};
 use crate::input::{MAX_LIST, check_name, host};
 use crate::routing::{self, RouterError};
 use crate::schema::{
-    Agent, AgentPatch, DashboardToken, Key, NewAgent, NewDashboardToken, NewKey, NewOrg, NewTeam, Org, Roll, Team,
-    Usage, UsageDay,
+    Agent, AgentPatch, AuditEvent, AuditEvents, AuditQuery, DashboardToken, Key, NewAgent, NewDashboardToken, NewKey,
+    NewOrg, NewTeam, Org, Roll, Team, Usage, UsageDay,
 };
 use crate::state::AppState;
 use crate::time;
@@ -36,9 +39,11 @@ pub struct AdminRoute {
     pub body: Option<&'static str>,
     /// The success status and the answer's schema.
     pub ok: (&'static str, Option<&'static str>),
+    /// Its query parameters: each an optional whole number, `(name, min, max)`.
+    pub query: &'static [(&'static str, u64, u64)],
 }
 
-pub static ROUTES: [AdminRoute; 15] = {
+pub static ROUTES: [AdminRoute; 16] = {
     const fn r(
         method: Method,
         path: &'static str,
@@ -47,7 +52,18 @@ pub static ROUTES: [AdminRoute; 15] = {
         body: Option<&'static str>,
         ok: (&'static str, Option<&'static str>),
     ) -> AdminRoute {
-        AdminRoute { method, path, operation, summary, body, ok }
+        AdminRoute { method, path, operation, summary, body, ok, query: &[] }
+    }
+    /// A route with query parameters.
+    const fn with_query(
+        method: Method,
+        path: &'static str,
+        operation: &'static str,
+        summary: &'static str,
+        ok: (&'static str, Option<&'static str>),
+        query: &'static [(&'static str, u64, u64)],
+    ) -> AdminRoute {
+        AdminRoute { method, path, operation, summary, body: None, ok, query }
     }
     const KEY: &str = "/api/admin/orgs/{orgId}/keys/{keyId}";
     [
@@ -143,6 +159,14 @@ pub static ROUTES: [AdminRoute; 15] = {
             None,
             ("200", Some("Usage")),
         ),
+        with_query(
+            Method::GET,
+            "/api/admin/orgs/{orgId}/audit-log",
+            "listAuditEvents",
+            "Who changed what of the org, newest first, a page at a time (never a key)",
+            ("200", Some("AuditEvents")),
+            &[("limit", 1, MAX_AUDIT_PAGE as u64), ("before", 1, i64::MAX as u64)],
+        ),
     ]
 };
 
@@ -163,6 +187,7 @@ fn handler(operation: &str, method: MethodFilter) -> Option<MethodRouter<Arc<App
         "deleteKey" => on(method, delete_key),
         "rollKey" => on(method, roll_key),
         "keyUsage" => on(method, key_usage),
+        "listAuditEvents" => on(method, list_audit_events),
         _ => return None,
     })
 }
@@ -239,6 +264,7 @@ async fn create_org(
     check_name(&body.name, BAD_NAME)?;
     let id = id_or_new(&state, body.id, "org", BAD_ID)?;
     state.backend.admin.put_org(&id, &body.name).await.map_err(store_error)?;
+    audit::record(&state, &caller.1, audit::org_created(&id, &body.name)).await;
     Ok((StatusCode::CREATED, Json(Org { id, name: body.name })).into_response())
 }
 
@@ -263,6 +289,7 @@ async fn create_agent(
         public: body.public,
     };
     state.backend.admin.put_agent(agent.clone()).await.map_err(store_error)?;
+    audit::record(&state, &caller.1, audit::agent_written(AuditAction::AgentCreated, &agent)).await;
     Ok((StatusCode::CREATED, Json(Agent::from(&agent))).into_response())
 }
 
@@ -291,6 +318,7 @@ async fn create_team(
         StoreError::NotFound(_) => FOREIGN_AGENT,
         other => store_error(other),
     })?;
+    audit::record(&state, &caller.1, audit::team_created(&team)).await;
     let body = Team { id: team.id, org_id: team.org, name: team.name, agent_ids: team.agent_ids };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
@@ -326,6 +354,7 @@ async fn create_key(
         spec = spec.rate_limit(class, quota);
     }
     let (key, record) = state.auth.issue_key(spec).await.map_err(store_error)?;
+    audit::record(&state, &caller.1, audit::key_created(&record)).await;
     let created = Key { key: Some(key.expose_secret().to_owned()), ..Key::from(&*record) };
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
@@ -361,6 +390,7 @@ async fn delete_key(
 ) -> Result<Response, ApiError> {
     let id = key_path(caller.org(&org)?, &key)?;
     if state.auth.delete_key(&org, id).await.map_err(store_error)? {
+        audit::record(&state, &caller.1, audit::key_deleted(&org, id)).await;
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(KEY_NOT_FOUND)
@@ -381,6 +411,7 @@ async fn roll_key(
     let grace = Duration::from_secs(body.grace_period_seconds.0);
     match state.auth.roll_key(&org, id, grace).await.map_err(store_error)? {
         Some((key, record)) => {
+            audit::record(&state, &caller.1, audit::key_rolled(id, &record, grace)).await;
             let rolled = Key { key: Some(key.expose_secret().to_owned()), ..Key::from(&*record) };
             Ok((StatusCode::CREATED, Json(rolled)).into_response())
         }
@@ -465,6 +496,7 @@ async fn update_agent(
     record.active = patch.active.unwrap_or(record.active);
     record.public = patch.public.unwrap_or(record.public);
     state.backend.admin.put_agent(record.clone()).await.map_err(store_error)?;
+    audit::record(&state, &caller.1, audit::agent_written(AuditAction::AgentUpdated, &record)).await;
     Ok(Json(Agent::from(&record)).into_response())
 }
 
@@ -495,6 +527,8 @@ async fn create_dashboard_token(
     let org = known_org(&state, &caller, &org).await?;
     check_name(&body.name, BAD_NAME)?;
     let (token, info) = state.dashboard.create_token(org, &body.name, &state.rng).await.map_err(dashboard_error)?;
+    let entry = audit::dashboard_token(AuditAction::DashboardTokenCreated, org, &info.id, Some(&info.name));
+    audit::record(&state, &caller.1, entry).await;
     let created = DashboardToken { token: Some(token), ..DashboardToken::from(&info) };
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
@@ -520,8 +554,34 @@ async fn delete_dashboard_token(
         return Err(NO_TOKEN);
     }
     if state.dashboard.delete_token(&org, &token).await.map_err(dashboard_error)? {
+        let entry = audit::dashboard_token(AuditAction::DashboardTokenDeleted, &org, &token, None);
+        audit::record(&state, &caller.1, entry).await;
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(NO_TOKEN)
     }
+}
+
+/// The most events one page holds, and the page size when none is asked for.
+pub const MAX_AUDIT_PAGE: usize = 200;
+pub const AUDIT_PAGE: usize = 50;
+
+async fn list_audit_events(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(org): PathParams<String>,
+    QueryParams(query): QueryParams<AuditQuery>,
+) -> Result<Response, ApiError> {
+    const BAD_LIMIT: ApiError = ApiError::invalid("limit must be 1 to 200");
+    let org = known_org(&state, &caller, &org).await?;
+    let limit = match query.limit {
+        None => AUDIT_PAGE,
+        Some(n) => usize::try_from(n).ok().filter(|n| (1..=MAX_AUDIT_PAGE).contains(n)).ok_or(BAD_LIMIT)?,
+    };
+    let page = AuditPage { before: query.before, limit };
+    let events = state.backend.audit.events(org, page).await.map_err(store_error)?;
+    // A full page may have more behind it; a short one is the last.
+    let next_before = (events.len() == limit).then(|| events.last().map(|e| e.seq)).flatten();
+    let events = events.iter().map(AuditEvent::from).collect();
+    Ok(Json(AuditEvents { events, next_before }).into_response())
 }

@@ -11,8 +11,8 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use agx_auth::{
-    Directory, DirectoryAdmin, KeyId, KeyRecord, KeyStore, MemoryStore, StoreError, Tally, UsageBatch, UsageCounter,
-    UsageDay, UsageReport,
+    AuditLog, Directory, DirectoryAdmin, KeyId, KeyRecord, KeyStore, MemoryAuditLog, MemoryStore, StoreError, Tally,
+    UsageBatch, UsageCounter, UsageDay, UsageReport,
 };
 use agx_auth_filter::{FilterSettings, FilterStatus, FilteredStore, MaintainerHandle};
 use agx_auth_moka::{CacheSettings, CachedStore};
@@ -27,6 +27,8 @@ pub struct Backend {
     pub directory: Arc<dyn Directory>,
     pub admin: Arc<dyn DirectoryAdmin>,
     pub usage: Arc<UsageCounter>,
+    /// Who changed what, per org.
+    pub audit: Arc<dyn AuditLog>,
     store: Store,
 }
 
@@ -57,6 +59,7 @@ impl Backend {
             directory: store.clone(),
             admin: store,
             usage: Arc::new(UsageCounter::new()),
+            audit: Arc::new(MemoryAuditLog::new()),
             store: Store::Memory { ledger: Mutex::default() },
         }
     }
@@ -73,6 +76,7 @@ impl Backend {
             // Through the cache, so that this instance sees its own writes at once.
             admin: cached.clone(),
             usage,
+            audit: pg.clone(),
             store: Store::Postgres {
                 flusher: Mutex::new(Some(UsageFlusher::spawn(writer.clone(), Duration::from_secs(5)))),
                 writer,

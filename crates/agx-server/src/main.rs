@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use agx_auth::{AgentRecord, Authenticator, KeyHasher, KeyId, KeyMode, KeySpec, Scope, TeamRecord};
+use agx_auth::{AgentRecord, AuditAction, Authenticator, KeyHasher, KeyId, KeyMode, KeySpec, Scope, TeamRecord};
 use agx_auth_redis::{LeaseSettings, OnOutage, RedisLimiter, RedisSettings, Spending};
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
@@ -12,7 +12,7 @@ use ring::rand::SystemRandom;
 
 use agx_server::backend::Backend;
 use agx_server::state::{AppState, RouteTable};
-use agx_server::{app, conversations, dashboard, migrate, serve, time};
+use agx_server::{app, audit, conversations, dashboard, migrate, serve, time};
 
 /// How long a stopping server waits to flush usage counts to PostgreSQL.
 const SHUTDOWN_FLUSH_LIMIT: Duration = Duration::from_secs(10);
@@ -394,6 +394,8 @@ async fn orgs(command: OrgsCommand, database_url: Option<String>) -> anyhow::Res
             }
             let store = dashboard::DashboardStore::Postgres(pg);
             let (token, info) = store.create_token(&org, &name, &SystemRandom::new()).await?;
+            let entry = audit::dashboard_token(AuditAction::DashboardTokenCreated, &org, &info.id, Some(&info.name));
+            cli_audit(&backend, entry).await;
             println!("id:    {}\ntoken: {token}  (shown once; only its hash is stored)", info.id);
         }
     }
@@ -442,6 +444,10 @@ async fn scan(
             KeyStanding::Expired(r) => println!("{}  {} in {}: expired", leak.describe(), r.id, r.org),
             KeyStanding::Live(r) if revoke => {
                 revoked += 1;
+                if let Some(b) = &backend {
+                    let at = format!("{}:{}", leak.path.display(), leak.found.line);
+                    cli_audit(b, audit::key_revoked_leaked(&r, Some(&at))).await;
+                }
                 println!("{}  {} in {} ({:?}): LIVE, revoked", leak.describe(), r.id, r.org, r.name);
             }
             KeyStanding::Live(r) => {
@@ -477,6 +483,7 @@ async fn keys(command: KeysCommand, database_url: Option<String>, pepper: Option
                 spec = spec.expires_at(SystemTime::now() + humantime::parse_duration(&d).context("--expires-in")?);
             }
             let (key, record) = auth.issue_key(spec).await?;
+            cli_audit(&backend, audit::key_created(&record)).await;
             println!("id:  {}\nkey: {}  (shown once; only its hash is stored)", record.id, key.expose_secret());
         }
         KeysCommand::List { org } => {
@@ -494,16 +501,20 @@ async fn keys(command: KeysCommand, database_url: Option<String>, pepper: Option
             }
         }
         KeysCommand::Delete { org, id } => {
-            if !auth.delete_key(&org, parse_id(&id)?).await? {
+            let key = parse_id(&id)?;
+            if !auth.delete_key(&org, key).await? {
                 bail!("no key {id} in {org}");
             }
+            cli_audit(&backend, audit::key_deleted(&org, key)).await;
             println!("deleted {id}");
         }
         KeysCommand::Roll { org, id, grace } => {
             let grace = humantime::parse_duration(&grace).context("--grace")?;
-            let Some((key, record)) = auth.roll_key(&org, parse_id(&id)?, grace).await? else {
+            let old = parse_id(&id)?;
+            let Some((key, record)) = auth.roll_key(&org, old, grace).await? else {
                 bail!("no key {id} in {org}");
             };
+            cli_audit(&backend, audit::key_rolled(old, &record, grace)).await;
             println!(
                 "new id:  {}\nnew key: {}  (shown once)\nold key expires in {}",
                 record.id,
@@ -514,4 +525,12 @@ async fn keys(command: KeysCommand, database_url: Option<String>, pepper: Option
     }
     backend.shutdown(SHUTDOWN_FLUSH_LIMIT).await;
     Ok(())
+}
+
+/// Writes a command's change to the audit log as the command line's; the
+/// change is made either way, so a failure is a warning.
+async fn cli_audit(backend: &Backend, entry: agx_auth::AuditEntry) {
+    if agx_server::audit::write(&*backend.audit, SystemTime::now(), &agx_auth::Actor::Cli, entry).await.is_err() {
+        eprintln!("warning: the change was made, but its audit event could not be written");
+    }
 }

@@ -67,6 +67,7 @@ pub struct Metrics {
     verdicts: Vec<(&'static str, Counter)>,
     rate_limited: Counter,
     latency: LatencyHistogram,
+    audit_failures: Counter,
 }
 
 impl Metrics {
@@ -108,8 +109,14 @@ impl Metrics {
         registry.register("agx_rate_limit_rejections", "Requests refused with 429", rate_limited.clone());
         let latency = LatencyHistogram::default();
         registry.register("agx_auth_verdict_seconds", "Time to reach a verdict", latency.clone());
+        let audit_failures = Counter::default();
+        registry.register(
+            "agx_audit_write_failures",
+            "Audit events that could not be written (their changes were made)",
+            audit_failures.clone(),
+        );
         registry.register_collector(Box::new(ScrapeTime(gauges)));
-        Metrics { registry, requests, routes, verdicts, rate_limited, latency }
+        Metrics { registry, requests, routes, verdicts, rate_limited, latency, audit_failures }
     }
 
     /// The counters' index of a matched router pattern (`None`: unmatched),
@@ -124,6 +131,11 @@ impl Metrics {
         if let Some(counters) = self.requests.get(route) {
             counters[status].inc();
         }
+    }
+
+    /// Counts one audit event that could not be written.
+    pub fn audit_write_failed(&self) {
+        self.audit_failures.inc();
     }
 
     /// The OpenMetrics text of everything.

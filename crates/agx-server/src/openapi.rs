@@ -29,9 +29,9 @@ use crate::input::{
     SESSION_PATTERN, TEXT_PATTERN,
 };
 use crate::schema::{
-    Agent, AgentConfig, AgentPatch, Budget, ChatRequest, ConversationPatch, ConversationView, DashboardToken,
-    ErrorEnvelope, Key, NewAgent, NewDashboardToken, NewKey, NewOrg, NewTeam, Org, Roll, Team, Usage, Verdict,
-    VerifiedPrincipal, VerifyCall, Widget,
+    Agent, AgentConfig, AgentPatch, AuditEvent, AuditEvents, Budget, ChatRequest, ConversationPatch, ConversationView,
+    DashboardToken, ErrorEnvelope, Key, NewAgent, NewDashboardToken, NewKey, NewOrg, NewTeam, Org, Roll, Team, Usage,
+    Verdict, VerifiedPrincipal, VerifyCall, Widget,
 };
 
 const BEARER: &str = "bearerAuth";
@@ -119,6 +119,17 @@ fn string_schema(pattern: &str) -> Schema {
     ObjectBuilder::new().schema_type(Type::String).pattern(Some(pattern)).build().into()
 }
 
+/// An optional whole number in the query, from `min` to `max`.
+fn query_param(name: &str, min: u64, max: u64) -> utoipa::openapi::path::Parameter {
+    let schema = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(min as f64)).maximum(Some(max as f64));
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .schema(Some(schema))
+        .build()
+}
+
 fn path_param(name: &str, pattern: &str) -> utoipa::openapi::path::Parameter {
     ParameterBuilder::new()
         .name(name)
@@ -179,15 +190,7 @@ fn public_operation(route: &RouteInfo<'_>) -> utoipa::openapi::path::Operation {
     }
     if route.operation() == Some(ops::GET_CONVERSATION) {
         for (name, min, max) in [("limit", 1, MAX_PAGE), ("offset", 0, MAX_MESSAGES)] {
-            let schema =
-                ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(min as f64)).maximum(Some(max as f64));
-            op = op.parameter(
-                ParameterBuilder::new()
-                    .name(name)
-                    .parameter_in(ParameterIn::Query)
-                    .required(Required::False)
-                    .schema(Some(schema)),
-            );
+            op = op.parameter(query_param(name, min as u64, max as u64));
         }
     }
     let mut bad_request = vec!["INVALID_REQUEST_DATA"];
@@ -269,6 +272,9 @@ fn admin_operation(route: &AdminRoute) -> utoipa::openapi::path::Operation {
             op = op.parameter(path_param(name, pattern));
         }
     }
+    for &(name, min, max) in route.query {
+        op = op.parameter(query_param(name, min, max));
+    }
     let mut bad_request = vec!["INVALID_REQUEST_DATA"];
     if let Some(body) = body {
         op = op.request_body(Some(
@@ -321,6 +327,8 @@ fn components() -> utoipa::openapi::Components {
     add::<AgentPatch>(&mut schemas);
     add::<NewDashboardToken>(&mut schemas);
     add::<DashboardToken>(&mut schemas);
+    add::<AuditEvent>(&mut schemas);
+    add::<AuditEvents>(&mut schemas);
     add::<VerifyCall>(&mut schemas);
     add::<Verdict>(&mut schemas);
     add::<VerifiedPrincipal>(&mut schemas);

@@ -506,3 +506,57 @@ pub struct Budget {
     /// Seconds until the budget is full again, rounded up.
     pub reset: u64,
 }
+
+/// `GET …/audit-log`'s query.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// 1 to 200 events; 50 when absent.
+    pub limit: Option<u64>,
+    /// Only events older than this one (a `nextBefore` from the page before).
+    pub before: Option<u64>,
+}
+
+/// One change to an org, as the audit log keeps it: never a key.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    /// Its place in the log; pages are cut by it.
+    pub id: u64,
+    pub at: String,
+    /// `org.created`, `agent.created`, `agent.updated`, `team.created`,
+    /// `key.created`, `key.rolled`, `key.updated`, `key.deleted`,
+    /// `key.revoked_leaked`, `dashboard_token.created`, `dashboard_token.deleted`.
+    pub action: &'static str,
+    /// The id of the key, agent, team, token or org changed.
+    pub target: String,
+    /// `adminToken`, `dashboardToken`, `cli` or `secretScanning`.
+    pub actor: &'static str,
+    /// The dashboard token's id, for `dashboardToken`.
+    pub actor_id: Option<String>,
+    /// The fields the change set, as text, in the admin API's names.
+    pub changes: BTreeMap<String, String>,
+}
+
+impl From<&agx_auth::AuditEvent> for AuditEvent {
+    fn from(e: &agx_auth::AuditEvent) -> Self {
+        AuditEvent {
+            id: e.seq,
+            at: time::format(e.at),
+            action: e.entry.action.as_str(),
+            target: e.entry.target.clone(),
+            actor: e.actor.kind(),
+            actor_id: e.actor.id().map(str::to_owned),
+            changes: e.entry.changes.iter().map(|(f, v)| (f.to_string(), v.clone())).collect(),
+        }
+    }
+}
+
+/// A page of the audit log, newest first.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvents {
+    pub events: Vec<AuditEvent>,
+    /// Pass as `before` for the next page; `null` on the last.
+    pub next_before: Option<u64>,
+}

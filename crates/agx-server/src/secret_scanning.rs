@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use agx_auth::{ApiKey, KeyStanding};
+use agx_auth::{Actor, ApiKey, KeyStanding};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -26,6 +26,7 @@ use http::{HeaderMap, StatusCode};
 use ring::signature::{ECDSA_P256_SHA256_ASN1, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 
+use crate::audit;
 use crate::errors::ApiError;
 use crate::state::AppState;
 
@@ -100,12 +101,15 @@ fn p256_point(pem: &str) -> Option<Vec<u8>> {
     (point.len() == 65 && point[0] == 0x04).then(|| point.to_vec())
 }
 
-/// One reported token (GitHub sends `url` and `source` too; unread).
+/// One reported token. `url` (where it was found) goes into the audit log;
+/// `source` (`content`, `commit`, …) is not read.
 #[derive(Deserialize)]
 struct Reported {
     token: String,
     #[serde(rename = "type")]
     kind: String,
+    #[serde(default)]
+    url: Option<String>,
 }
 
 /// One token's verdict, for GitHub: the token named by its SHA-256, never
@@ -149,6 +153,8 @@ async fn report(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
                 Ok(KeyStanding::Deleted(_) | KeyStanding::Expired(_)) => "true_positive",
                 Ok(KeyStanding::Live(record)) => {
                     tracing::warn!(org = %record.org, key = %record.id, "secret scanning: a leaked key was revoked");
+                    let entry = audit::key_revoked_leaked(&record, r.url.as_deref());
+                    audit::record(&state, &Actor::SecretScanning, entry).await;
                     "true_positive"
                 }
             },

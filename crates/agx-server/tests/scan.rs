@@ -121,6 +121,13 @@ async fn found_keys_are_looked_up_and_revoked_in_the_database() {
         assert!(started.elapsed() < Duration::from_secs(2), "the revoked key still works on the server");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The org's audit log says which key, where it was found, and that the command line revoked it.
+    let (_, log) = call("GET", &format!("{base}/api/admin/orgs/o1/audit-log?limit=1"), &admin, "").await;
+    let log: serde_json::Value = serde_json::from_str(&log).unwrap();
+    let event = &log["events"][0];
+    assert_eq!((event["action"].as_str(), event["target"].as_str()), (Some("key.revoked_leaked"), Some(id.as_str())));
+    assert_eq!(event["actor"], "cli");
+    assert_eq!(event["changes"]["foundIn"], format!("{}:1", d.join("leak.log").display()));
     let again = text(&scan(&["--database-url", &url, path]));
     assert!(again.contains(&format!("{id} in o1: already deleted")), "{again}");
     let _ = std::fs::remove_dir_all(Path::new(path));

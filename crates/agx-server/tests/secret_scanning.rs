@@ -97,6 +97,17 @@ async fn signed_reports_revoke_and_unsigned_ones_change_nothing() {
         ])
     );
     assert!(!works(demo.clone()).await, "the reported key is refused at once");
+    // The org is told through its audit log: which key, where GitHub saw it.
+    let log = format!("{base}/api/admin/orgs/demo-org/audit-log");
+    let (status, text) = call("GET", &log, &[("authorization", "Bearer test-admin-token")], "").await;
+    assert_eq!(status, 200, "{text}");
+    let page: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let event = &page["events"][0];
+    assert_eq!(event["action"], "key.revoked_leaked", "{page}");
+    assert_eq!(event["actor"], "secretScanning");
+    assert_eq!(event["changes"]["foundIn"], "https://github.com/x/y/blob/main/.env");
+    assert!(!text.contains(&demo), "never the key itself");
+    assert_eq!(page["events"].as_array().unwrap().len(), 1, "forged reports logged nothing: {page}");
     // Reported again: still ours, already harmless.
     let (_, again) = call("POST", &url, &headers, &body).await;
     assert!(again.contains("true_positive"), "{again}");

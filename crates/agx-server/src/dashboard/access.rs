@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 use std::net::SocketAddr;
 
+use agx_auth::Actor;
+
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -46,9 +48,10 @@ pub const TOO_MANY_TRIES: ApiError = ApiError::new(
 );
 pub const NO_ORG: ApiError = ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "No such organization");
 
-/// The admin API's caller, as the guard found it.
+/// The admin API's caller, as the guard found it: what it may reach, and
+/// who it is for the audit log.
 #[derive(Clone, Debug)]
-pub struct Caller(pub Access);
+pub struct Caller(pub Access, pub Actor);
 
 impl Caller {
     /// `org`, if the caller may reach it; otherwise 404, as for an org that
@@ -117,6 +120,11 @@ pub async fn bearer_access(state: &AppState, token: &[u8]) -> Result<Option<(Acc
     Ok(found.map(|t| (Access::Org(t.org), Some(t.id))))
 }
 
+/// The audit log's name for a caller: its dashboard token, or the admin token.
+fn actor(token: Option<String>) -> Actor {
+    token.map_or(Actor::AdminToken, Actor::DashboardToken)
+}
+
 /// The admin API's guard: resolves the [`Caller`] or answers 401 (403 for a
 /// session call without its CSRF token).
 pub async fn guard(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
@@ -128,7 +136,7 @@ pub async fn guard(State(state): State<Arc<AppState>>, mut req: Request, next: N
         }
         let found = match value.as_bytes().strip_prefix(b"Bearer ") {
             Some(token) => match bearer_access(&state, token).await {
-                Ok(found) => found.map(|(access, _)| access),
+                Ok(found) => found.map(|(access, token)| (access, actor(token))),
                 Err(e) => return e.into_response(),
             },
             None => None,
@@ -145,15 +153,15 @@ pub async fn guard(State(state): State<Arc<AppState>>, mut req: Request, next: N
                 if !csrf_ok(&session, headers.get(CSRF_HEADER).map(|v| v.as_bytes())) {
                     return BAD_CSRF.into_response();
                 }
-                Some(session.access)
+                Some((session.access, actor(session.token_id)))
             }
             Ok(None) => None,
             Err(e) => return e.into_response(),
         }
     };
     match access {
-        Some(access) => {
-            req.extensions_mut().insert(Caller(access));
+        Some((access, actor)) => {
+            req.extensions_mut().insert(Caller(access, actor));
             next.run(req).await
         }
         None => UNAUTHORIZED.into_response(),

@@ -43,7 +43,7 @@ const STYLE: &str = include_str!("../../assets/app.css");
 
 /// The dashboard's paths, in the order [`routes`] gives them handlers: the
 /// one list, which the fuzz target reads too.
-pub const ROUTES: [&str; 9] = [
+pub const ROUTES: [&str; 10] = [
     "/dashboard",
     "/dashboard/login",
     "/dashboard/logout",
@@ -51,12 +51,14 @@ pub const ROUTES: [&str; 9] = [
     "/dashboard/orgs/{orgId}/settings/api-keys",
     "/dashboard/orgs/{orgId}/keys/{keyId}/usage",
     "/dashboard/orgs/{orgId}/agents",
+    "/dashboard/orgs/{orgId}/audit-log",
     "/dashboard/assets/app.js",
     "/dashboard/assets/app.css",
 ];
 
 pub fn routes() -> Router<Arc<AppState>> {
-    let [home_path, login_path, logout_path, orgs_path, keys_path, usage_path, agents_path, script, style] = ROUTES;
+    let [home_path, login_path, logout_path, orgs_path, keys_path, usage_path, agents_path, audit_path, script, style] =
+        ROUTES;
     Router::new()
         .route(home_path, get(home))
         .route(login_path, get(login_page).post(login))
@@ -65,6 +67,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route(keys_path, get(keys))
         .route(usage_path, get(usage))
         .route(agents_path, get(agents))
+        .route(audit_path, get(audit_log))
         .route(script, get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }))
         .route(style, get(|| async { asset("text/css; charset=utf-8", STYLE) }))
 }
@@ -168,6 +171,24 @@ struct AgentsPage {
     nav: Nav,
     org_id: String,
     agents: Vec<AgentRow>,
+}
+
+struct AuditRow {
+    when: String,
+    action: &'static str,
+    target: String,
+    by: String,
+    changes: String,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    nav: Nav,
+    org_id: String,
+    events: Vec<AuditRow>,
+    /// The next page's cursor, when this one was full.
+    older: Option<u64>,
 }
 
 /// A page, or why not: signed out (to the login page), not found, or the
@@ -507,4 +528,42 @@ async fn agents(State(state): State<Arc<AppState>>, page: OrgPage) -> Result<Res
         .collect();
     let page = AgentsPage { nav: page.nav("Agents"), org_id: org.id.clone(), agents };
     Ok(render(page))
+}
+
+#[derive(Deserialize)]
+struct AuditCursor {
+    before: Option<u64>,
+}
+
+async fn audit_log(
+    State(state): State<Arc<AppState>>,
+    page: OrgPage,
+    query: Result<axum::extract::Query<AuditCursor>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Refusal> {
+    let before = query.map_err(|_| Refusal::NotFound)?.0.before;
+    let org = &page.org;
+    let limit = crate::admin::AUDIT_PAGE;
+    let found = state
+        .backend
+        .audit
+        .events(&org.id, agx_auth::AuditPage { before, limit })
+        .await
+        .map_err(|_| Refusal::Unavailable)?;
+    let older = (found.len() == limit).then(|| found.last().map(|e| e.seq)).flatten();
+    let events = found
+        .into_iter()
+        .map(|e| AuditRow {
+            when: when(e.at),
+            action: e.entry.action.as_str(),
+            target: e.entry.target,
+            by: match &e.actor {
+                agx_auth::Actor::DashboardToken(id) => format!("dashboard token {id}"),
+                agx_auth::Actor::AdminToken => "admin token".to_owned(),
+                agx_auth::Actor::Cli => "command line".to_owned(),
+                agx_auth::Actor::SecretScanning => "GitHub secret scanning".to_owned(),
+            },
+            changes: e.entry.changes.iter().map(|(f, v)| format!("{f}: {v}")).collect::<Vec<_>>().join("; "),
+        })
+        .collect();
+    Ok(render(AuditPage { nav: page.nav("Audit log"), org_id: org.id.clone(), events, older }))
 }

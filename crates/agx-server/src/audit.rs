@@ -1,0 +1,101 @@
+//! What the server writes to the audit log, and how.
+//!
+//! Every entry is built here from a stored record (a [`KeyRecord`] has no
+//! key in it, so no entry can hold one), with the same field names and
+//! value formats as the admin API's bodies. An entry is written after its
+//! change has been made: a log that cannot be reached then does not undo
+//! the change or fail the request that made it, it is logged at error
+//! level and counted (`agx_audit_write_failures_total`).
+
+use std::time::{Duration, SystemTime};
+
+use agx_auth::{Actor, AgentRecord, AuditAction, AuditEntry, AuditLog, KeyId, KeyRecord, StoreError, TeamRecord};
+
+use crate::state::AppState;
+use crate::time;
+
+/// Writes `entry`, now, as `actor`'s.
+pub async fn record(state: &AppState, actor: &Actor, entry: AuditEntry) {
+    if write(&*state.backend.audit, state.auth.clock().now(), actor, entry).await.is_err() {
+        state.metrics.audit_write_failed();
+    }
+}
+
+/// Writes `entry`; a failure is logged here and returned for the caller
+/// to count or report.
+pub async fn write(log: &dyn AuditLog, at: SystemTime, actor: &Actor, entry: AuditEntry) -> Result<(), StoreError> {
+    let action = entry.action;
+    log.record(at, actor, entry).await.map(drop).inspect_err(|e| {
+        tracing::error!(error = %e, %action, "an audit event could not be written");
+    })
+}
+
+fn list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    items.into_iter().collect::<Vec<_>>().join(" ")
+}
+
+/// A key's settings, as the admin API shows them (never the key).
+fn key_fields(entry: AuditEntry, r: &KeyRecord) -> AuditEntry {
+    let limits = r.rate_limits.iter().map(|(c, q)| format!("{c}={}", q.get())).collect::<Vec<_>>().join(" ");
+    entry
+        .change("name", r.name.clone())
+        .change("prefix", r.prefix.clone())
+        .change("scopes", list(r.scopes.iter().map(|s| s.as_str())))
+        .change("mode", r.mode.as_str())
+        .change("expiresAt", r.expires_at.map(time::format).unwrap_or_default())
+        .change("rateLimits", limits)
+}
+
+pub fn key_created(r: &KeyRecord) -> AuditEntry {
+    key_fields(AuditEntry::new(&r.org, AuditAction::KeyCreated, r.id.to_string()), r)
+}
+
+/// The old key's event: the new key's id, and how long the old one lives on.
+pub fn key_rolled(old: KeyId, new: &KeyRecord, grace: Duration) -> AuditEntry {
+    AuditEntry::new(&new.org, AuditAction::KeyRolled, old.to_string())
+        .change("replacedBy", new.id.to_string())
+        .change("prefix", new.prefix.clone())
+        .change("gracePeriodSeconds", grace.as_secs().to_string())
+}
+
+pub fn key_deleted(org: &str, id: KeyId) -> AuditEntry {
+    AuditEntry::new(org, AuditAction::KeyDeleted, id.to_string())
+}
+
+/// A leaked key deleted: where it was found, when the finder says (a
+/// GitHub URL, a file and line), if that text is fit to keep.
+pub fn key_revoked_leaked(r: &KeyRecord, found_in: Option<&str>) -> AuditEntry {
+    let entry = AuditEntry::new(&r.org, AuditAction::KeyRevokedLeaked, r.id.to_string())
+        .change("name", r.name.clone())
+        .change("prefix", r.prefix.clone());
+    match found_in.filter(|f| f.len() <= 2048 && !f.chars().any(char::is_control)) {
+        Some(at) => entry.change("foundIn", at),
+        None => entry,
+    }
+}
+
+pub fn org_created(id: &str, name: &str) -> AuditEntry {
+    AuditEntry::new(id, AuditAction::OrgCreated, id).change("name", name)
+}
+
+pub fn agent_written(action: AuditAction, a: &AgentRecord) -> AuditEntry {
+    AuditEntry::new(&a.org, action, &a.id)
+        .change("name", a.name.clone())
+        .change("allowedDomains", list(a.allowed_domains.iter().map(String::as_str)))
+        .change("active", a.active.to_string())
+        .change("public", a.public.to_string())
+}
+
+pub fn team_created(t: &TeamRecord) -> AuditEntry {
+    AuditEntry::new(&t.org, AuditAction::TeamCreated, &t.id)
+        .change("name", t.name.clone())
+        .change("agentIds", list(t.agent_ids.iter().map(String::as_str)))
+}
+
+pub fn dashboard_token(action: AuditAction, org: &str, id: &str, name: Option<&str>) -> AuditEntry {
+    let entry = AuditEntry::new(org, action, id);
+    match name {
+        Some(name) => entry.change("name", name),
+        None => entry,
+    }
+}
