@@ -121,6 +121,7 @@ impl Fixtures for AdminApi {
             "scopes": r.scopes,
             "mode": if r.test_mode { "test" } else { "live" },
             "rateLimits": r.rate_limits,
+            "allowedNetworks": r.allowed_networks,
         });
         if let Some(d) = r.expires_in {
             body["expiresAt"] = Value::String(humantime::format_rfc3339_millis(SystemTime::now() + d).to_string());
@@ -228,6 +229,8 @@ pub async fn launch_logged(
     command
         .env("AGX_BIND", format!("127.0.0.1:{port}"))
         .env("AGX_ADMIN_TOKEN", &token)
+        // As the in-process targets do: loopback is a trusted proxy.
+        .env("AGX_TRUSTED_PROXIES", "127.0.0.0/8,::1")
         .env_remove("AGX_DATABASE_URL")
         .env_remove("AGX_REDIS_URL")
         .stdout(std::process::Stdio::null());

@@ -66,6 +66,9 @@ pub struct KeyFixture {
     /// Per-class quota overrides.
     #[serde(default)]
     pub rate_limits: BTreeMap<String, u32>,
+    /// The client networks the key may be used from (CIDR).
+    #[serde(default)]
+    pub allowed_networks: Vec<String>,
     /// Created, then deleted before the first step.
     #[serde(default)]
     pub deleted: bool,

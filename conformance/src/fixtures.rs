@@ -28,6 +28,7 @@ pub struct KeyRequest {
     pub test_mode: bool,
     pub expires_in: Option<Duration>,
     pub rate_limits: BTreeMap<String, u32>,
+    pub allowed_networks: Vec<String>,
 }
 
 /// A key the target issued: its id and the plaintext, shown once.
@@ -93,6 +94,13 @@ impl RateLimiter for SwitchableLimiter {
     ) -> Lookup<'_, Result<RateLimitStatus, LimitError>> {
         self.down().unwrap_or_else(|| self.inner.peek(key, class, quota, now))
     }
+}
+
+/// The suite's proxies: every target trusts loopback to append the client's
+/// address to `X-Forwarded-For`, so cases can name a client address.
+pub fn loopback_proxies() -> agx_auth::ClientAddresses {
+    let nets = ["127.0.0.0/8", "::1/128"].map(|n| n.parse().expect("a network"));
+    agx_auth::ClientAddresses::through(nets, agx_auth::ForwardedHeader::XForwardedFor)
 }
 
 /// The stub app's route table: the Agentix routes and one host route that
@@ -198,6 +206,7 @@ impl InProcess {
                 .clock(clock.clone())
                 .limiter(limiter.clone())
                 .routes(stub_routes())
+                .client_addresses(loopback_proxies())
                 .build(),
         );
         let store_switch = Box::new(move |up: bool| store.down.store(!up, Ordering::SeqCst));
@@ -238,6 +247,8 @@ impl Fixtures for InProcess {
             let q = Quota::try_per_minute(*n).ok_or("a quota of zero")?;
             spec = spec.rate_limit(class.clone(), q);
         }
+        let networks: Result<Vec<agx_auth::IpNet>, _> = r.allowed_networks.iter().map(|n| n.parse()).collect();
+        spec = spec.allowed_networks(networks.map_err(|e| format!("a network: {e}"))?);
         let (key, record) = self.auth.issue_key(spec).await.map_err(|e| e.to_string())?;
         Ok(IssuedKey { id: record.id.to_string(), key: key.expose_secret().to_owned() })
     }

@@ -227,6 +227,7 @@ async fn fresh_agent_and_key(admin: &AdminApi, label: &str) -> Result<(String, K
         test_mode: false,
         expires_in: None,
         rate_limits: Default::default(),
+        allowed_networks: Vec::new(),
     };
     Ok((agent, request))
 }

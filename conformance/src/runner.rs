@@ -135,6 +135,7 @@ impl CaseRun<'_> {
                 test_mode: k.test_mode,
                 expires_in: k.expires_in.map(Duration::from_secs),
                 rate_limits: k.rate_limits.clone(),
+                allowed_networks: k.allowed_networks.clone(),
             };
             let issued = self.target.fixtures.key(&request).await.map_err(|e| format!("fixture key {name}: {e}"))?;
             if k.deleted {

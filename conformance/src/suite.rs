@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::case::{Case, CaseFile, ErrorSpec};
 
-const CASE_FILES: [(&str, &str); 12] = [
+const CASE_FILES: [(&str, &str); 13] = [
     ("credential.json", include_str!("../cases/credential.json")),
     ("key_format.json", include_str!("../cases/key_format.json")),
     ("lifecycle.json", include_str!("../cases/lifecycle.json")),
@@ -17,6 +17,7 @@ const CASE_FILES: [(&str, &str); 12] = [
     ("paths.json", include_str!("../cases/paths.json")),
     ("verify.json", include_str!("../cases/verify.json")),
     ("audit.json", include_str!("../cases/audit.json")),
+    ("network.json", include_str!("../cases/network.json")),
 ];
 
 const ERRORS: &str = include_str!("../cases/errors.json");

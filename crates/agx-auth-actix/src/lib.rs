@@ -41,7 +41,7 @@ use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transfor
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::{Error, FromRequest, HttpMessage, HttpRequest, HttpResponse};
-use agx_auth::{AuthError, Authenticator, Outcome, Principal, Rejection, RequestHeader, RequestHeaders};
+use agx_auth::{AuthError, Authenticator, FromPeer, Outcome, Principal, Rejection, RequestHeader, RequestHeaders};
 
 pub use agx_auth;
 
@@ -102,7 +102,9 @@ where
             // `http` 1 too, so the fallback is unreachable (and GET is the
             // strictest reading of a route table anyway).
             let method = http::Method::from_bytes(req.method().as_str().as_bytes()).unwrap_or_default();
-            let outcome = auth.authenticate(&method, req.path(), &ActixHeaders(req.headers())).await;
+            let actix_headers = ActixHeaders(req.headers());
+            let headers = FromPeer::new(&actix_headers, req.peer_addr().map(|a| a.ip()));
+            let outcome = auth.authenticate(&method, req.path(), &headers).await;
             match outcome {
                 Outcome::PassThrough => Ok(service.call(req).await?.map_into_left_body()),
                 Outcome::Deny(rejection) => {

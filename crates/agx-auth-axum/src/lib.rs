@@ -25,12 +25,13 @@
 //! ```
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use agx_auth::{AuthError, Authenticator, Outcome, Principal, Rejection};
-use axum::extract::FromRequestParts;
+use agx_auth::{AuthError, Authenticator, FromPeer, Outcome, Principal, Rejection};
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::response::Response;
 use bytes::Bytes;
 use http::request::Parts;
@@ -97,7 +98,11 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let auth = self.auth.clone();
         Box::pin(async move {
-            match auth.authenticate(req.method(), req.uri().path(), req.headers()).await {
+            // The connection's address, when the server was built with
+            // `into_make_service_with_connect_info::<SocketAddr>()`.
+            let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+            let headers = FromPeer::new(req.headers(), peer);
+            match auth.authenticate(req.method(), req.uri().path(), &headers).await {
                 Outcome::PassThrough => inner.call(req).await,
                 Outcome::Deny(rejection) => Ok(rejection.into_response().map(ResBody::from)),
                 Outcome::Allow(grant) => {

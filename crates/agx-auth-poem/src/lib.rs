@@ -25,7 +25,7 @@
 
 use std::sync::Arc;
 
-use agx_auth::{AuthError, Authenticator, Outcome, Principal, Rejection};
+use agx_auth::{AuthError, Authenticator, FromPeer, Outcome, Principal, Rejection};
 use poem::{Endpoint, FromRequest, IntoResponse, Middleware, Request, RequestBody, Response, Result};
 
 pub use agx_auth;
@@ -64,7 +64,9 @@ impl<E: Endpoint> Endpoint for AgxAuthEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, mut req: Request) -> Result<Self::Output> {
-        match self.auth.authenticate(req.method(), req.uri().path(), req.headers()).await {
+        let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
+        let outcome = self.auth.authenticate(req.method(), req.uri().path(), &FromPeer::new(req.headers(), peer)).await;
+        match outcome {
             Outcome::PassThrough => Ok(self.inner.call(req).await?.into_response()),
             Outcome::Deny(rejection) => Ok(to_poem(rejection.into_response())),
             Outcome::Allow(grant) => {

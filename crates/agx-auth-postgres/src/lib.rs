@@ -203,7 +203,7 @@ fn team_from_row(r: &tokio_postgres::Row) -> Result<TeamRecord, StoreError> {
 }
 
 const KEY_COLUMNS: &str = "id, org_id, name, hash, prefix, scopes, mode, created_at, expires_at, deleted_at, \
-                           rate_limit_classes, rate_limit_quotas, lifetime_ms";
+                           rate_limit_classes, rate_limit_quotas, lifetime_ms, allowed_networks";
 
 /// A database error as the store's: constraint violations are the caller's
 /// mistake, anything else means the database cannot answer.
@@ -228,6 +228,9 @@ fn key_from_row(r: &Row) -> Result<KeyRecord, StoreError> {
     let classes: Vec<String> = r.try_get("rate_limit_classes").map_err(corrupt)?;
     let quotas: Vec<i32> = r.try_get("rate_limit_quotas").map_err(corrupt)?;
     let lifetime_ms: Option<i64> = r.try_get("lifetime_ms").map_err(corrupt)?;
+    let networks: Vec<String> = r.try_get("allowed_networks").map_err(corrupt)?;
+    let allowed_networks =
+        networks.iter().map(|n| n.parse().map_err(|_| bad("network"))).collect::<Result<_, StoreError>>()?;
     let lifetime = lifetime_ms.map(|ms| u64::try_from(ms).map(Duration::from_millis).map_err(|_| bad("lifetime")));
     let rate_limits = classes
         .into_iter()
@@ -247,6 +250,7 @@ fn key_from_row(r: &Row) -> Result<KeyRecord, StoreError> {
         deleted_at: r.try_get("deleted_at").map_err(corrupt)?,
         lifetime: lifetime.transpose()?,
         rate_limits,
+        allowed_networks,
     })
 }
 
@@ -356,13 +360,14 @@ async fn insert_key<C: tokio_postgres::GenericClient>(client: &C, r: &KeyRecord)
     let classes: Vec<&str> = r.rate_limits.iter().map(|(c, _)| c.as_str()).collect();
     let quotas: Vec<i32> = r.rate_limits.iter().map(|(_, q)| i32::try_from(q.get()).unwrap_or(i32::MAX)).collect();
     let lifetime_ms: Option<i64> = r.lifetime.map(|l| i64::try_from(l.as_millis()).unwrap_or(i64::MAX));
+    let networks: Vec<String> = r.allowed_networks.iter().map(ToString::to_string).collect();
     // One statement, so the row and the `issued:` notice (which filters of
     // known keys on every instance learn new keys from) commit together.
     client
         .execute(
             "WITH inserted AS (INSERT INTO api_keys (id, org_id, name, hash, prefix, scopes, mode, created_at, \
-             expires_at, deleted_at, rate_limit_classes, rate_limit_quotas, lifetime_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING hash) \
+             expires_at, deleted_at, rate_limit_classes, rate_limit_quotas, lifetime_ms, allowed_networks) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15) RETURNING hash) \
              SELECT pg_notify($14, 'issued:' || encode(hash, 'hex')) FROM inserted",
             &[
                 &r.id.to_string(),
@@ -379,6 +384,7 @@ async fn insert_key<C: tokio_postgres::GenericClient>(client: &C, r: &KeyRecord)
                 &quotas,
                 &lifetime_ms,
                 &REVOCATION_CHANNEL,
+                &networks,
             ],
         )
         .await

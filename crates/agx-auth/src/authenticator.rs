@@ -15,6 +15,7 @@ use crate::error::AuthError;
 use crate::fields::{FieldValues, ratelimit_value};
 use crate::key::{ApiKey, KeyHasher, KeyId, KeyMode};
 use crate::limit::{GcraLimiter, Quota, RateDecision, RateLimitStatus, RateLimiter, RateLimits};
+use crate::network::{ClientAddresses, network_allowed};
 use crate::policy::origin_allowed;
 use crate::render::{ErrorRenderer, JsonEnvelope};
 use crate::request::{RequestHeader, RequestHeaders};
@@ -271,6 +272,7 @@ pub struct Authenticator {
     renderer: Arc<dyn ErrorRenderer>,
     challenges: Challenges,
     unavailable_retry_after: Duration,
+    clients: ClientAddresses,
     /// The rate-limit field values of the default quotas, built once.
     fields: FieldValues,
     usage: Option<Arc<dyn UsageRecorder>>,
@@ -297,11 +299,19 @@ pub struct AuthenticatorBuilder {
     renderer: Arc<dyn ErrorRenderer>,
     realm: String,
     unavailable_retry_after: Duration,
+    clients: ClientAddresses,
     usage: Option<Arc<dyn UsageRecorder>>,
     observer: Option<Arc<dyn VerdictObserver>>,
 }
 
 impl AuthenticatorBuilder {
+    /// How a client's address is found, for keys limited to networks.
+    /// Default: the connection's ([`RequestHeaders::peer`]); no proxy trusted.
+    pub fn client_addresses(mut self, clients: ClientAddresses) -> Self {
+        self.clients = clients;
+        self
+    }
+
     /// Reports each verdict and its latency. Default: none.
     pub fn observer(mut self, observer: Arc<dyn VerdictObserver>) -> Self {
         self.observer = Some(observer);
@@ -377,6 +387,7 @@ impl AuthenticatorBuilder {
             renderer: self.renderer,
             challenges: Challenges::new(&self.realm),
             unavailable_retry_after: self.unavailable_retry_after,
+            clients: self.clients,
             fields,
             usage: self.usage,
             observer: self.observer,
@@ -401,6 +412,7 @@ impl Authenticator {
             renderer: Arc::new(JsonEnvelope),
             realm: "agentix".to_owned(),
             unavailable_retry_after: Duration::from_secs(5),
+            clients: ClientAddresses::default(),
             usage: None,
             observer: None,
         }
@@ -491,6 +503,22 @@ impl Authenticator {
         let now = self.clock.now();
         if record.is_expired(now) {
             return Err((AuthError::ExpiredApiKey, None));
+        }
+        // Step 4b: a key limited to networks, from where the client is. The
+        // address is read only for such keys, so others pay nothing for it.
+        if !record.allowed_networks.is_empty()
+            && !network_allowed(self.clients.client(headers), &record.allowed_networks)
+        {
+            let status = match &route {
+                Some(r) => {
+                    self.limiter.peek(record.id, r.class, self.quota_of(&record, r.class), now.into()).await.ok()
+                }
+                None => None,
+            };
+            if let Some(r) = &route {
+                self.count(&record, r.class, UsageOutcome::Refused, now.into());
+            }
+            return Err((AuthError::NetworkNotAllowed, status));
         }
         let principal = Principal { record };
         let Some(route) = route else {
@@ -682,6 +710,7 @@ impl Authenticator {
             mode: old.mode,
             expires_at: old.lifetime.map(|l| now.checked_add(l).or(old.expires_at).unwrap_or(now)),
             rate_limits: old.rate_limits.clone(),
+            allowed_networks: old.allowed_networks.clone(),
         };
         let (key, record) = self.new_record(spec)?;
         let until = now
@@ -713,6 +742,7 @@ impl Authenticator {
             lifetime: spec.expires_at.map(|at| at.duration_since(now).unwrap_or_default()),
             deleted_at: None,
             rate_limits: spec.rate_limits,
+            allowed_networks: spec.allowed_networks,
         };
         Ok((key, record))
     }

@@ -33,6 +33,8 @@ static MISSING_API_KEY: ErrorDoc = doc!(UNAUTHORIZED, "MISSING_API_KEY", "No API
 static INVALID_API_KEY: ErrorDoc =
     doc!(UNAUTHORIZED, "INVALID_API_KEY", "The API key is not valid or has been deleted");
 static EXPIRED_API_KEY: ErrorDoc = doc!(UNAUTHORIZED, "EXPIRED_API_KEY", "The API key has expired");
+static NETWORK_NOT_ALLOWED: ErrorDoc =
+    doc!(FORBIDDEN, "NETWORK_NOT_ALLOWED", "The request comes from a network this API key is not allowed to use");
 static AGENT_NOT_FOUND: ErrorDoc = doc!(NOT_FOUND, "AGENT_NOT_FOUND", "The agent does not exist");
 static TEAM_NOT_FOUND: ErrorDoc = doc!(NOT_FOUND, "TEAM_NOT_FOUND", "The team does not exist");
 static ORG_MISMATCH: ErrorDoc = doc!(FORBIDDEN, "ORG_MISMATCH", "The API key belongs to a different organization");
@@ -62,6 +64,9 @@ pub enum AuthError {
     InvalidApiKey,
     /// 401 `EXPIRED_API_KEY` (step 4).
     ExpiredApiKey,
+    /// 403 `NETWORK_NOT_ALLOWED`: the key is limited to networks and the
+    /// client's address is in none of them, or cannot be told (after step 4).
+    NetworkNotAllowed,
     /// 404 `AGENT_NOT_FOUND` (step 5).
     AgentNotFound,
     /// 404 `TEAM_NOT_FOUND` (step 5).
@@ -93,6 +98,7 @@ impl AuthError {
             AuthError::MissingApiKey => &MISSING_API_KEY,
             AuthError::InvalidApiKey => &INVALID_API_KEY,
             AuthError::ExpiredApiKey => &EXPIRED_API_KEY,
+            AuthError::NetworkNotAllowed => &NETWORK_NOT_ALLOWED,
             AuthError::AgentNotFound => &AGENT_NOT_FOUND,
             AuthError::TeamNotFound => &TEAM_NOT_FOUND,
             AuthError::OrgMismatch => &ORG_MISMATCH,
@@ -130,11 +136,12 @@ impl AuthError {
     }
 
     /// Every documented error, for reference tables and tests.
-    pub fn all_docs() -> [&'static ErrorDoc; 13] {
+    pub fn all_docs() -> [&'static ErrorDoc; 14] {
         [
             &MISSING_API_KEY,
             &INVALID_API_KEY,
             &EXPIRED_API_KEY,
+            &NETWORK_NOT_ALLOWED,
             &AGENT_NOT_FOUND,
             &TEAM_NOT_FOUND,
             &ORG_MISMATCH,

@@ -46,6 +46,7 @@ mod forward;
 mod key;
 mod limit;
 mod lookup;
+mod network;
 mod policy;
 mod redact;
 mod render;
@@ -71,10 +72,11 @@ pub use limit::{
     GcraLimiter, LimitError, Quota, RateDecision, RateLimitStatus, RateLimiter, RateLimits, gcra, status_at,
 };
 pub use lookup::Lookup;
+pub use network::{ClientAddresses, ForwardedHeader, IpNet, network_allowed};
 pub use policy::origin_allowed;
 pub use redact::redact_url;
 pub use render::{ErrorRenderer, JsonEnvelope, ProblemJson, RenderedError};
-pub use request::{RequestHeader, RequestHeaders};
+pub use request::{FromPeer, RequestHeader, RequestHeaders};
 pub use route::{
     AGENT_PARAM, EndpointClass, MAX_RESOURCE_ID_LEN, ROUTABLE_ID_PATTERN, Resource, ResourceKind, RouteInfo,
     RouteMatch, Routes, Scope, TEAM_PARAM, Unmatched, ops, routable_id,

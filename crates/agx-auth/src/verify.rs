@@ -27,6 +27,10 @@ pub struct VerifyRequest<'a> {
     pub target: VerifyTarget<'a>,
     /// The client's `Origin`, for agents with allowed domains.
     pub origin: Option<&'a str>,
+    /// The client's address as the calling service saw it, for keys
+    /// limited to networks (the service is the last proxy: nothing is
+    /// read from forwarded headers). `None` refuses such keys.
+    pub client: Option<std::net::IpAddr>,
 }
 
 /// What the key is to be judged for.
@@ -82,6 +86,7 @@ impl std::error::Error for VerifyError {}
 struct Presented<'a> {
     key: Option<&'a [u8]>,
     origin: Option<&'a [u8]>,
+    client: Option<std::net::IpAddr>,
 }
 
 impl RequestHeaders for Presented<'_> {
@@ -89,10 +94,18 @@ impl RequestHeaders for Presented<'_> {
         match header {
             RequestHeader::XApiKey => self.key,
             RequestHeader::Origin => self.origin,
-            // Never a preflight, and one credential only.
-            RequestHeader::Authorization | RequestHeader::AccessControlRequestMethod => None,
+            // Never a preflight, and one credential only; the client's
+            // address is given, not forwarded.
+            RequestHeader::Authorization
+            | RequestHeader::AccessControlRequestMethod
+            | RequestHeader::XForwardedFor
+            | RequestHeader::Forwarded => None,
         }
         .into_iter()
+    }
+
+    fn peer(&self) -> Option<std::net::IpAddr> {
+        self.client
     }
 }
 
@@ -105,7 +118,7 @@ impl Authenticator {
         // An HTTP parser strips the whitespace around a header's value; so
         // does this, for the origin (the key's is trimmed by the checks).
         let origin = request.origin.map(|o| o.trim_matches([' ', '\t']).as_bytes());
-        let presented = Presented { key: request.key.map(str::as_bytes), origin };
+        let presented = Presented { key: request.key.map(str::as_bytes), origin, client: request.client };
         match &request.target {
             VerifyTarget::Request { method, path } => {
                 let path = origin_form_path(path).ok_or(VerifyError::BadPath)?;

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agx_auth::{
-    AgentRecord, AuditAction, AuditPage, KeyId, KeyMode, KeySpec, Quota, Scope, StoreError, TeamRecord, routable_id,
+    AgentRecord, AuditAction, AuditPage, IpNet, KeyId, KeyMode, KeySpec, Quota, Scope, StoreError, TeamRecord,
+    routable_id,
 };
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -20,7 +21,7 @@ use http::Method;
 use crate::audit;
 use crate::dashboard::{Caller, NO_ORG};
 use crate::errors::{ApiError, JsonBody, PathParams, QueryParams};
-use crate::input::{MAX_LIST, check_name, host};
+use crate::input::{MAX_LIST, check_name, host, network};
 use crate::routing::{self, RouterError};
 use crate::schema::{
     Agent, AgentPatch, AuditEvent, AuditEvents, AuditQuery, DashboardToken, Key, NewAgent, NewDashboardToken, NewKey,
@@ -222,6 +223,9 @@ const BAD_EXPIRY: ApiError =
     ApiError::invalid("expiresAt must be an RFC 3339 date-time after 1970 (e.g. 2027-01-01T00:00:00Z)");
 const BAD_CLASS: ApiError = ApiError::invalid("rateLimits must name documented endpoint classes");
 const BAD_QUOTA: ApiError = ApiError::invalid("a rate limit must be 1 to 1000000000 per minute");
+const BAD_NETWORKS: ApiError = ApiError::invalid(
+    "allowedNetworks must be at most 100 distinct networks in CIDR (e.g. 203.0.113.0/24, 2001:db8::/32) or addresses",
+);
 const BAD_GRACE: ApiError = ApiError::invalid("gracePeriodSeconds must be at most ten years");
 
 /// The most a per-key quota may be, per minute (some 16 million a second:
@@ -353,6 +357,18 @@ async fn create_key(
         let quota = Quota::try_per_minute(n).ok_or(BAD_QUOTA)?;
         spec = spec.rate_limit(class, quota);
     }
+    if body.allowed_networks.len() > MAX_LIST {
+        return Err(BAD_NETWORKS);
+    }
+    let mut networks: Vec<IpNet> = Vec::with_capacity(body.allowed_networks.len());
+    for text in &body.allowed_networks {
+        let net = network(text).ok_or(BAD_NETWORKS)?;
+        if networks.contains(&net) {
+            return Err(BAD_NETWORKS);
+        }
+        networks.push(net);
+    }
+    spec = spec.allowed_networks(networks);
     let (key, record) = state.auth.issue_key(spec).await.map_err(store_error)?;
     audit::record(&state, &caller.1, audit::key_created(&record)).await;
     let created = Key { key: Some(key.expose_secret().to_owned()), ..Key::from(&*record) };

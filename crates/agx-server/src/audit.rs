@@ -44,6 +44,7 @@ fn key_fields(entry: AuditEntry, r: &KeyRecord) -> AuditEntry {
         .change("mode", r.mode.as_str())
         .change("expiresAt", r.expires_at.map(time::format).unwrap_or_default())
         .change("rateLimits", limits)
+        .change("allowedNetworks", r.allowed_networks.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "))
 }
 
 pub fn key_created(r: &KeyRecord) -> AuditEntry {

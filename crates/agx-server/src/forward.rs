@@ -6,10 +6,12 @@
 
 use std::sync::Arc;
 
-use agx_auth::{Gateway, GatewayStyle, original_request};
+use std::net::SocketAddr;
+
+use agx_auth::{FromPeer, Gateway, GatewayStyle, original_request};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use http::StatusCode;
@@ -35,7 +37,9 @@ pub fn routes(state: Arc<AppState>) -> Router {
 
 async fn from_headers(State(state): State<Arc<AppState>>, req: Request, gateway: Gateway) -> Response {
     match original_request(req.headers(), gateway) {
-        Ok((method, path)) => state.auth.forward(&method, path, req.headers(), gateway.style()).await.map(Body::from),
+        Ok((method, path)) => {
+            state.auth.forward(&method, path, &with_peer(&req), gateway.style()).await.map(Body::from)
+        }
         Err(why) => {
             tracing::warn!(%why, "forward auth: the gateway's request does not say which request it holds");
             (StatusCode::BAD_REQUEST, why.message()).into_response()
@@ -47,5 +51,12 @@ async fn envoy(State(state): State<Arc<AppState>>, req: Request) -> Response {
     // The raw path, not the router's decoded capture: the verdict must see
     // what the client sent, empty segments and escapes included.
     let path = req.uri().path().strip_prefix(ENVOY_PREFIX).unwrap_or("/");
-    state.auth.forward(req.method(), path, req.headers(), GatewayStyle::Verbatim).await.map(Body::from)
+    state.auth.forward(req.method(), path, &with_peer(&req), GatewayStyle::Verbatim).await.map(Body::from)
+}
+
+/// The gateway's request headers with the address it connected from: the
+/// client's own address is found through the trusted proxies, the gateway
+/// being one of them.
+fn with_peer(req: &Request) -> FromPeer<'_, http::HeaderMap> {
+    FromPeer::new(req.headers(), req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
 }

@@ -77,6 +77,24 @@ pub fn check_text(text: &str, max: usize, error: ApiError) -> Result<(), ApiErro
     if blank(text) || text.chars().count() > max || !storable(text) { Err(error) } else { Ok(()) }
 }
 
+/// A network in CIDR (`203.0.113.0/24`, `2001:db8::/32`) or one address
+/// (`203.0.113.7`, a /32 or /128), with its host bits cleared. An IPv4
+/// network written in IPv6 (`::ffff:10.0.0.0/104`) is refused: addresses
+/// are compared as IPv4, so it would never match.
+pub fn network(text: &str) -> Option<agx_auth::IpNet> {
+    if text.len() > 64 {
+        return None;
+    }
+    let net = match text.parse::<agx_auth::IpNet>() {
+        Ok(net) => net,
+        Err(_) => agx_auth::IpNet::from(text.parse::<std::net::IpAddr>().ok()?.to_canonical()),
+    };
+    match net {
+        agx_auth::IpNet::V6(v6) if v6.network().to_ipv4_mapped().is_some() && v6.prefix_len() >= 96 => None,
+        net => Some(net.trunc()),
+    }
+}
+
 /// [`HOST_PATTERN`]: labels of letters, digits and inner `-`, 1 to 63
 /// long, joined by dots; 253 in all at most.
 pub fn host(text: &str) -> bool {

@@ -4,7 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use agx_auth::{AgentRecord, AuditAction, Authenticator, KeyHasher, KeyId, KeyMode, KeySpec, Scope, TeamRecord};
+use agx_auth::{
+    AgentRecord, AuditAction, Authenticator, ClientAddresses, ForwardedHeader, IpNet, KeyHasher, KeyId, KeyMode,
+    KeySpec, Scope, TeamRecord,
+};
 use agx_auth_redis::{LeaseSettings, OnOutage, RedisLimiter, RedisSettings, Spending};
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
@@ -131,10 +134,29 @@ struct ServeArgs {
     /// Mark the dashboard's cookies `Secure`: the server is reached over TLS.
     #[arg(long, env = "AGX_SECURE_COOKIES")]
     secure_cookies: bool,
-    /// A proxy (IP address) whose `X-Forwarded-Proto: https` marks the
-    /// dashboard's cookies `Secure`; repeatable.
-    #[arg(long = "trusted-proxy", env = "AGX_TRUSTED_PROXIES", value_delimiter = ',')]
-    trusted_proxies: Vec<std::net::IpAddr>,
+    /// A proxy (an IP address, or a network in CIDR) trusted to say who its
+    /// client is: its `X-Forwarded-For` (or `Forwarded`, see
+    /// `--forwarded-header`) gives the client's address for keys limited to
+    /// networks, read from the right; its `X-Forwarded-Proto: https` marks
+    /// the dashboard's cookies `Secure`. Repeatable.
+    #[arg(long = "trusted-proxy", env = "AGX_TRUSTED_PROXIES", value_delimiter = ',', value_parser = network)]
+    trusted_proxies: Vec<IpNet>,
+    /// The header the trusted proxies append the client's address to.
+    #[arg(long, env = "AGX_FORWARDED_HEADER", value_enum, default_value = "x-forwarded-for")]
+    forwarded_header: ForwardedHeaderArg,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ForwardedHeaderArg {
+    XForwardedFor,
+    Forwarded,
+}
+
+/// An address (one host) or a CIDR network.
+fn network(text: &str) -> Result<IpNet, String> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| "an IP address or a CIDR network (e.g. 10.0.0.0/8)".to_owned())
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -288,7 +310,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => RouteTable::Agentix,
     };
     let (auth, metrics) =
-        AppState::authenticator(&backend, limiter.as_ref(), hasher(args.key_pepper.as_deref()), table);
+        AppState::authenticator(&backend, limiter.as_ref(), hasher(args.key_pepper.as_deref()), table, {
+            let header = match args.forwarded_header {
+                ForwardedHeaderArg::XForwardedFor => ForwardedHeader::XForwardedFor,
+                ForwardedHeaderArg::Forwarded => ForwardedHeader::Forwarded,
+            };
+            ClientAddresses::through(args.trusted_proxies.iter().copied(), header)
+        });
     let rng = SystemRandom::new();
     let admin_token = match args.admin_token {
         // An empty or short token would open the admin API to anyone.

@@ -326,6 +326,11 @@ pub struct NewKey {
     #[serde(default)]
     #[schema(value_type = BTreeMap<String, u32>)]
     pub rate_limits: BTreeMap<String, Whole>,
+    /// The client networks the key may be used from, in CIDR
+    /// (`203.0.113.0/24`, `2001:db8::/32`) or as single addresses; at most
+    /// 100. None: any network.
+    #[serde(default)]
+    pub allowed_networks: Vec<String>,
 }
 
 /// A whole number, however JSON writes it: `14` or `14.0` (JSON Schema's
@@ -375,6 +380,8 @@ pub struct Key {
     pub expires_at: Option<String>,
     /// Per-class quota overrides.
     pub rate_limits: BTreeMap<String, u32>,
+    /// In CIDR; empty: any network.
+    pub allowed_networks: Vec<String>,
     /// Only in lists.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_used_at: Option<Option<String>>,
@@ -394,6 +401,7 @@ impl From<&KeyRecord> for Key {
             created_at: time::format(r.created_at),
             expires_at: r.expires_at.map(time::format),
             rate_limits: r.rate_limits.iter().map(|(c, q)| (c.to_string(), q.get())).collect(),
+            allowed_networks: r.allowed_networks.iter().map(ToString::to_string).collect(),
             last_used_at: None,
             key: None,
         }
@@ -458,6 +466,10 @@ pub struct VerifyCall {
     pub team: Option<String>,
     /// The client's `Origin` header, for agents with allowed domains.
     pub origin: Option<String>,
+    /// The client's IP address as the calling service saw it, for keys
+    /// limited to networks; without it such keys are refused.
+    #[serde(rename = "clientAddress")]
+    pub client_address: Option<String>,
 }
 
 /// The verdict on a verify call. Admit the request only on a 200 whose

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use agx_auth::{Authenticator, KeyHasher, RateLimits, Routes};
+use agx_auth::{Authenticator, ClientAddresses, KeyHasher, RateLimits, Routes};
 use agx_auth_redis::RedisLimiter;
 use bytes::Bytes;
 use ring::rand::SystemRandom;
@@ -55,6 +55,7 @@ impl AppState {
         limiter: Option<&Arc<RedisLimiter>>,
         hasher: KeyHasher,
         table: RouteTable,
+        clients: ClientAddresses,
     ) -> (Arc<Authenticator>, Arc<Metrics>) {
         let sources = Arc::new(ScrapeSources { backend: backend.clone(), limiter: limiter.cloned() });
         let (routes, limits) = match table {
@@ -73,6 +74,7 @@ impl AppState {
         let metrics = Arc::new(Metrics::new(patterns, sources));
         let mut builder = Authenticator::builder(backend.keys.clone(), backend.directory.clone())
             .hasher(hasher)
+            .client_addresses(clients)
             .usage(backend.usage.clone())
             .routes(routes)
             .rate_limits(limits)

@@ -30,6 +30,7 @@ pub const ROUTE: &str = "/api/verify";
 const BAD_TARGET: ApiError =
     ApiError::invalid("Give either method and path, or scope and class (with at most one of agent and team)");
 const BAD_METHOD: ApiError = ApiError::invalid("method must be an HTTP method token");
+const BAD_CLIENT: ApiError = ApiError::invalid("clientAddress must be an IPv4 or IPv6 address");
 
 pub fn routes(state: Arc<AppState>) -> Router {
     Router::new()
@@ -43,7 +44,12 @@ async fn verify(State(state): State<Arc<AppState>>, JsonBody(call): JsonBody<Ver
         Ok(t) => t,
         Err(e) => return e.into_response(),
     };
-    let request = VerifyRequest { key: call.key.as_deref(), target, origin: call.origin.as_deref() };
+    let client = match call.client_address.as_deref().map(str::parse) {
+        None => None,
+        Some(Ok(ip)) => Some(ip),
+        Some(Err(_)) => return BAD_CLIENT.into_response(),
+    };
+    let request = VerifyRequest { key: call.key.as_deref(), target, origin: call.origin.as_deref(), client };
     let verdict = match state.auth.verify_key(&request).await {
         Ok(outcome) => outcome,
         Err(e) => return ApiError::invalid(e.message()).into_response(),

@@ -20,5 +20,6 @@ pub fn record(rng: &SystemRandom) -> KeyRecord {
         lifetime: None,
         deleted_at: None,
         rate_limits: Vec::new(),
+        allowed_networks: Vec::new(),
     }
 }

@@ -17,6 +17,7 @@ pub use memory::MemoryStore;
 use crate::key::{KeyHash, KeyId, KeyMode};
 use crate::limit::Quota;
 use crate::lookup::Lookup;
+use crate::network::IpNet;
 use crate::route::{EndpointClass, Scope};
 
 /// A stored key: everything but the key itself.
@@ -41,6 +42,8 @@ pub struct KeyRecord {
     pub deleted_at: Option<SystemTime>,
     /// Per-class overrides of the default quotas, by class name.
     pub rate_limits: Vec<(String, Quota)>,
+    /// The client networks the key may be used from; empty means any.
+    pub allowed_networks: Vec<IpNet>,
 }
 
 impl KeyRecord {
@@ -69,6 +72,7 @@ pub struct KeySpec {
     pub mode: KeyMode,
     pub expires_at: Option<SystemTime>,
     pub rate_limits: Vec<(String, Quota)>,
+    pub allowed_networks: Vec<IpNet>,
 }
 
 impl KeySpec {
@@ -80,6 +84,7 @@ impl KeySpec {
             mode: KeyMode::Live,
             expires_at: None,
             rate_limits: Vec::new(),
+            allowed_networks: Vec::new(),
         }
     }
 
@@ -95,6 +100,12 @@ impl KeySpec {
 
     pub fn expires_at(mut self, at: SystemTime) -> Self {
         self.expires_at = Some(at);
+        self
+    }
+
+    /// Limits the key to clients in `networks` (see [`crate::ClientAddresses`]).
+    pub fn allowed_networks(mut self, networks: impl IntoIterator<Item = IpNet>) -> Self {
+        self.allowed_networks = networks.into_iter().map(|n| n.trunc()).collect();
         self
     }
 

@@ -30,7 +30,7 @@ pub struct Settings {
     /// Always `Secure` (the server is behind TLS).
     pub secure_cookies: bool,
     /// Proxies whose `X-Forwarded-Proto: https` makes the cookie `Secure`.
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub trusted_proxies: Vec<agx_auth::IpNet>,
 }
 
 /// The login form's own CSRF cookie (there is no session to hold it yet).
@@ -303,7 +303,7 @@ fn set_cookie(response: &mut Response, cookie: Cookie<'_>) {
 fn secure(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> bool {
     let settings = &state.dashboard_settings;
     settings.secure_cookies
-        || (settings.trusted_proxies.contains(&peer.ip())
+        || (settings.trusted_proxies.iter().any(|n| n.contains(&peer.ip().to_canonical()))
             && headers.get("x-forwarded-proto").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")))
 }
 
