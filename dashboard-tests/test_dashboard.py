@@ -477,6 +477,10 @@ class DashboardTest:
             expect(field).to_be_visible()
         name.fill(WIDGET_KEY_NAME)
         scopes.get_by_role("checkbox", name="chat", exact=True).check()
+        # Limited to this machine's networks: the test's own chat calls come from loopback.
+        networks = dlg.get_by_role("textbox", name="Allowed networks (optional)", exact=True)
+        expect(networks).to_be_visible()
+        networks.fill("127.0.0.0/8, ::1")
         self.shot(page, "create-key.png")
         with self.expect_admin_call(page, "POST", rf"/api/admin/orgs/{re.escape(self.org_a)}/keys") as info:
             dlg.get_by_role("button", name="Create", exact=True).click()
@@ -485,6 +489,8 @@ class DashboardTest:
         created = resp.json()
         check(created.get("name") == WIDGET_KEY_NAME, f"the created key is named {created.get('name')!r}")
         check(created.get("scopes") == ["chat"], f"the created key has scopes {created.get('scopes')!r}, not ['chat']")
+        nets = created.get("allowedNetworks")
+        check(nets == ["127.0.0.0/8", "::1/128"], f"the created key allows networks {nets!r}, not loopback's")
         self.key1_id = created["id"]
         self.key1 = self.read_new_key(page, created, "the new key")
         self.shot(page, "new-key.png")

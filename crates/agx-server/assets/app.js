@@ -77,6 +77,8 @@ if (createDialog) {
       if (input.value) limits[input.dataset.class] = Number(input.value);
     });
     if (Object.keys(limits).length) body.rateLimits = limits;
+    const networks = form.elements.networks.value.split(/[\s,]+/).filter((n) => n);
+    if (networks.length) body.allowedNetworks = networks;
     try {
       const created = await api("POST", `/api/admin/orgs/${form.dataset.org}/keys`, body);
       createDialog.close();

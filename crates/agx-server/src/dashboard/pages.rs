@@ -120,6 +120,7 @@ struct KeyRow {
     prefix: String,
     mode: &'static str,
     scopes: String,
+    networks: String,
     created: String,
     expires: String,
     last_used: String,
@@ -455,6 +456,11 @@ async fn keys(State(state): State<Arc<AppState>>, page: OrgPage) -> Result<Respo
                 "every scope".to_owned()
             } else {
                 r.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            },
+            networks: if r.allowed_networks.is_empty() {
+                "any".to_owned()
+            } else {
+                r.allowed_networks.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
             },
             created: when(r.created_at),
             expires: r.expires_at.map_or_else(|| "never".to_owned(), when),
