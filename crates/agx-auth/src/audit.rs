@@ -65,14 +65,19 @@ impl Actor {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AuditAction {
     OrgCreated,
+    /// An org written again under its id: renamed.
+    OrgUpdated,
     AgentCreated,
     AgentUpdated,
     TeamCreated,
+    /// A team written again under its id.
+    TeamUpdated,
     KeyCreated,
     /// A key was rolled: the event names the old key, and the new one's id
     /// is among its changes.
     KeyRolled,
-    /// A key's limits (rate limits, credits, networks) were changed.
+    /// A key's limits were changed (reserved: no operation changes a
+    /// key's limits in place yet).
     KeyUpdated,
     KeyDeleted,
     /// A key was deleted because it was found in the open (a leak report
@@ -83,11 +88,13 @@ pub enum AuditAction {
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 11] = [
+    pub const ALL: [AuditAction; 13] = [
         AuditAction::OrgCreated,
+        AuditAction::OrgUpdated,
         AuditAction::AgentCreated,
         AuditAction::AgentUpdated,
         AuditAction::TeamCreated,
+        AuditAction::TeamUpdated,
         AuditAction::KeyCreated,
         AuditAction::KeyRolled,
         AuditAction::KeyUpdated,
@@ -100,9 +107,11 @@ impl AuditAction {
     pub fn as_str(self) -> &'static str {
         match self {
             AuditAction::OrgCreated => "org.created",
+            AuditAction::OrgUpdated => "org.updated",
             AuditAction::AgentCreated => "agent.created",
             AuditAction::AgentUpdated => "agent.updated",
             AuditAction::TeamCreated => "team.created",
+            AuditAction::TeamUpdated => "team.updated",
             AuditAction::KeyCreated => "key.created",
             AuditAction::KeyRolled => "key.rolled",
             AuditAction::KeyUpdated => "key.updated",
@@ -199,7 +208,9 @@ impl AuditLog for MemoryAuditLog {
     async fn events(&self, org: &str, page: AuditPage) -> Result<Vec<AuditEvent>, StoreError> {
         let events = self.events.read().unwrap_or_else(|e| e.into_inner());
         // seq is the index plus one, so a cursor skips straight to its place.
-        let end = page.before.map_or(events.len(), |b| (b.saturating_sub(1) as usize).min(events.len()));
+        let end = page
+            .before
+            .map_or(events.len(), |b| usize::try_from(b.saturating_sub(1)).unwrap_or(usize::MAX).min(events.len()));
         Ok(events[..end].iter().rev().filter(|e| e.entry.org == org).take(page.limit).cloned().collect())
     }
 }

@@ -418,6 +418,11 @@ impl Authenticator {
         }
     }
 
+    /// How this authenticator finds a client's address.
+    pub fn client_addresses(&self) -> &ClientAddresses {
+        &self.clients
+    }
+
     pub fn routes(&self) -> &Routes {
         &self.routes
     }

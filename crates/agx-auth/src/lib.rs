@@ -72,7 +72,7 @@ pub use limit::{
     GcraLimiter, LimitError, Quota, RateDecision, RateLimitStatus, RateLimiter, RateLimits, gcra, status_at,
 };
 pub use lookup::Lookup;
-pub use network::{ClientAddresses, ForwardedHeader, IpNet, network_allowed};
+pub use network::{ClientAddresses, ForwardedHeader, IpNet, canonical_network, network_allowed};
 pub use policy::origin_allowed;
 pub use redact::redact_url;
 pub use render::{ErrorRenderer, JsonEnvelope, ProblemJson, RenderedError};

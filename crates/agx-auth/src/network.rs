@@ -45,7 +45,16 @@ pub struct ClientAddresses {
 impl ClientAddresses {
     /// Trust the proxies in `trusted` to append to `header`.
     pub fn through(trusted: impl IntoIterator<Item = IpNet>, header: ForwardedHeader) -> Self {
-        ClientAddresses { trusted: trusted.into_iter().map(|n| n.trunc()).collect(), header }
+        ClientAddresses { trusted: trusted.into_iter().map(canonical_network).collect(), header }
+    }
+
+    /// The address a verify call's caller vouches for: believed only from
+    /// a trusted proxy (the calling service is then the last hop), else
+    /// the caller's own address. A trusted caller that names none leaves
+    /// the client unknown.
+    pub fn vouched(&self, peer: Option<IpAddr>, claimed: Option<IpAddr>) -> Option<IpAddr> {
+        let peer = peer?.to_canonical();
+        if self.trusts(peer) { claimed.map(|c| c.to_canonical()) } else { Some(peer) }
     }
 
     fn trusts(&self, ip: IpAddr) -> bool {
@@ -79,9 +88,27 @@ impl ClientAddresses {
                 }
             }
         }
-        // Every hop is a trusted proxy: the left-most is as far as we know.
-        Some(client)
+        // Every hop is a trusted proxy (or the proxy sent no header): the
+        // request names no client, and a proxy is never one itself, or any
+        // key limited to the proxies' own network would be open to every
+        // request that reached it without the header.
+        let _ = client;
+        None
     }
+}
+
+/// A network as it is compared: host bits cleared, and an IPv4 network
+/// written in IPv6 (`::ffff:10.0.0.0/104`) as the IPv4 one (`10.0.0.0/8`),
+/// since addresses are compared as IPv4.
+pub fn canonical_network(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(net, IpNet::V4),
+            None => net,
+        },
+        _ => net,
+    }
+    .trunc()
 }
 
 /// An address as a hop names it: `192.0.2.1`, `192.0.2.1:8080`,
@@ -161,7 +188,7 @@ mod tests {
         // The client wrote the left part: it cannot choose its address.
         assert_eq!(xff("10.1.2.3, 198.51.100.4"), Some(ip("198.51.100.4")));
         assert_eq!(xff("192.0.2.1, 198.51.100.4, 10.0.0.9"), Some(ip("198.51.100.4")));
-        assert_eq!(xff("10.0.0.5, 10.0.0.9"), Some(ip("10.0.0.5")), "all trusted: the left-most");
+        assert_eq!(xff("10.0.0.5, 10.0.0.9"), None, "all trusted: no client, never a proxy");
         assert_eq!(xff("[2001:db8::1]:443"), Some(ip("2001:db8::1")));
         assert_eq!(xff("198.51.100.4:5000"), Some(ip("198.51.100.4")));
         assert_eq!(xff("unknown"), None);
@@ -170,10 +197,10 @@ mod tests {
         // Two header lines are one list; the later line is nearer.
         let two = client(&lb, "10.0.0.2", &[("x-forwarded-for", "10.9.9.9"), ("x-forwarded-for", "198.51.100.4")]);
         assert_eq!(two, Some(ip("198.51.100.4")));
-        // No header from a trusted proxy: the proxy itself.
-        assert_eq!(client(&lb, "10.0.0.2", &[]), Some(ip("10.0.0.2")));
+        // No header from a trusted proxy: no client.
+        assert_eq!(client(&lb, "10.0.0.2", &[]), None);
         // The other header is not read.
-        assert_eq!(client(&lb, "10.0.0.2", &[("forwarded", "for=198.51.100.4")]), Some(ip("10.0.0.2")));
+        assert_eq!(client(&lb, "10.0.0.2", &[("forwarded", "for=198.51.100.4")]), None);
         // An untrusted connection's header is not read at all.
         assert_eq!(client(&lb, "192.0.2.9", &[("x-forwarded-for", "10.0.0.3")]), Some(ip("192.0.2.9")));
     }
@@ -189,6 +216,24 @@ mod tests {
         assert_eq!(fwd("for=unknown"), None);
         assert_eq!(fwd("for=_hidden"), None);
         assert_eq!(fwd("proto=https"), None, "an element without for");
+    }
+
+    #[test]
+    fn a_caller_vouches_only_from_a_trusted_address() {
+        let lb = ClientAddresses::through([net("::ffff:10.0.0.0/104")], ForwardedHeader::XForwardedFor);
+        let claimed = Some(ip("192.0.2.1"));
+        assert_eq!(lb.vouched(Some(ip("10.0.0.2")), claimed), claimed, "a mapped network trusts v4 peers");
+        assert_eq!(lb.vouched(Some(ip("10.0.0.2")), None), None);
+        assert_eq!(lb.vouched(Some(ip("203.0.113.9")), claimed), Some(ip("203.0.113.9")), "the caller itself");
+        assert_eq!(lb.vouched(None, claimed), None);
+    }
+
+    #[test]
+    fn networks_are_compared_in_canonical_form() {
+        assert_eq!(canonical_network(net("::ffff:10.1.2.3/104")), net("10.0.0.0/8"));
+        assert_eq!(canonical_network(net("::ffff:10.1.2.3/128")), net("10.1.2.3/32"));
+        assert_eq!(canonical_network(net("2001:db8::1/32")), net("2001:db8::/32"));
+        assert_eq!(canonical_network(net("::/0")), net("::/0"));
     }
 
     #[test]

@@ -28,9 +28,11 @@ pub struct VerifyRequest<'a> {
     /// The client's `Origin`, for agents with allowed domains.
     pub origin: Option<&'a str>,
     /// The client's address as the calling service saw it, for keys
-    /// limited to networks (the service is the last proxy: nothing is
-    /// read from forwarded headers). `None` refuses such keys.
+    /// limited to networks. Believed only when the service calls from a
+    /// trusted proxy's address ([`crate::ClientAddresses::vouched`]).
     pub client: Option<std::net::IpAddr>,
+    /// The address the verify call itself came from.
+    pub caller: Option<std::net::IpAddr>,
 }
 
 /// What the key is to be judged for.
@@ -118,7 +120,8 @@ impl Authenticator {
         // An HTTP parser strips the whitespace around a header's value; so
         // does this, for the origin (the key's is trimmed by the checks).
         let origin = request.origin.map(|o| o.trim_matches([' ', '\t']).as_bytes());
-        let presented = Presented { key: request.key.map(str::as_bytes), origin, client: request.client };
+        let client = self.client_addresses().vouched(request.caller, request.client);
+        let presented = Presented { key: request.key.map(str::as_bytes), origin, client };
         match &request.target {
             VerifyTarget::Request { method, path } => {
                 let path = origin_form_path(path).ok_or(VerifyError::BadPath)?;

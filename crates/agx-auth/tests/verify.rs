@@ -31,7 +31,7 @@ async fn world() -> World {
 }
 
 fn request<'a>(key: Option<&'a str>, method: Method, path: &'a str, origin: Option<&'a str>) -> VerifyRequest<'a> {
-    VerifyRequest { key, target: VerifyTarget::Request { method, path }, origin, client: None }
+    VerifyRequest { key, target: VerifyTarget::Request { method, path }, origin, client: None, caller: None }
 }
 
 /// Sorted (name, value) pairs.
@@ -118,6 +118,7 @@ async fn a_permission_spends_the_same_budget_as_its_route() {
         target: VerifyTarget::Permission { scope: "chat", class: "chat", resource: Resource::Agent("a1") },
         origin: None,
         client: None,
+        caller: None,
     };
     let Ok(Outcome::Allow(g)) = w.auth.verify_key(&permission).await else { panic!("refused") };
     assert_eq!(g.rate_limit().unwrap().remaining, 1);
@@ -160,6 +161,7 @@ async fn only_declared_scopes_and_classes_can_be_asked_for() {
             target: VerifyTarget::Permission { scope, class, resource: Resource::None },
             origin: None,
             client: None,
+            caller: None,
         };
         assert_eq!(w.auth.verify_key(&q).await.unwrap_err(), want);
         assert!(!want.message().contains("admin") && !want.message().contains("bulk"));

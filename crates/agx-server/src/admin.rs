@@ -224,7 +224,7 @@ const BAD_EXPIRY: ApiError =
 const BAD_CLASS: ApiError = ApiError::invalid("rateLimits must name documented endpoint classes");
 const BAD_QUOTA: ApiError = ApiError::invalid("a rate limit must be 1 to 1000000000 per minute");
 const BAD_NETWORKS: ApiError = ApiError::invalid(
-    "allowedNetworks must be at most 100 distinct networks in CIDR (e.g. 203.0.113.0/24, 2001:db8::/32) or addresses",
+    "allowedNetworks must be at most 100 networks in CIDR (e.g. 203.0.113.0/24, 2001:db8::/32) or addresses",
 );
 const BAD_GRACE: ApiError = ApiError::invalid("gracePeriodSeconds must be at most ten years");
 
@@ -267,8 +267,9 @@ async fn create_org(
     caller.admin()?;
     check_name(&body.name, BAD_NAME)?;
     let id = id_or_new(&state, body.id, "org", BAD_ID)?;
+    let existed = state.backend.admin.org(&id).await.map_err(store_error)?.is_some();
     state.backend.admin.put_org(&id, &body.name).await.map_err(store_error)?;
-    audit::record(&state, &caller.1, audit::org_created(&id, &body.name)).await;
+    audit::record(&state, &caller.1, audit::org_written(&id, &body.name, existed)).await;
     Ok((StatusCode::CREATED, Json(Org { id, name: body.name })).into_response())
 }
 
@@ -292,8 +293,12 @@ async fn create_agent(
         active: body.active,
         public: body.public,
     };
+    // Written again under its id, an agent is updated, not created.
+    let existed =
+        state.backend.admin.agents_of(&agent.org).await.map_err(store_error)?.iter().any(|a| a.id == agent.id);
     state.backend.admin.put_agent(agent.clone()).await.map_err(store_error)?;
-    audit::record(&state, &caller.1, audit::agent_written(AuditAction::AgentCreated, &agent)).await;
+    let action = if existed { AuditAction::AgentUpdated } else { AuditAction::AgentCreated };
+    audit::record(&state, &caller.1, audit::agent_written(action, &agent)).await;
     Ok((StatusCode::CREATED, Json(Agent::from(&agent))).into_response())
 }
 
@@ -318,11 +323,12 @@ async fn create_team(
     if state.backend.admin.org(&team.org).await.map_err(store_error)?.is_none() {
         return Err(NO_ORG);
     }
+    let existed = state.backend.admin.teams_of(&team.org).await.map_err(store_error)?.iter().any(|t| t.id == team.id);
     state.backend.admin.put_team(team.clone()).await.map_err(|e| match e {
         StoreError::NotFound(_) => FOREIGN_AGENT,
         other => store_error(other),
     })?;
-    audit::record(&state, &caller.1, audit::team_created(&team)).await;
+    audit::record(&state, &caller.1, audit::team_written(&team, existed)).await;
     let body = Team { id: team.id, org_id: team.org, name: team.name, agent_ids: team.agent_ids };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
@@ -360,15 +366,9 @@ async fn create_key(
     if body.allowed_networks.len() > MAX_LIST {
         return Err(BAD_NETWORKS);
     }
-    let mut networks: Vec<IpNet> = Vec::with_capacity(body.allowed_networks.len());
-    for text in &body.allowed_networks {
-        let net = network(text).ok_or(BAD_NETWORKS)?;
-        if networks.contains(&net) {
-            return Err(BAD_NETWORKS);
-        }
-        networks.push(net);
-    }
-    spec = spec.allowed_networks(networks);
+    let networks: Option<Vec<IpNet>> = body.allowed_networks.iter().map(|n| network(n)).collect();
+    // Repeats (also `10.0.0.1/8` beside `10.0.0.0/8`) are kept once.
+    spec = spec.allowed_networks(networks.ok_or(BAD_NETWORKS)?);
     let (key, record) = state.auth.issue_key(spec).await.map_err(store_error)?;
     audit::record(&state, &caller.1, audit::key_created(&record)).await;
     let created = Key { key: Some(key.expose_secret().to_owned()), ..Key::from(&*record) };
@@ -427,7 +427,9 @@ async fn roll_key(
     let grace = Duration::from_secs(body.grace_period_seconds.0);
     match state.auth.roll_key(&org, id, grace).await.map_err(store_error)? {
         Some((key, record)) => {
-            audit::record(&state, &caller.1, audit::key_rolled(id, &record, grace)).await;
+            // The old key as the roll left it: its expiry may be sooner than the grace.
+            let old = state.backend.keys.get(&org, id).await.ok().flatten().and_then(|r| r.expires_at);
+            audit::record(&state, &caller.1, audit::key_rolled(id, old, &record, grace)).await;
             let rolled = Key { key: Some(key.expose_secret().to_owned()), ..Key::from(&*record) };
             Ok((StatusCode::CREATED, Json(rolled)).into_response())
         }
@@ -590,6 +592,10 @@ async fn list_audit_events(
 ) -> Result<Response, ApiError> {
     const BAD_LIMIT: ApiError = ApiError::invalid("limit must be 1 to 200");
     let org = known_org(&state, &caller, &org).await?;
+    const BAD_BEFORE: ApiError = ApiError::invalid("before must be an event id, 1 or more");
+    if query.before.is_some_and(|b| b == 0 || b > i64::MAX as u64) {
+        return Err(BAD_BEFORE);
+    }
     let limit = match query.limit {
         None => AUDIT_PAGE,
         Some(n) => usize::try_from(n).ok().filter(|n| (1..=MAX_AUDIT_PAGE).contains(n)).ok_or(BAD_LIMIT)?,

@@ -51,12 +51,15 @@ pub fn key_created(r: &KeyRecord) -> AuditEntry {
     key_fields(AuditEntry::new(&r.org, AuditAction::KeyCreated, r.id.to_string()), r)
 }
 
-/// The old key's event: the new key's id, and how long the old one lives on.
-pub fn key_rolled(old: KeyId, new: &KeyRecord, grace: Duration) -> AuditEntry {
+/// The old key's event: the new key's id and prefix, the grace period
+/// asked for, and when the old key now expires (sooner than the grace
+/// period when it was to expire sooner anyway).
+pub fn key_rolled(old: KeyId, old_expires_at: Option<SystemTime>, new: &KeyRecord, grace: Duration) -> AuditEntry {
     AuditEntry::new(&new.org, AuditAction::KeyRolled, old.to_string())
         .change("replacedBy", new.id.to_string())
-        .change("prefix", new.prefix.clone())
+        .change("replacedByPrefix", new.prefix.clone())
         .change("gracePeriodSeconds", grace.as_secs().to_string())
+        .change("expiresAt", old_expires_at.map(time::format).unwrap_or_default())
 }
 
 pub fn key_deleted(org: &str, id: KeyId) -> AuditEntry {
@@ -75,8 +78,10 @@ pub fn key_revoked_leaked(r: &KeyRecord, found_in: Option<&str>) -> AuditEntry {
     }
 }
 
-pub fn org_created(id: &str, name: &str) -> AuditEntry {
-    AuditEntry::new(id, AuditAction::OrgCreated, id).change("name", name)
+/// `existed`: the org was there before this write (a rename).
+pub fn org_written(id: &str, name: &str, existed: bool) -> AuditEntry {
+    let action = if existed { AuditAction::OrgUpdated } else { AuditAction::OrgCreated };
+    AuditEntry::new(id, action, id).change("name", name)
 }
 
 pub fn agent_written(action: AuditAction, a: &AgentRecord) -> AuditEntry {
@@ -87,8 +92,9 @@ pub fn agent_written(action: AuditAction, a: &AgentRecord) -> AuditEntry {
         .change("public", a.public.to_string())
 }
 
-pub fn team_created(t: &TeamRecord) -> AuditEntry {
-    AuditEntry::new(&t.org, AuditAction::TeamCreated, &t.id)
+pub fn team_written(t: &TeamRecord, existed: bool) -> AuditEntry {
+    let action = if existed { AuditAction::TeamUpdated } else { AuditAction::TeamCreated };
+    AuditEntry::new(&t.org, action, &t.id)
         .change("name", t.name.clone())
         .change("agentIds", list(t.agent_ids.iter().map(String::as_str)))
 }

@@ -78,21 +78,39 @@ pub fn check_text(text: &str, max: usize, error: ApiError) -> Result<(), ApiErro
 }
 
 /// A network in CIDR (`203.0.113.0/24`, `2001:db8::/32`) or one address
-/// (`203.0.113.7`, a /32 or /128), with its host bits cleared. An IPv4
-/// network written in IPv6 (`::ffff:10.0.0.0/104`) is refused: addresses
-/// are compared as IPv4, so it would never match.
+/// (`203.0.113.7`, a /32 or /128), as the core compares it
+/// ([`agx_auth::canonical_network`]).
 pub fn network(text: &str) -> Option<agx_auth::IpNet> {
     if text.len() > 64 {
         return None;
     }
     let net = match text.parse::<agx_auth::IpNet>() {
         Ok(net) => net,
-        Err(_) => agx_auth::IpNet::from(text.parse::<std::net::IpAddr>().ok()?.to_canonical()),
+        Err(_) => agx_auth::IpNet::from(text.parse::<std::net::IpAddr>().ok()?),
     };
-    match net {
-        agx_auth::IpNet::V6(v6) if v6.network().to_ipv4_mapped().is_some() && v6.prefix_len() >= 96 => None,
-        net => Some(net.trunc()),
-    }
+    Some(agx_auth::canonical_network(net))
+}
+
+/// One IPv4 address, as `format: ipv4` and Rust's parser read it (no
+/// leading zeros).
+const IPV4: &str = r"((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
+/// One IPv6 address in any of its written forms, without a zone.
+const IPV6: &str = concat!(
+    "(([0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}|([0-9a-fA-F]{1,4}:){1,7}:|([0-9a-fA-F]{1,4}:){1,6}:[0-9a-fA-F]{1,4}",
+    "|([0-9a-fA-F]{1,4}:){1,5}(:[0-9a-fA-F]{1,4}){1,2}|([0-9a-fA-F]{1,4}:){1,4}(:[0-9a-fA-F]{1,4}){1,3}",
+    "|([0-9a-fA-F]{1,4}:){1,3}(:[0-9a-fA-F]{1,4}){1,4}|([0-9a-fA-F]{1,4}:){1,2}(:[0-9a-fA-F]{1,4}){1,5}",
+    "|[0-9a-fA-F]{1,4}:(:[0-9a-fA-F]{1,4}){1,6}|:((:[0-9a-fA-F]{1,4}){1,7}|:))"
+);
+
+/// What [`network`] takes, as a pattern for the OpenAPI document: an
+/// address, or an address and a prefix length its family allows.
+pub fn network_pattern() -> String {
+    format!("^({IPV4}(/(3[0-2]|[12]?[0-9]))?|{IPV6}(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?)$")
+}
+
+/// What the verify API's `clientAddress` takes.
+pub fn address_pattern() -> String {
+    format!("^({IPV4}|{IPV6})$")
 }
 
 /// [`HOST_PATTERN`]: labels of letters, digits and inner `-`, 1 to 63

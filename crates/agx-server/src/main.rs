@@ -542,7 +542,8 @@ async fn keys(command: KeysCommand, database_url: Option<String>, pepper: Option
             let Some((key, record)) = auth.roll_key(&org, old, grace).await? else {
                 bail!("no key {id} in {org}");
             };
-            cli_audit(&backend, audit::key_rolled(old, &record, grace)).await;
+            let old_expires_at = backend.keys.get(&org, old).await.ok().flatten().and_then(|r| r.expires_at);
+            cli_audit(&backend, audit::key_rolled(old, old_expires_at, &record, grace)).await;
             println!(
                 "new id:  {}\nnew key: {}  (shown once)\nold key expires in {}",
                 record.id,

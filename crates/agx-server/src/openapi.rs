@@ -402,6 +402,11 @@ fn apply_rules(doc: &mut Value, routes: &Routes) {
         ("NewKey", "mode", json!({"type": ["string", "null"], "enum": [modes[0], modes[1], null]})),
         (
             "NewKey",
+            "allowedNetworks",
+            json!({"type": "array", "maxItems": MAX_LIST, "items": {"type": "string", "pattern": crate::input::network_pattern()}}),
+        ),
+        (
+            "NewKey",
             "rateLimits",
             json!({
                 "type": "object",
@@ -420,6 +425,11 @@ fn apply_rules(doc: &mut Value, routes: &Routes) {
         ("VerifyCall", "class", nullable_enum(&classes)),
         ("VerifyCall", "method", json!({"type": ["string", "null"], "pattern": METHOD_PATTERN})),
         ("VerifyCall", "path", json!({"type": ["string", "null"], "pattern": PATH_PATTERN})),
+        (
+            "VerifyCall",
+            "clientAddress",
+            json!({"type": ["string", "null"], "pattern": crate::input::address_pattern()}),
+        ),
     ]);
     for (schema, field, rule) in rules {
         let slot = &mut doc["components"]["schemas"][schema]["properties"][field];

@@ -536,7 +536,8 @@ pub struct AuditEvent {
     /// Its place in the log; pages are cut by it.
     pub id: u64,
     pub at: String,
-    /// `org.created`, `agent.created`, `agent.updated`, `team.created`,
+    /// `org.created`, `org.updated`, `agent.created`, `agent.updated`,
+    /// `team.created`, `team.updated`,
     /// `key.created`, `key.rolled`, `key.updated`, `key.deleted`,
     /// `key.revoked_leaked`, `dashboard_token.created`, `dashboard_token.deleted`.
     pub action: &'static str,

@@ -10,14 +10,15 @@
 //! `allowed: true` fails closed without reading further.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use agx_auth::{Outcome, Resource, VerifyRequest, VerifyTarget};
-use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::{Extension, Router};
 use http::{HeaderValue, Method, header};
 
 use crate::errors::{ApiError, JsonBody};
@@ -39,7 +40,11 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn verify(State(state): State<Arc<AppState>>, JsonBody(call): JsonBody<VerifyCall>) -> Response {
+async fn verify(
+    State(state): State<Arc<AppState>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    JsonBody(call): JsonBody<VerifyCall>,
+) -> Response {
     let target = match target(&call) {
         Ok(t) => t,
         Err(e) => return e.into_response(),
@@ -49,7 +54,8 @@ async fn verify(State(state): State<Arc<AppState>>, JsonBody(call): JsonBody<Ver
         Some(Ok(ip)) => Some(ip),
         Some(Err(_)) => return BAD_CLIENT.into_response(),
     };
-    let request = VerifyRequest { key: call.key.as_deref(), target, origin: call.origin.as_deref(), client };
+    let caller = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
+    let request = VerifyRequest { key: call.key.as_deref(), target, origin: call.origin.as_deref(), client, caller };
     let verdict = match state.auth.verify_key(&request).await {
         Ok(outcome) => outcome,
         Err(e) => return ApiError::invalid(e.message()).into_response(),

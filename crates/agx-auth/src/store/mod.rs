@@ -103,9 +103,15 @@ impl KeySpec {
         self
     }
 
-    /// Limits the key to clients in `networks` (see [`crate::ClientAddresses`]).
+    /// Limits the key to clients in `networks` (see [`crate::ClientAddresses`]),
+    /// each in canonical form ([`crate::canonical_network`]), without repeats.
     pub fn allowed_networks(mut self, networks: impl IntoIterator<Item = IpNet>) -> Self {
-        self.allowed_networks = networks.into_iter().map(|n| n.trunc()).collect();
+        self.allowed_networks = Vec::new();
+        for net in networks.into_iter().map(crate::network::canonical_network) {
+            if !self.allowed_networks.contains(&net) {
+                self.allowed_networks.push(net);
+            }
+        }
         self
     }
 
