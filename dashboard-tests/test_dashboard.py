@@ -32,6 +32,10 @@ HTTP_TIMEOUT_S = 5
 USAGE_RETRY_S = 10  # the only wait: usage is flushed in the background
 SESSION_COOKIE = "agx_session"
 WIDGET_KEY_NAME = "Production Widget"
+# Where the walk's chat calls come from: loopback, naming a documentation
+# address in X-Forwarded-For for a server that trusts loopback as a proxy.
+CLIENT_NETS = ["127.0.0.0/8", "::1", "192.0.2.0/24"]
+CLIENT_ADDRESS = "192.0.2.10"
 CHAT_BODY = {"message": "Hello", "sessionId": "s1"}
 ELLIPSIS = "\u2026"
 
@@ -196,7 +200,9 @@ class DashboardTest:
         return body
 
     def chat(self, key: str, agent: str | None = None, origin: str | None = None) -> int:
-        headers = {"X-API-Key": key}
+        # The widget key is limited to CLIENT_NETS: from loopback directly, or
+        # as CLIENT_ADDRESS when the server trusts loopback as a proxy.
+        headers = {"X-API-Key": key, "X-Forwarded-For": CLIENT_ADDRESS}
         if origin:
             headers["Origin"] = origin
         status, _, _ = http("POST", self.url(f"/api/public/agents/{agent or self.agent_a}/chat"), CHAT_BODY, headers)
@@ -477,10 +483,10 @@ class DashboardTest:
             expect(field).to_be_visible()
         name.fill(WIDGET_KEY_NAME)
         scopes.get_by_role("checkbox", name="chat", exact=True).check()
-        # Limited to this machine's networks: the test's own chat calls come from loopback.
+        # Limited to networks the test's own chat calls come from.
         networks = dlg.get_by_role("textbox", name="Allowed networks (optional)", exact=True)
         expect(networks).to_be_visible()
-        networks.fill("127.0.0.0/8, ::1")
+        networks.fill(", ".join(CLIENT_NETS))
         self.shot(page, "create-key.png")
         with self.expect_admin_call(page, "POST", rf"/api/admin/orgs/{re.escape(self.org_a)}/keys") as info:
             dlg.get_by_role("button", name="Create", exact=True).click()
@@ -490,7 +496,8 @@ class DashboardTest:
         check(created.get("name") == WIDGET_KEY_NAME, f"the created key is named {created.get('name')!r}")
         check(created.get("scopes") == ["chat"], f"the created key has scopes {created.get('scopes')!r}, not ['chat']")
         nets = created.get("allowedNetworks")
-        check(nets == ["127.0.0.0/8", "::1/128"], f"the created key allows networks {nets!r}, not loopback's")
+        want = ["127.0.0.0/8", "::1/128", "192.0.2.0/24"]
+        check(nets == want, f"the created key allows networks {nets!r}, not {want!r}")
         self.key1_id = created["id"]
         self.key1 = self.read_new_key(page, created, "the new key")
         self.shot(page, "new-key.png")

@@ -174,6 +174,15 @@ pub struct AuditPage {
     pub limit: usize,
 }
 
+impl AuditPage {
+    /// The cursor of the page after `events` (this page's answer): the
+    /// last one's place when the page is full, since a short page is the
+    /// last.
+    pub fn next_before(&self, events: &[AuditEvent]) -> Option<u64> {
+        if events.len() == self.limit { events.last().map(|e| e.seq) } else { None }
+    }
+}
+
 /// The log of changes, per organization, newest first.
 #[async_trait]
 pub trait AuditLog: Send + Sync + 'static {

@@ -602,8 +602,7 @@ async fn list_audit_events(
     };
     let page = AuditPage { before: query.before, limit };
     let events = state.backend.audit.events(org, page).await.map_err(store_error)?;
-    // A full page may have more behind it; a short one is the last.
-    let next_before = (events.len() == limit).then(|| events.last().map(|e| e.seq)).flatten();
+    let next_before = page.next_before(&events);
     let events = events.iter().map(AuditEvent::from).collect();
     Ok(Json(AuditEvents { events, next_before }).into_response())
 }

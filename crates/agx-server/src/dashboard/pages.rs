@@ -549,13 +549,9 @@ async fn audit_log(
     let before = query.map_err(|_| Refusal::NotFound)?.0.before;
     let org = &page.org;
     let limit = crate::admin::AUDIT_PAGE;
-    let found = state
-        .backend
-        .audit
-        .events(&org.id, agx_auth::AuditPage { before, limit })
-        .await
-        .map_err(|_| Refusal::Unavailable)?;
-    let older = (found.len() == limit).then(|| found.last().map(|e| e.seq)).flatten();
+    let page_of = agx_auth::AuditPage { before, limit };
+    let found = state.backend.audit.events(&org.id, page_of).await.map_err(|_| Refusal::Unavailable)?;
+    let older = page_of.next_before(&found);
     let events = found
         .into_iter()
         .map(|e| AuditRow {
