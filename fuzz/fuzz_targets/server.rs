@@ -45,7 +45,13 @@ fn world() -> &'static World {
             let backend = Arc::new(Backend::memory());
             backend.admin.put_org("o", "O").await.unwrap();
             backend.admin.put_agent(AgentRecord::new("a", "o", "A")).await.unwrap();
-            let core = AppState::authenticator(&backend, None, KeyHasher::default(), agx_server::state::RouteTable::Agentix);
+            let core = AppState::authenticator(
+                &backend,
+                None,
+                KeyHasher::default(),
+                agx_server::state::RouteTable::Agentix,
+                agx_auth::ClientAddresses::default(),
+            );
             let (key, _) = core.0.issue_key(KeySpec::new("o", "k")).await.unwrap();
             let settings =
                 Settings { session_ttl: Duration::from_secs(60), secure_cookies: false, trusted_proxies: vec![] };
