@@ -40,6 +40,7 @@ mod audit;
 mod authenticator;
 mod clock;
 mod credential;
+mod credits;
 mod error;
 mod fields;
 mod forward;
@@ -61,6 +62,7 @@ pub use audit::{Actor, AuditAction, AuditEntry, AuditEvent, AuditLog, AuditPage,
 pub use authenticator::{Authenticator, AuthenticatorBuilder, Grant, Outcome, Principal, Rejection, VerdictObserver};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use credential::{CredentialError, MAX_CREDENTIAL_LEN, extract_credential};
+pub use credits::{CreditCell, CreditDecision, Credits, MemoryLedger, Refill, remaining_credits, spend_credits};
 pub use error::{AuthError, ErrorDoc};
 pub use forward::{
     ForwardError, Gateway, GatewayStyle, PRINCIPAL_HEADERS, X_AGX_BODY, X_AGX_KEY_ID, X_AGX_KEY_NAME, X_AGX_MODE,
