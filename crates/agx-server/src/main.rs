@@ -152,11 +152,9 @@ enum ForwardedHeaderArg {
     Forwarded,
 }
 
-/// An address (one host) or a CIDR network.
+/// An address (one host) or a CIDR network, read as the admin API reads one.
 fn network(text: &str) -> Result<IpNet, String> {
-    text.parse::<IpNet>()
-        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
-        .map_err(|_| "an IP address or a CIDR network (e.g. 10.0.0.0/8)".to_owned())
+    agx_server::input::network(text).ok_or_else(|| "an IP address or a CIDR network (e.g. 10.0.0.0/8)".to_owned())
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -202,6 +200,10 @@ enum KeysCommand {
         /// A test-mode key (agx_test_…).
         #[arg(long)]
         test: bool,
+        /// A client network the key may be used from (CIDR or an address);
+        /// repeatable. None: any network.
+        #[arg(long = "allowed-network", value_parser = network)]
+        allowed_networks: Vec<IpNet>,
     },
     /// List an organization's keys (never the keys themselves).
     List {
@@ -504,9 +506,12 @@ async fn keys(command: KeysCommand, database_url: Option<String>, pepper: Option
         .build();
     let parse_id = |id: &str| id.parse::<KeyId>().context("not a key id (key_ and 32 hex digits)");
     match command {
-        KeysCommand::Create { org, name, scopes, expires_in, test } => {
+        KeysCommand::Create { org, name, scopes, expires_in, test, allowed_networks } => {
             let mode = if test { KeyMode::Test } else { KeyMode::Live };
-            let mut spec = KeySpec::new(org, name).scopes(scopes.into_iter().map(Scope::new)).mode(mode);
+            let mut spec = KeySpec::new(org, name)
+                .scopes(scopes.into_iter().map(Scope::new))
+                .mode(mode)
+                .allowed_networks(allowed_networks);
             if let Some(d) = expires_in {
                 spec = spec.expires_at(SystemTime::now() + humantime::parse_duration(&d).context("--expires-in")?);
             }

@@ -107,7 +107,26 @@ async fn networks_on_postgres_through_a_trusted_proxy() {
     let listed: Vec<&Value> = keys.as_array().unwrap().iter().map(|k| &k["allowedNetworks"]).collect();
     let want = [json!(["10.0.0.0/8"]), json!(["192.0.2.0/24", "2001:db8::/32"]), json!(["127.0.0.1/32"])];
     assert_eq!(listed, want.iter().collect::<Vec<_>>());
+    // The command line limits keys the same way.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_agx-server"))
+        .args(["keys", "create", "--org", "acme", "--name", "cli"])
+        .args(["--allowed-network", "198.51.100.7/24", "--allowed-network", "::ffff:203.0.113.9"])
+        .env("AGX_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_agx-server"))
+        .args(["keys", "create", "--org", "acme", "--name", "bad", "--allowed-network", "10.0.0.0/40"])
+        .env("AGX_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "a bad network is a usage error");
+    let (_, keys) = admin(&base, "GET", "/orgs/acme/keys", "").await;
+    let cli = keys.as_array().unwrap().iter().find(|k| k["name"] == "cli").unwrap();
+    assert_eq!(cli["allowedNetworks"], json!(["198.51.100.0/24", "203.0.113.9/32"]));
     // The audit log says what each key was limited to.
-    let (_, log) = admin(&base, "GET", "/orgs/acme/audit-log?limit=1", "").await;
-    assert_eq!(log["events"][0]["changes"]["allowedNetworks"], "127.0.0.1/32");
+    let (_, log) = admin(&base, "GET", "/orgs/acme/audit-log?limit=2", "").await;
+    assert_eq!(log["events"][0]["changes"]["allowedNetworks"], "198.51.100.0/24 203.0.113.9/32");
+    assert_eq!(log["events"][0]["actor"], "cli");
+    assert_eq!(log["events"][1]["changes"]["allowedNetworks"], "127.0.0.1/32");
 }
