@@ -514,16 +514,7 @@ impl Authenticator {
         if !record.allowed_networks.is_empty()
             && !network_allowed(self.clients.client(headers), &record.allowed_networks)
         {
-            let status = match &route {
-                Some(r) => {
-                    self.limiter.peek(record.id, r.class, self.quota_of(&record, r.class), now.into()).await.ok()
-                }
-                None => None,
-            };
-            if let Some(r) = &route {
-                self.count(&record, r.class, UsageOutcome::Refused, now.into());
-            }
-            return Err((AuthError::NetworkNotAllowed, status));
+            return Err(self.refused(&record, route.as_ref(), AuthError::NetworkNotAllowed, now).await);
         }
         let principal = Principal { record };
         let Some(route) = route else {
@@ -536,14 +527,7 @@ impl Authenticator {
         let quota = self.quota_of(record, route.class);
         // Steps 5 to 8. A refusal here spends no budget but reports it.
         if let Err(error) = self.check_policy(record, &route, headers).await {
-            let status = match error {
-                AuthError::Unavailable { .. } => None,
-                _ => self.limiter.peek(record.id, route.class, quota, now.into()).await.ok(),
-            };
-            if error.status() == http::StatusCode::FORBIDDEN {
-                self.count(record, route.class, UsageOutcome::Refused, now.into());
-            }
-            return Err((error, status));
+            return Err(self.refused(record, Some(&route), error, now).await);
         }
         // Step 9.
         let now = Timestamp::from(now);
@@ -560,6 +544,27 @@ impl Authenticator {
             }
             Err(_) => Err(self.unavailable()),
         }
+    }
+
+    /// A refusal of a known key before step 9: with its route's budget,
+    /// peeked (a refusal spends none; not when the store is down), and a
+    /// 403 counted against the key.
+    async fn refused(
+        &self,
+        record: &KeyRecord,
+        route: Option<&RouteMatch<'_, '_>>,
+        error: AuthError,
+        now: std::time::SystemTime,
+    ) -> Refusal {
+        let Some(route) = route else { return (error, None) };
+        let status = match error {
+            AuthError::Unavailable { .. } => None,
+            _ => self.limiter.peek(record.id, route.class, self.quota_of(record, route.class), now.into()).await.ok(),
+        };
+        if error.status() == http::StatusCode::FORBIDDEN {
+            self.count(record, route.class, UsageOutcome::Refused, now.into());
+        }
+        (error, status)
     }
 
     fn count(&self, record: &KeyRecord, class: EndpointClass, outcome: UsageOutcome, at: Timestamp) {

@@ -64,9 +64,9 @@ impl ClientAddresses {
     /// The client's address, or `None` when it cannot be told (no
     /// connection address, or a hop that is not an address).
     pub fn client<H: RequestHeaders + ?Sized>(&self, headers: &H) -> Option<IpAddr> {
-        let mut client = headers.peer()?.to_canonical();
-        if !self.trusts(client) {
-            return Some(client);
+        let peer = headers.peer()?.to_canonical();
+        if !self.trusts(peer) {
+            return Some(peer);
         }
         let header = match self.header {
             ForwardedHeader::XForwardedFor => RequestHeader::XForwardedFor,
@@ -81,10 +81,10 @@ impl ClientAddresses {
                 let ip = match self.header {
                     ForwardedHeader::XForwardedFor => node(hop)?,
                     ForwardedHeader::Forwarded => forwarded_for(hop)?,
-                };
-                client = ip.to_canonical();
-                if !self.trusts(client) {
-                    return Some(client);
+                }
+                .to_canonical();
+                if !self.trusts(ip) {
+                    return Some(ip);
                 }
             }
         }
@@ -92,7 +92,6 @@ impl ClientAddresses {
         // request names no client, and a proxy is never one itself, or any
         // key limited to the proxies' own network would be open to every
         // request that reached it without the header.
-        let _ = client;
         None
     }
 }

@@ -166,7 +166,7 @@ pub static ROUTES: [AdminRoute; 16] = {
             "listAuditEvents",
             "Who changed what of the org, newest first, a page at a time (never a key)",
             ("200", Some("AuditEvents")),
-            &[("limit", 1, MAX_AUDIT_PAGE as u64), ("before", 1, i64::MAX as u64)],
+            &[AUDIT_LIMIT, AUDIT_BEFORE],
         ),
     ]
 };
@@ -297,8 +297,7 @@ async fn create_agent(
     let existed =
         state.backend.admin.agents_of(&agent.org).await.map_err(store_error)?.iter().any(|a| a.id == agent.id);
     state.backend.admin.put_agent(agent.clone()).await.map_err(store_error)?;
-    let action = if existed { AuditAction::AgentUpdated } else { AuditAction::AgentCreated };
-    audit::record(&state, &caller.1, audit::agent_written(action, &agent)).await;
+    audit::record(&state, &caller.1, audit::agent_written(&agent, existed)).await;
     Ok((StatusCode::CREATED, Json(Agent::from(&agent))).into_response())
 }
 
@@ -514,7 +513,7 @@ async fn update_agent(
     record.active = patch.active.unwrap_or(record.active);
     record.public = patch.public.unwrap_or(record.public);
     state.backend.admin.put_agent(record.clone()).await.map_err(store_error)?;
-    audit::record(&state, &caller.1, audit::agent_written(AuditAction::AgentUpdated, &record)).await;
+    audit::record(&state, &caller.1, audit::agent_written(&record, true)).await;
     Ok(Json(Agent::from(&record)).into_response())
 }
 
@@ -583,6 +582,14 @@ async fn delete_dashboard_token(
 /// The most events one page holds, and the page size when none is asked for.
 pub const MAX_AUDIT_PAGE: usize = 200;
 pub const AUDIT_PAGE: usize = 50;
+/// The audit log's query parameters, `(name, min, max)`: what the document
+/// gives and the handler checks.
+const AUDIT_LIMIT: (&str, u64, u64) = ("limit", 1, MAX_AUDIT_PAGE as u64);
+const AUDIT_BEFORE: (&str, u64, u64) = ("before", 1, i64::MAX as u64);
+
+fn within((_, min, max): (&str, u64, u64), n: u64) -> bool {
+    (min..=max).contains(&n)
+}
 
 async fn list_audit_events(
     State(state): State<Arc<AppState>>,
@@ -593,12 +600,13 @@ async fn list_audit_events(
     const BAD_LIMIT: ApiError = ApiError::invalid("limit must be 1 to 200");
     let org = known_org(&state, &caller, &org).await?;
     const BAD_BEFORE: ApiError = ApiError::invalid("before must be an event id, 1 or more");
-    if query.before.is_some_and(|b| b == 0 || b > i64::MAX as u64) {
+    if query.before.is_some_and(|b| !within(AUDIT_BEFORE, b)) {
         return Err(BAD_BEFORE);
     }
     let limit = match query.limit {
         None => AUDIT_PAGE,
-        Some(n) => usize::try_from(n).ok().filter(|n| (1..=MAX_AUDIT_PAGE).contains(n)).ok_or(BAD_LIMIT)?,
+        Some(n) if within(AUDIT_LIMIT, n) => n as usize,
+        Some(_) => return Err(BAD_LIMIT),
     };
     let page = AuditPage { before: query.before, limit };
     let events = state.backend.audit.events(org, page).await.map_err(store_error)?;

@@ -30,21 +30,21 @@ pub async fn write(log: &dyn AuditLog, at: SystemTime, actor: &Actor, entry: Aud
     })
 }
 
-fn list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
-    items.into_iter().collect::<Vec<_>>().join(" ")
+/// A list field's value: its items, space-separated.
+fn list<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    items.into_iter().map(|i| i.to_string()).collect::<Vec<_>>().join(" ")
 }
 
 /// A key's settings, as the admin API shows them (never the key).
 fn key_fields(entry: AuditEntry, r: &KeyRecord) -> AuditEntry {
-    let limits = r.rate_limits.iter().map(|(c, q)| format!("{c}={}", q.get())).collect::<Vec<_>>().join(" ");
     entry
         .change("name", r.name.clone())
         .change("prefix", r.prefix.clone())
         .change("scopes", list(r.scopes.iter().map(|s| s.as_str())))
         .change("mode", r.mode.as_str())
         .change("expiresAt", r.expires_at.map(time::format).unwrap_or_default())
-        .change("rateLimits", limits)
-        .change("allowedNetworks", r.allowed_networks.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "))
+        .change("rateLimits", list(r.rate_limits.iter().map(|(c, q)| format!("{c}={}", q.get()))))
+        .change("allowedNetworks", list(&r.allowed_networks))
 }
 
 pub fn key_created(r: &KeyRecord) -> AuditEntry {
@@ -84,19 +84,19 @@ pub fn org_written(id: &str, name: &str, existed: bool) -> AuditEntry {
     AuditEntry::new(id, action, id).change("name", name)
 }
 
-pub fn agent_written(action: AuditAction, a: &AgentRecord) -> AuditEntry {
+/// `existed`: the agent was there before this write.
+pub fn agent_written(a: &AgentRecord, existed: bool) -> AuditEntry {
+    let action = if existed { AuditAction::AgentUpdated } else { AuditAction::AgentCreated };
     AuditEntry::new(&a.org, action, &a.id)
         .change("name", a.name.clone())
-        .change("allowedDomains", list(a.allowed_domains.iter().map(String::as_str)))
+        .change("allowedDomains", list(&a.allowed_domains))
         .change("active", a.active.to_string())
         .change("public", a.public.to_string())
 }
 
 pub fn team_written(t: &TeamRecord, existed: bool) -> AuditEntry {
     let action = if existed { AuditAction::TeamUpdated } else { AuditAction::TeamCreated };
-    AuditEntry::new(&t.org, action, &t.id)
-        .change("name", t.name.clone())
-        .change("agentIds", list(t.agent_ids.iter().map(String::as_str)))
+    AuditEntry::new(&t.org, action, &t.id).change("name", t.name.clone()).change("agentIds", list(&t.agent_ids))
 }
 
 pub fn dashboard_token(action: AuditAction, org: &str, id: &str, name: Option<&str>) -> AuditEntry {
