@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use agx_auth::{
-    AgentRecord, Authenticator, Clock, Directory, DirectoryAdmin, EndpointClass, GcraLimiter, KeyHash, KeyId, KeyMode,
-    KeyRecord, KeySpec, KeyStore, LimitError, Lookup, ManualClock, MemoryStore, Quota, RateDecision, RateLimitStatus,
-    RateLimiter, Routes, Scope, StoreError, TeamRecord, Timestamp,
+    AgentRecord, Authenticator, Clock, Directory, DirectoryAdmin, EndpointClass, GcraLimiter, KeyHash, KeyId,
+    KeyLimits, KeyMode, KeyRecord, KeySpec, KeyStore, LimitError, Lookup, ManualClock, MemoryStore, Quota,
+    RateDecision, RateLimitStatus, RateLimiter, Routes, Scope, StoreError, TeamRecord, Timestamp,
 };
 use async_trait::async_trait;
 
@@ -138,6 +138,9 @@ impl<S: KeyStore> KeyStore for SwitchableStore<S> {
     }
     async fn list(&self, org: &str) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
         self.inner.list(org).await
+    }
+    async fn update(&self, org: &str, id: KeyId, limits: KeyLimits) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        self.inner.update(org, id, limits).await
     }
     async fn delete(&self, org: &str, id: KeyId, at: SystemTime) -> Result<bool, StoreError> {
         self.inner.delete(org, id, at).await

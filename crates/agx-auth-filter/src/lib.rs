@@ -42,7 +42,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 
-use agx_auth::{KeyHash, KeyHashes, KeyId, KeyRecord, KeyStore, Lookup, Revocation, RevocationSink, StoreError};
+use agx_auth::{
+    KeyHash, KeyHashes, KeyId, KeyLimits, KeyRecord, KeyStore, Lookup, Revocation, RevocationSink, StoreError,
+};
 use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -325,6 +327,10 @@ impl<S: KeyStore> KeyStore for FilteredStore<S> {
 
     async fn list(&self, org: &str) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
         self.inner.list(org).await
+    }
+
+    async fn update(&self, org: &str, id: KeyId, limits: KeyLimits) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        self.inner.update(org, id, limits).await
     }
 
     async fn delete(&self, org: &str, id: KeyId, at: SystemTime) -> Result<bool, StoreError> {

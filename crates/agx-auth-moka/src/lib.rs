@@ -31,8 +31,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use agx_auth::{
-    AgentRecord, Directory, DirectoryAdmin, KeyHash, KeyHashes, KeyId, KeyRecord, KeyStore, Lookup, Revocation,
-    RevocationSink, StoreError, TeamRecord,
+    AgentRecord, Directory, DirectoryAdmin, KeyHash, KeyHashes, KeyId, KeyLimits, KeyRecord, KeyStore, Lookup,
+    Revocation, RevocationSink, StoreError, TeamRecord,
 };
 use async_trait::async_trait;
 use moka::Expiry;
@@ -188,6 +188,14 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
 
     async fn list(&self, org: &str) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
         self.inner.list(org).await
+    }
+
+    async fn update(&self, org: &str, id: KeyId, limits: KeyLimits) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        let updated = self.inner.update(org, id, limits).await?;
+        if let Some(record) = &updated {
+            self.keys.revoke(&record.hash).await;
+        }
+        Ok(updated)
     }
 
     async fn delete(&self, org: &str, id: KeyId, at: SystemTime) -> Result<bool, StoreError> {

@@ -27,8 +27,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use agx_auth::{
-    AgentRecord, Directory, DirectoryAdmin, KeyHash, KeyHashes, KeyId, KeyMode, KeyRecord, KeyStore, Lookup, Quota,
-    Scope, StoreError, TeamRecord,
+    AgentRecord, CreditAccount, Credits, Directory, DirectoryAdmin, KeyHash, KeyHashes, KeyId, KeyLimits, KeyMode,
+    KeyRecord, KeyStore, Lookup, MAX_CREDITS, Quota, Refill, Scope, StoreError, TeamRecord,
 };
 use async_trait::async_trait;
 use deadpool_postgres::{ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtime, Timeouts};
@@ -203,7 +203,8 @@ fn team_from_row(r: &tokio_postgres::Row) -> Result<TeamRecord, StoreError> {
 }
 
 const KEY_COLUMNS: &str = "id, org_id, name, hash, prefix, scopes, mode, created_at, expires_at, deleted_at, \
-                           rate_limit_classes, rate_limit_quotas, lifetime_ms, allowed_networks";
+                           rate_limit_classes, rate_limit_quotas, lifetime_ms, allowed_networks, \
+                           credits_initial, credits_refill_amount, credits_refill_ms, credits_pool, credits_since_ms";
 
 /// A database error as the store's: constraint violations are the caller's
 /// mistake, anything else means the database cannot answer.
@@ -251,7 +252,55 @@ fn key_from_row(r: &Row) -> Result<KeyRecord, StoreError> {
         lifetime: lifetime.transpose()?,
         rate_limits,
         allowed_networks,
+        credits: credits_from_row(r)?,
     })
+}
+
+fn credits_from_row(r: &Row) -> Result<Option<CreditAccount>, StoreError> {
+    let bad = || StoreError::Unavailable("unreadable key row: credits".into());
+    let count = |n: i64| u64::try_from(n).ok().filter(|&n| n <= MAX_CREDITS).ok_or_else(bad);
+    let Some(initial) = r.try_get::<_, Option<i64>>("credits_initial").map_err(corrupt)? else { return Ok(None) };
+    let amount: Option<i64> = r.try_get("credits_refill_amount").map_err(corrupt)?;
+    let interval_ms: Option<i64> = r.try_get("credits_refill_ms").map_err(corrupt)?;
+    let pool: Option<&str> = r.try_get("credits_pool").map_err(corrupt)?;
+    let since_ms: Option<i64> = r.try_get("credits_since_ms").map_err(corrupt)?;
+    let refill = match (amount, interval_ms) {
+        (Some(amount), Some(ms)) => Some(Refill {
+            amount: count(amount)?,
+            interval: Duration::from_millis(u64::try_from(ms).ok().filter(|&ms| ms > 0).ok_or_else(bad)?),
+        }),
+        (None, None) => None,
+        _ => return Err(bad()),
+    };
+    let since = since_ms.and_then(|ms| u64::try_from(ms).ok()).ok_or_else(bad)?;
+    Ok(Some(CreditAccount {
+        credits: Credits { initial: count(initial)?, refill },
+        pool: pool.ok_or_else(bad)?.parse().map_err(|_| bad())?,
+        since: SystemTime::UNIX_EPOCH + Duration::from_millis(since),
+    }))
+}
+
+/// The five credit columns of a key, in `KEY_COLUMNS` order.
+struct CreditColumns {
+    initial: Option<i64>,
+    refill_amount: Option<i64>,
+    refill_ms: Option<i64>,
+    pool: Option<String>,
+    since_ms: Option<i64>,
+}
+
+impl CreditColumns {
+    fn of(account: Option<&CreditAccount>) -> Self {
+        let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let refill = account.and_then(|a| a.credits.refill);
+        CreditColumns {
+            initial: account.map(|a| int(a.credits.initial)),
+            refill_amount: refill.map(|r| int(r.amount)),
+            refill_ms: refill.map(|r| i64::try_from(r.interval.as_millis()).unwrap_or(i64::MAX)),
+            pool: account.map(|a| a.pool.to_string()),
+            since_ms: account.map(|a| int(a.epoch_ms())),
+        }
+    }
 }
 
 fn hex(hash: &KeyHash) -> String {
@@ -284,6 +333,45 @@ impl KeyStore for PgStore {
         );
         let rows = client.query(&sql, &[&org]).await.map_err(db)?;
         rows.iter().map(|r| key_from_row(r).map(Arc::new)).collect()
+    }
+
+    async fn update(&self, org: &str, id: KeyId, limits: KeyLimits) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        let classes: Vec<&str> = limits.rate_limits.iter().map(|(c, _)| c.as_str()).collect();
+        let quotas: Vec<i32> = limits.rate_limits.iter().map(|(_, q)| quota_column(*q)).collect();
+        let networks: Vec<String> = limits.allowed_networks.iter().map(ToString::to_string).collect();
+        let c = CreditColumns::of(limits.credits.as_ref());
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let sql = format!(
+            "UPDATE api_keys SET rate_limit_classes = $3, rate_limit_quotas = $4, allowed_networks = $5, \
+             credits_initial = $6, credits_refill_amount = $7, credits_refill_ms = $8, credits_pool = $9, \
+             credits_since_ms = $10 WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING {KEY_COLUMNS}"
+        );
+        let row = tx
+            .query_opt(
+                &sql,
+                &[
+                    &org,
+                    &id.to_string(),
+                    &classes,
+                    &quotas,
+                    &networks,
+                    &c.initial,
+                    &c.refill_amount,
+                    &c.refill_ms,
+                    &c.pool,
+                    &c.since_ms,
+                ],
+            )
+            .await
+            .map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        // The same notice as a deletion: every cache forgets the record and
+        // reads the new limits on the next request.
+        notify(&tx, &row).await?;
+        let record = key_from_row(&row)?;
+        tx.commit().await.map_err(db)?;
+        Ok(Some(Arc::new(record)))
     }
 
     async fn delete(&self, org: &str, id: KeyId, at: SystemTime) -> Result<bool, StoreError> {
@@ -355,19 +443,26 @@ async fn notify(tx: &tokio_postgres::Transaction<'_>, row: &Row) -> Result<(), S
     Ok(())
 }
 
+fn quota_column(q: Quota) -> i32 {
+    i32::try_from(q.get()).unwrap_or(i32::MAX)
+}
+
 async fn insert_key<C: tokio_postgres::GenericClient>(client: &C, r: &KeyRecord) -> Result<(), StoreError> {
     let scopes: Vec<&str> = r.scopes.iter().map(Scope::as_str).collect();
     let classes: Vec<&str> = r.rate_limits.iter().map(|(c, _)| c.as_str()).collect();
-    let quotas: Vec<i32> = r.rate_limits.iter().map(|(_, q)| i32::try_from(q.get()).unwrap_or(i32::MAX)).collect();
+    let quotas: Vec<i32> = r.rate_limits.iter().map(|(_, q)| quota_column(*q)).collect();
     let lifetime_ms: Option<i64> = r.lifetime.map(|l| i64::try_from(l.as_millis()).unwrap_or(i64::MAX));
     let networks: Vec<String> = r.allowed_networks.iter().map(ToString::to_string).collect();
+    let c = CreditColumns::of(r.credits.as_ref());
     // One statement, so the row and the `issued:` notice (which filters of
     // known keys on every instance learn new keys from) commit together.
     client
         .execute(
             "WITH inserted AS (INSERT INTO api_keys (id, org_id, name, hash, prefix, scopes, mode, created_at, \
-             expires_at, deleted_at, rate_limit_classes, rate_limit_quotas, lifetime_ms, allowed_networks) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15) RETURNING hash) \
+             expires_at, deleted_at, rate_limit_classes, rate_limit_quotas, lifetime_ms, allowed_networks, \
+             credits_initial, credits_refill_amount, credits_refill_ms, credits_pool, credits_since_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15, $16, $17, $18, $19, $20) \
+             RETURNING hash) \
              SELECT pg_notify($14, 'issued:' || encode(hash, 'hex')) FROM inserted",
             &[
                 &r.id.to_string(),
@@ -385,6 +480,11 @@ async fn insert_key<C: tokio_postgres::GenericClient>(client: &C, r: &KeyRecord)
                 &lifetime_ms,
                 &REVOCATION_CHANNEL,
                 &networks,
+                &c.initial,
+                &c.refill_amount,
+                &c.refill_ms,
+                &c.pool,
+                &c.since_ms,
             ],
         )
         .await

@@ -11,6 +11,7 @@ use ring::rand::SystemRandom;
 
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::credential::{CredentialError, extract_credential};
+use crate::credits::{CreditAccount, CreditDecision, CreditLedger, LedgerError, MemoryLedger};
 use crate::error::AuthError;
 use crate::fields::{FieldValues, ratelimit_value};
 use crate::key::{ApiKey, KeyHasher, KeyId, KeyMode};
@@ -20,7 +21,7 @@ use crate::policy::origin_allowed;
 use crate::render::{ErrorRenderer, JsonEnvelope};
 use crate::request::{RequestHeader, RequestHeaders};
 use crate::route::{EndpointClass, Resource, RouteMatch, Routes, Scope, Unmatched, routable_id};
-use crate::store::{Directory, KeyRecord, KeySpec, KeyStore, StoreError};
+use crate::store::{Directory, KeyChange, KeyRecord, KeySpec, KeyStore, StoreError};
 use crate::usage::{UsageOutcome, UsageRecorder};
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers-10).
@@ -91,6 +92,7 @@ pub trait VerdictObserver: Send + Sync + 'static {
 pub struct Grant {
     principal: Principal,
     rate_limit: Option<GrantedLimit>,
+    credits: Option<u64>,
 }
 
 /// The rate-limit fields of a grant: the policy value, the `RateLimit`
@@ -113,6 +115,12 @@ impl Grant {
 
     pub fn rate_limit(&self) -> Option<&RateLimitStatus> {
         self.rate_limit.as_ref().map(|l| &l.status)
+    }
+
+    /// The usage credits left after this request, for a key that carries
+    /// them on a route that costs some.
+    pub fn credits_remaining(&self) -> Option<u64> {
+        self.credits
     }
 
     /// Adds `RateLimit-Policy` and `RateLimit` to the response headers.
@@ -265,6 +273,7 @@ pub struct Authenticator {
     store: Arc<dyn KeyStore>,
     directory: Arc<dyn Directory>,
     limiter: Arc<dyn RateLimiter>,
+    ledger: Arc<dyn CreditLedger>,
     clock: Arc<dyn Clock>,
     hasher: KeyHasher,
     routes: Routes,
@@ -292,6 +301,7 @@ pub struct AuthenticatorBuilder {
     store: Arc<dyn KeyStore>,
     directory: Arc<dyn Directory>,
     limiter: Option<Arc<dyn RateLimiter>>,
+    ledger: Option<Arc<dyn CreditLedger>>,
     clock: Arc<dyn Clock>,
     hasher: KeyHasher,
     routes: Routes,
@@ -327,6 +337,14 @@ impl AuthenticatorBuilder {
     /// Default: an in-process [`GcraLimiter`].
     pub fn limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
         self.limiter = Some(limiter);
+        self
+    }
+
+    /// Where usage credits are counted. Default: an in-process
+    /// [`MemoryLedger`], exact for one instance; instances sharing a store
+    /// need a shared ledger (the Redis one) to share credits exactly.
+    pub fn ledger(mut self, ledger: Arc<dyn CreditLedger>) -> Self {
+        self.ledger = Some(ledger);
         self
     }
 
@@ -380,6 +398,7 @@ impl AuthenticatorBuilder {
             store: self.store,
             directory: self.directory,
             limiter: self.limiter.unwrap_or_else(|| Arc::new(GcraLimiter::new())),
+            ledger: self.ledger.unwrap_or_else(|| Arc::new(MemoryLedger::new())),
             clock: self.clock,
             hasher: self.hasher,
             routes: self.routes,
@@ -405,6 +424,7 @@ impl Authenticator {
             store,
             directory,
             limiter: None,
+            ledger: None,
             clock: Arc::new(SystemClock),
             hasher: KeyHasher::default(),
             routes: Routes::agentix(),
@@ -520,7 +540,9 @@ impl Authenticator {
         let Some(route) = route else {
             return match self.routes.unmatched_policy() {
                 Unmatched::Refuse => Err((AuthError::RouteNotFound, None)),
-                Unmatched::Authenticate | Unmatched::PassThrough => Ok(Grant { principal, rate_limit: None }),
+                Unmatched::Authenticate | Unmatched::PassThrough => {
+                    Ok(Grant { principal, rate_limit: None, credits: None })
+                }
             };
         };
         let record = &principal.record;
@@ -530,19 +552,43 @@ impl Authenticator {
             return Err(self.refused(record, Some(&route), error, now).await);
         }
         // Step 9.
-        let now = Timestamp::from(now);
-        match self.limiter.check(record.id, route.class, quota, now).await {
-            Ok(RateDecision::Admit(status)) => {
-                self.count(record, route.class, UsageOutcome::Admitted, now);
-                let policy = self.fields.policy(status.class, status.quota);
-                let value = self.fields.tabled(&status);
-                Ok(Grant { rate_limit: Some(GrantedLimit { policy, value, status }), principal })
-            }
+        let at = Timestamp::from(now);
+        let status = match self.limiter.check(record.id, route.class, quota, at).await {
+            Ok(RateDecision::Admit(status)) => status,
             Ok(RateDecision::Deny { status, retry_after }) => {
-                self.count(record, route.class, UsageOutcome::RateLimited, now);
-                Err((AuthError::RateLimited { retry_after }, Some(status)))
+                self.count(record, route.class, UsageOutcome::RateLimited, at);
+                return Err((AuthError::RateLimited { retry_after }, Some(status)));
             }
-            Err(_) => Err(self.unavailable()),
+            Err(_) => return Err(self.unavailable()),
+        };
+        // Step 10: credits, once the limiter has admitted, so that a request
+        // refused for its rate never spends one. A refusal here has spent
+        // its rate budget: the key cannot be used until a refill anyway.
+        let credits = match record.credits {
+            Some(account) if route.cost > 0 => match self.ledger.spend(account, u64::from(route.cost), now).await {
+                Ok(CreditDecision::Spent { remaining }) => Some(remaining),
+                Ok(CreditDecision::Exhausted { .. }) => {
+                    self.count(record, route.class, UsageOutcome::Refused, at);
+                    return Err((AuthError::CreditsExhausted, Some(status)));
+                }
+                Err(_) => return Err(self.unavailable()),
+            },
+            // A free route (cost 0) asks the ledger nothing.
+            _ => None,
+        };
+        self.count(record, route.class, UsageOutcome::Admitted, at);
+        let policy = self.fields.policy(status.class, status.quota);
+        let value = self.fields.tabled(&status);
+        Ok(Grant { rate_limit: Some(GrantedLimit { policy, value, status }), principal, credits })
+    }
+
+    /// The usage credits the key has left now, spending none (`None`: the
+    /// key is not counted). What an API says about a key's credits must
+    /// come from here, so that it says what the verdict will find.
+    pub async fn credits_remaining(&self, record: &KeyRecord) -> Result<Option<u64>, LedgerError> {
+        match record.credits {
+            Some(account) => self.ledger.remaining(account, self.clock.now()).await.map(Some),
+            None => Ok(None),
         }
     }
 
@@ -721,12 +767,43 @@ impl Authenticator {
             expires_at: old.lifetime.map(|l| now.checked_add(l).or(old.expires_at).unwrap_or(now)),
             rate_limits: old.rate_limits.clone(),
             allowed_networks: old.allowed_networks.clone(),
+            credits: None,
         };
-        let (key, record) = self.new_record(spec)?;
+        let (key, mut record) = self.new_record(spec)?;
+        // The same account, not a copy of it: the old key in its grace
+        // period and the new one spend from one cell, and a roll refills
+        // nothing.
+        record.credits = old.credits;
         let until = now
             .checked_add(grace)
             .ok_or(StoreError::Conflict("the grace period is longer than time can represent".into()))?;
         Ok(self.store.roll(org, id, record, until).await?.map(|r| (key, r)))
+    }
+
+    /// Changes a key's limits in place ([`KeyChange`]): its rate limits,
+    /// networks or credits. Credits set afresh keep the key's pool (a
+    /// rolled key's old and new halves still share one) and count from
+    /// now. Returns the key before and after; `None` when the org has no
+    /// such live key.
+    pub async fn update_key(
+        &self,
+        org: &str,
+        id: KeyId,
+        change: KeyChange,
+    ) -> Result<Option<(Arc<KeyRecord>, Arc<KeyRecord>)>, StoreError> {
+        let Some(old) = self.store.get(org, id).await? else { return Ok(None) };
+        let mut limits = old.limits();
+        if let Some(rate_limits) = change.rate_limits {
+            limits.rate_limits = rate_limits;
+        }
+        if let Some(networks) = change.allowed_networks {
+            limits.allowed_networks = networks;
+        }
+        if let Some(credits) = change.credits {
+            let pool = old.credits.map_or(old.id, |a| a.pool);
+            limits.credits = credits.map(|credits| CreditAccount { credits, pool, since: to_millis(self.clock.now()) });
+        }
+        Ok(self.store.update(org, id, limits).await?.map(|new| (old, new)))
     }
 
     pub async fn delete_key(&self, org: &str, id: KeyId) -> Result<bool, StoreError> {
@@ -753,7 +830,15 @@ impl Authenticator {
             deleted_at: None,
             rate_limits: spec.rate_limits,
             allowed_networks: spec.allowed_networks,
+            credits: spec.credits.map(|credits| CreditAccount { credits, pool: id, since: to_millis(now) }),
         };
         Ok((key, record))
     }
+}
+
+/// `at` to the millisecond: what every store keeps of a credit account's
+/// start, so that a record read back from any store names the same cell.
+fn to_millis(at: std::time::SystemTime) -> std::time::SystemTime {
+    let since = at.duration_since(std::time::SystemTime::UNIX_EPOCH).unwrap_or_default();
+    std::time::SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
 }

@@ -47,6 +47,7 @@ static DOMAIN_NOT_ALLOWED: ErrorDoc =
     doc!(FORBIDDEN, "DOMAIN_NOT_ALLOWED", "The request origin is not allowed for this agent");
 static RATE_LIMITED: ErrorDoc =
     doc!(TOO_MANY_REQUESTS, "RATE_LIMITED", "Too many requests, retry after the specified delay");
+static CREDITS_EXHAUSTED: ErrorDoc = doc!(FORBIDDEN, "CREDITS_EXHAUSTED", "The API key has no usage credits left");
 static ROUTE_NOT_FOUND: ErrorDoc = doc!(NOT_FOUND, "NOT_FOUND", "No such route");
 static AUTH_UNAVAILABLE: ErrorDoc = doc!(
     SERVICE_UNAVAILABLE,
@@ -83,6 +84,11 @@ pub enum AuthError {
     DomainNotAllowed,
     /// 429 `RATE_LIMITED` (step 9).
     RateLimited { retry_after: Duration },
+    /// 403 `CREDITS_EXHAUSTED`: the key carries usage credits and has too
+    /// few left for the route (after step 9, so a rate-limited request
+    /// never spends one). A 403 and not a 429: a client retries a 429,
+    /// which cannot succeed until a refill, if the key has one at all.
+    CreditsExhausted,
     /// 404 `NOT_FOUND`: the route table does not declare the path or the
     /// method, under [`Unmatched::Refuse`](crate::Unmatched::Refuse) (after
     /// steps 1 to 4, so that a caller without a key learns nothing of which
@@ -107,6 +113,7 @@ impl AuthError {
             AuthError::InsufficientScope { .. } => &INSUFFICIENT_SCOPE,
             AuthError::DomainNotAllowed => &DOMAIN_NOT_ALLOWED,
             AuthError::RateLimited { .. } => &RATE_LIMITED,
+            AuthError::CreditsExhausted => &CREDITS_EXHAUSTED,
             AuthError::RouteNotFound => &ROUTE_NOT_FOUND,
             AuthError::Unavailable { .. } => &AUTH_UNAVAILABLE,
         }
@@ -136,7 +143,7 @@ impl AuthError {
     }
 
     /// Every documented error, for reference tables and tests.
-    pub fn all_docs() -> [&'static ErrorDoc; 14] {
+    pub fn all_docs() -> [&'static ErrorDoc; 15] {
         [
             &MISSING_API_KEY,
             &INVALID_API_KEY,
@@ -150,6 +157,7 @@ impl AuthError {
             &INSUFFICIENT_SCOPE,
             &DOMAIN_NOT_ALLOWED,
             &RATE_LIMITED,
+            &CREDITS_EXHAUSTED,
             &ROUTE_NOT_FOUND,
             &AUTH_UNAVAILABLE,
         ]

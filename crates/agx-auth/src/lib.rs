@@ -1,7 +1,7 @@
 //! The framework-free core of agx-auth.
 //!
 //! A request travels `Route → Credential → ApiKey → KeyHash → KeyRecord →
-//! policy → RateLimiter → Verdict`, and only [`Authenticator`] knows that
+//! policy → RateLimiter → CreditLedger → Verdict`, and only [`Authenticator`] knows that
 //! order (contract §3). Everything here depends on `http` and `ring`, never on
 //! a web framework, a database or a cache: adapters and stores live in their
 //! own crates and plug in through [`KeyStore`], [`Directory`], [`RateLimiter`]
@@ -62,7 +62,10 @@ pub use audit::{Actor, AuditAction, AuditEntry, AuditEvent, AuditLog, AuditPage,
 pub use authenticator::{Authenticator, AuthenticatorBuilder, Grant, Outcome, Principal, Rejection, VerdictObserver};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use credential::{CredentialError, MAX_CREDENTIAL_LEN, extract_credential};
-pub use credits::{CreditCell, CreditDecision, Credits, MemoryLedger, Refill, remaining_credits, spend_credits};
+pub use credits::{
+    CreditAccount, CreditCell, CreditDecision, CreditLedger, Credits, LedgerError, MAX_CREDITS, MemoryLedger, Refill,
+    remaining_credits, spend_credits,
+};
 pub use error::{AuthError, ErrorDoc};
 pub use forward::{
     ForwardError, Gateway, GatewayStyle, PRINCIPAL_HEADERS, X_AGX_BODY, X_AGX_KEY_ID, X_AGX_KEY_NAME, X_AGX_MODE,
@@ -85,8 +88,8 @@ pub use route::{
 };
 pub use scan::{FoundKey, KeyStanding, find_keys};
 pub use store::{
-    AgentRecord, Directory, DirectoryAdmin, KeyHashes, KeyRecord, KeySpec, KeyStore, MemoryStore, Revocation,
-    RevocationSink, StoreError, TeamRecord,
+    AgentRecord, Directory, DirectoryAdmin, KeyChange, KeyHashes, KeyLimits, KeyRecord, KeySpec, KeyStore, MemoryStore,
+    Revocation, RevocationSink, StoreError, TeamRecord,
 };
 pub use usage::{Tally, UsageBatch, UsageCounter, UsageDay, UsageOutcome, UsageRecorder, UsageReport, UsageRow};
 pub use verify::{VerifyError, VerifyRequest, VerifyTarget};

@@ -125,6 +125,9 @@ pub struct RouteMatch<'r, 'p> {
     pub resource: Resource<'p>,
     pub scope: &'r Scope,
     pub class: EndpointClass,
+    /// The usage credits an admitted request spends, for keys that carry
+    /// credits ([`Routes::costing`]; 1 unless declared).
+    pub cost: u32,
 }
 
 /// What to do with a request that matches no declared route (a path or a
@@ -198,6 +201,7 @@ struct RouteDef {
     scope: Scope,
     class: EndpointClass,
     operation: Option<&'static str>,
+    cost: u32,
 }
 
 /// One declared route, as [`Routes::iter`] shows it: what a router and an
@@ -230,6 +234,11 @@ impl<'r> RouteInfo<'r> {
     /// with [`Routes::named`].
     pub fn operation(&self) -> Option<&'static str> {
         self.def.operation
+    }
+
+    /// The usage credits a request to this route spends ([`Routes::costing`]).
+    pub fn cost(&self) -> u32 {
+        self.def.cost
     }
 
     /// The path parameters' names, in order.
@@ -313,6 +322,17 @@ impl Routes {
         self
     }
 
+    /// Sets what a request to the route declared last spends of a key's
+    /// usage credits (default 1; 0 makes the route free for such keys): a
+    /// chat turn that costs a model call can cost more than reading a
+    /// configuration.
+    pub fn costing(mut self, cost: u32) -> Self {
+        if let Some(last) = self.routes.last_mut() {
+            last.cost = cost;
+        }
+        self
+    }
+
     /// Every declared route, in declaration order.
     pub fn iter(&self) -> impl Iterator<Item = RouteInfo<'_>> {
         self.routes.iter().map(|def| RouteInfo { def })
@@ -332,7 +352,15 @@ impl Routes {
                 None => Segment::Literal(s.into()),
             })
             .collect();
-        self.routes.push(RouteDef { method, pattern: pattern.into(), segments, scope, class, operation: None });
+        self.routes.push(RouteDef {
+            method,
+            pattern: pattern.into(),
+            segments,
+            scope,
+            class,
+            operation: None,
+            cost: 1,
+        });
         self
     }
 
@@ -381,9 +409,12 @@ impl Routes {
     /// that scope in that class: a permission asked for from outside is one
     /// the table grants somewhere, so that a key cannot be judged for one
     /// scope against another class's budget (`chat` on the larger `config`
-    /// budget, say).
-    pub fn permission(&self, scope: &str, class: &str) -> Option<(&Scope, EndpointClass)> {
-        self.routes.iter().find(|r| r.scope.as_str() == scope && r.class.as_str() == class).map(|r| (&r.scope, r.class))
+    /// budget, say). It costs what the first such route costs.
+    pub fn permission(&self, scope: &str, class: &str) -> Option<(&Scope, EndpointClass, u32)> {
+        self.routes
+            .iter()
+            .find(|r| r.scope.as_str() == scope && r.class.as_str() == class)
+            .map(|r| (&r.scope, r.class, r.cost))
     }
 
     /// Classifies a request. `HEAD` matches `GET` routes, because frameworks
@@ -426,7 +457,7 @@ impl Routes {
                     Segment::Param(_) => {}
                 }
             }
-            return Some(RouteMatch { resource, scope: &def.scope, class: def.class });
+            return Some(RouteMatch { resource, scope: &def.scope, class: def.class, cost: def.cost });
         }
         None
     }

@@ -131,8 +131,8 @@ impl Authenticator {
                 let routes = self.routes();
                 routes.scope_named(scope).ok_or(VerifyError::UnknownScope)?;
                 routes.class_named(class).ok_or(VerifyError::UnknownClass)?;
-                let (scope, class) = routes.permission(scope, class).ok_or(VerifyError::UnpairedPermission)?;
-                Ok(self.judge(Some(RouteMatch { resource: *resource, scope, class }), &presented).await)
+                let (scope, class, cost) = routes.permission(scope, class).ok_or(VerifyError::UnpairedPermission)?;
+                Ok(self.judge(Some(RouteMatch { resource: *resource, scope, class, cost }), &presented).await)
             }
         }
     }

@@ -21,5 +21,6 @@ pub fn record(rng: &SystemRandom) -> KeyRecord {
         deleted_at: None,
         rate_limits: Vec::new(),
         allowed_networks: Vec::new(),
+        credits: None,
     }
 }

@@ -10,7 +10,9 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 
-use super::{AgentRecord, Directory, DirectoryAdmin, KeyHashes, KeyRecord, KeyStore, StoreError, TeamRecord};
+use super::{
+    AgentRecord, Directory, DirectoryAdmin, KeyHashes, KeyLimits, KeyRecord, KeyStore, StoreError, TeamRecord,
+};
 use crate::key::{KeyHash, KeyId};
 use crate::lookup::Lookup;
 
@@ -127,6 +129,15 @@ impl KeyStore for MemoryStore {
             inner.keys.values().filter(|r| r.org == org && r.deleted_at.is_none()).cloned().collect();
         keys.sort_by_key(|r| (r.created_at, r.id));
         Ok(keys)
+    }
+
+    async fn update(&self, org: &str, id: KeyId, limits: KeyLimits) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        self.check()?;
+        let mut inner = self.write();
+        let Some(old) = Self::live_key(&inner, org, id) else { return Ok(None) };
+        let updated = Arc::new(old.with_limits(limits));
+        inner.keys.insert(updated.hash, updated.clone());
+        Ok(Some(updated))
     }
 
     async fn delete(&self, org: &str, id: KeyId, at: SystemTime) -> Result<bool, StoreError> {

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 
 pub use memory::MemoryStore;
 
+use crate::credits::{CreditAccount, Credits};
 use crate::key::{KeyHash, KeyId, KeyMode};
 use crate::limit::Quota;
 use crate::lookup::Lookup;
@@ -44,9 +45,40 @@ pub struct KeyRecord {
     pub rate_limits: Vec<(String, Quota)>,
     /// The client networks the key may be used from; empty means any.
     pub allowed_networks: Vec<IpNet>,
+    /// Usage credits; `None` means the key is not counted.
+    pub credits: Option<CreditAccount>,
+}
+
+/// The parts of a key that change in place: its limits. Everything else is
+/// fixed when the key is issued (other scopes or another mode is another
+/// key, so that a key's reach only ever shrinks by deleting it).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KeyLimits {
+    pub rate_limits: Vec<(String, Quota)>,
+    pub allowed_networks: Vec<IpNet>,
+    pub credits: Option<CreditAccount>,
 }
 
 impl KeyRecord {
+    /// The key's limits, as [`KeyStore::update`] writes them.
+    pub fn limits(&self) -> KeyLimits {
+        KeyLimits {
+            rate_limits: self.rate_limits.clone(),
+            allowed_networks: self.allowed_networks.clone(),
+            credits: self.credits,
+        }
+    }
+
+    /// The record with `limits` in place of its own.
+    pub fn with_limits(&self, limits: KeyLimits) -> KeyRecord {
+        KeyRecord {
+            rate_limits: limits.rate_limits,
+            allowed_networks: limits.allowed_networks,
+            credits: limits.credits,
+            ..self.clone()
+        }
+    }
+
     pub fn has_scope(&self, scope: &Scope) -> bool {
         self.scopes.is_empty() || self.scopes.contains(scope)
     }
@@ -73,6 +105,7 @@ pub struct KeySpec {
     pub expires_at: Option<SystemTime>,
     pub rate_limits: Vec<(String, Quota)>,
     pub allowed_networks: Vec<IpNet>,
+    pub credits: Option<Credits>,
 }
 
 impl KeySpec {
@@ -85,7 +118,15 @@ impl KeySpec {
             expires_at: None,
             rate_limits: Vec::new(),
             allowed_networks: Vec::new(),
+            credits: None,
         }
+    }
+
+    /// Gives the key usage credits: each admitted request spends its
+    /// route's cost ([`crate::Routes::costing`]).
+    pub fn credits(mut self, credits: Credits) -> Self {
+        self.credits = Some(credits);
+        self
     }
 
     pub fn scopes(mut self, scopes: impl IntoIterator<Item = Scope>) -> Self {
@@ -106,18 +147,59 @@ impl KeySpec {
     /// Limits the key to clients in `networks` (see [`crate::ClientAddresses`]),
     /// each in canonical form ([`crate::canonical_network`]), without repeats.
     pub fn allowed_networks(mut self, networks: impl IntoIterator<Item = IpNet>) -> Self {
-        self.allowed_networks = Vec::new();
-        for net in networks.into_iter().map(crate::network::canonical_network) {
-            if !self.allowed_networks.contains(&net) {
-                self.allowed_networks.push(net);
-            }
-        }
+        self.allowed_networks = canonical_networks(networks);
         self
     }
 
     pub fn rate_limit(mut self, class: impl Into<String>, quota: Quota) -> Self {
         self.rate_limits.push((class.into(), quota));
         self
+    }
+}
+
+/// Networks in canonical form ([`crate::canonical_network`]), without repeats.
+fn canonical_networks(networks: impl IntoIterator<Item = IpNet>) -> Vec<IpNet> {
+    let mut out: Vec<IpNet> = Vec::new();
+    for net in networks.into_iter().map(crate::network::canonical_network) {
+        if !out.contains(&net) {
+            out.push(net);
+        }
+    }
+    out
+}
+
+/// A change to a key's limits, for [`crate::Authenticator::update_key`]:
+/// each part given replaces that limit, each part left out stays.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KeyChange {
+    pub rate_limits: Option<Vec<(String, Quota)>>,
+    pub allowed_networks: Option<Vec<IpNet>>,
+    /// `Some(None)` takes the key's credits away (it is no longer
+    /// counted); `Some(Some(c))` sets them afresh: what was spent before is
+    /// forgotten and refills count from now.
+    pub credits: Option<Option<Credits>>,
+}
+
+impl KeyChange {
+    /// Replaces the networks, each in canonical form, without repeats.
+    pub fn allowed_networks(mut self, networks: impl IntoIterator<Item = IpNet>) -> Self {
+        self.allowed_networks = Some(canonical_networks(networks));
+        self
+    }
+
+    pub fn rate_limits(mut self, limits: Vec<(String, Quota)>) -> Self {
+        self.rate_limits = Some(limits);
+        self
+    }
+
+    pub fn credits(mut self, credits: Option<Credits>) -> Self {
+        self.credits = Some(credits);
+        self
+    }
+
+    /// Whether the change changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.rate_limits.is_none() && self.allowed_networks.is_none() && self.credits.is_none()
     }
 }
 
@@ -210,6 +292,9 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn create(&self, record: KeyRecord) -> Result<Arc<KeyRecord>, StoreError>;
     /// The org's keys that are not deleted, oldest first.
     async fn list(&self, org: &str) -> Result<Vec<Arc<KeyRecord>>, StoreError>;
+    /// Replaces the limits of the org's live key, and tells every cache the
+    /// key changed. `None` when the org has no such live key.
+    async fn update(&self, org: &str, id: KeyId, limits: KeyLimits) -> Result<Option<Arc<KeyRecord>>, StoreError>;
     /// Marks the key deleted; `false` when the org has no such live key.
     async fn delete(&self, org: &str, id: KeyId, at: SystemTime) -> Result<bool, StoreError>;
     /// In one step, sets the old key to expire at `old_expires_at` (or sooner
