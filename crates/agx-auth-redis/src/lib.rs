@@ -6,6 +6,10 @@
 //! spends from the same budget and no two can admit the same slot: Redis
 //! runs a script atomically, which is the whole concurrency story.
 //!
+//! The same limiter is the [`CreditLedger`](agx_auth::CreditLedger) for
+//! keys with usage credits (`credits.rs`): one balance across instances,
+//! on the same connection, deadline and breaker, and always failing closed.
+//!
 //! Choices, and why:
 //! - **One script, one round trip.** `EVALSHA` with the digest loaded at
 //!   start; a `NOSCRIPT` reply (Redis restarted, or `SCRIPT FLUSH`) is
@@ -38,6 +42,7 @@
 //!   clocks disagree still share one timeline ([`TimeSource`]); tests that
 //!   hold a manual clock use the caller's.
 
+mod credits;
 pub mod lease;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -170,6 +175,8 @@ pub struct RedisLimiter {
     /// A call timed out, so the connection may be dead without knowing it.
     suspect: AtomicBool,
     digest: String,
+    /// The credits script's digest ([`credits`]).
+    credits_digest: String,
     settings: RedisSettings,
     slack_ms: u64,
     /// Used only under [`OnOutage::FailOpenLocal`] while Redis is out.
@@ -249,9 +256,10 @@ impl RedisLimiter {
             let mut connection = deployment.connect().await?;
             // On a cluster the client sends this to every primary.
             let digest: String = connection.query(redis::cmd("SCRIPT").arg("LOAD").arg(SCRIPT)).await?;
-            Ok::<_, RedisError>((connection, digest))
+            let credits: String = connection.query(redis::cmd("SCRIPT").arg("LOAD").arg(credits::SCRIPT)).await?;
+            Ok::<_, RedisError>((connection, (digest, credits)))
         };
-        let (connection, digest) = tokio::time::timeout(settings.connect_timeout, start)
+        let (connection, (digest, credits_digest)) = tokio::time::timeout(settings.connect_timeout, start)
             .await
             .map_err(|_| unreachable(format!("no answer within {:?}", settings.connect_timeout)))?
             .map_err(|e| unreachable(e.to_string()))?;
@@ -268,6 +276,7 @@ impl RedisLimiter {
             connection: RwLock::new(connection),
             suspect: AtomicBool::new(false),
             digest,
+            credits_digest,
             settings,
             slack_ms,
             local: GcraLimiter::new(),

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use agx_auth::{
-    AgentRecord, Authenticator, EndpointClass, GcraLimiter, KeyId, KeySpec, ManualClock, MemoryStore, Outcome, Quota,
-    RateDecision, RateLimiter, Scope, Timestamp,
+    AgentRecord, Authenticator, CreditAccount, CreditDecision, CreditLedger, Credits, EndpointClass, GcraLimiter,
+    KeyId, KeySpec, ManualClock, MemoryLedger, MemoryStore, Outcome, Quota, RateDecision, RateLimiter, Refill, Scope,
+    Timestamp,
 };
 use agx_auth_redis::testing::{self, settings};
 use agx_auth_redis::{OnOutage, RedisLimiter, RedisSettings, TimeSource};
@@ -303,4 +304,108 @@ async fn an_unreachable_redis_is_a_clear_error_without_the_password() {
     assert!(!text.contains("hunter2"), "{text}");
     let err = RedisLimiter::connect("http://nope", RedisSettings::default()).await.expect_err("not a Redis URL");
     assert!(err.to_string().starts_with("invalid Redis URL"), "{err}");
+}
+
+/// A credit account for a fresh pool.
+fn account(initial: u64, refill: Option<(u64, Duration)>, since: std::time::SystemTime) -> CreditAccount {
+    CreditAccount {
+        credits: Credits { initial, refill: refill.map(|(amount, interval)| Refill { amount, interval }) },
+        pool: fresh_key(),
+        since,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_credits_script_spends_exactly_as_the_core_over_long_histories() {
+    let Some(redis) = testing::limiter("credits_script", settings("credits-script")).await else { return };
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let since = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let hour = Duration::from_secs(3600);
+    let mut compared = 0;
+    for refill in [None, Some((5, hour)), Some((0, hour)), Some((40, Duration::from_secs(1)))] {
+        let (account, local) = (account(30, refill, since), MemoryLedger::new());
+        let mut t = since;
+        for _ in 0..200 {
+            t = match rng.next() % 5 {
+                // Now and then a clock that went back: it never refills.
+                0 => t.checked_sub(Duration::from_millis(rng.next() % 2000)).unwrap(),
+                1 => t + Duration::from_millis(rng.next() % 5000),
+                2 => t + Duration::from_secs(rng.next() % 7200),
+                _ => t,
+            };
+            let cost = rng.next() % 4;
+            let expected = local.spend(account, cost, t).await.unwrap();
+            assert_eq!(redis.spend(account, cost, t).await.unwrap(), expected, "{refill:?}, cost {cost}");
+            assert_eq!(redis.remaining(account, t).await.unwrap(), local.remaining(account, t).await.unwrap());
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 800);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_spend_one_credit_balance_exactly_under_concurrency() {
+    let shared = settings("credits-two-instances");
+    let Some(a) = testing::limiter("credits_two_instances", shared.clone()).await else { return };
+    let b = testing::limiter("credits_two_instances", shared).await.unwrap();
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let account = account(1_000, None, std::time::SystemTime::now());
+    let now = std::time::SystemTime::now();
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let ledger = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                let mut spent = 0u64;
+                for _ in 0..100 {
+                    if let CreditDecision::Spent { .. } = ledger.spend(account, 1, now).await.unwrap() {
+                        spent += 1;
+                    }
+                }
+                spent
+            })
+        })
+        .collect();
+    let mut spent = 0;
+    for task in tasks {
+        spent += task.await.unwrap();
+    }
+    assert_eq!(spent, 1_000, "1,600 tries on two instances, exactly 1,000 spent");
+    assert_eq!(a.remaining(account, now).await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credit_cells_with_a_refill_expire_after_their_period_and_others_never() {
+    let s = settings("credits-expiry");
+    let prefix = s.prefix.clone();
+    let Some(redis) = testing::limiter("credits_expiry", s).await else { return };
+    let now = std::time::SystemTime::now();
+    let refilled = account(3, Some((3, Duration::from_secs(600))), now);
+    let kept = account(3, None, now);
+    for a in [refilled, kept] {
+        assert_eq!(redis.spend(a, 1, now).await.unwrap(), CreditDecision::Spent { remaining: 2 });
+    }
+    let client = redis::Client::open(testing::url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let ttl = |a: CreditAccount| {
+        let name = format!("{prefix}:credits:{}:{}", a.pool, a.epoch_ms());
+        redis::cmd("PTTL").arg(name).clone()
+    };
+    let refilled_ttl: i64 = ttl(refilled).query_async(&mut c).await.unwrap();
+    assert!((600_000..=661_000).contains(&refilled_ttl), "until the refill and a minute: {refilled_ttl} ms");
+    let kept_ttl: i64 = ttl(kept).query_async(&mut c).await.unwrap();
+    assert_eq!(kept_ttl, -1, "credits that never refill are never forgotten");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credits_fail_closed_while_redis_is_down_even_when_the_limit_fails_open() {
+    let Some((limiter, proxy)) = behind_proxy("credits_outage", OnOutage::FailOpenLocal).await else { return };
+    let at = std::time::SystemTime::now();
+    let account = account(10, None, at);
+    assert!(limiter.spend(account, 1, at).await.is_ok());
+    proxy.cut().await;
+    assert!(limiter.spend(account, 1, at).await.is_err(), "no in-process count of credits");
+    assert!(limiter.check(fresh_key(), CHAT, quota(60), Timestamp(now())).await.is_ok(), "the limit fails open");
+    proxy.restore();
+    until_redis_answers(&limiter, fresh_key()).await;
+    assert_eq!(limiter.remaining(account, at).await.unwrap(), 9, "the balance is Redis's, untouched");
 }
