@@ -594,3 +594,36 @@ async fn audit_log_pages_per_org_and_keeps_what_was_written() {
     let orphan = AuditEntry::new("org_9", AuditAction::KeyCreated, "t");
     assert!(matches!(store.record(at, &Actor::Cli, orphan).await, Err(agx_auth::StoreError::NotFound(_))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credits_and_limits_persist_and_an_update_reaches_the_other_instance_within_a_second() {
+    use agx_auth::{Credits, KeyChange, Refill};
+    let Some(url) = fresh_database("credits_and_limits_persist").await else { return };
+    let a = instance(&url, seeded(&url, PgSettings::default()).await);
+    let b = instance(&url, Arc::new(PgStore::connect(&url, PgSettings::default()).await.unwrap()));
+    wait_listening(&b).await;
+    let credits = Credits { initial: 5, refill: Some(Refill { amount: 2, interval: Duration::from_secs(3600) }) };
+    let (key, record) = a.auth.issue_key(KeySpec::new("org_1", "metered").credits(credits)).await.unwrap();
+    let stored = PgStore::connect(&url, PgSettings::default()).await.unwrap();
+    let read = stored.get("org_1", record.id).await.unwrap().unwrap();
+    assert_eq!(read.credits, record.credits, "the account reads back whole, to the millisecond");
+    assert_eq!(status(&b.auth, key.expose_secret()).await, 200, "now cached on B");
+
+    // A roll passes the account on.
+    let (_, rolled) = a.auth.roll_key("org_1", record.id, Duration::from_secs(60)).await.unwrap().unwrap();
+    let read = stored.get("org_1", rolled.id).await.unwrap().unwrap();
+    assert_eq!(read.credits.map(|c| c.pool), Some(record.id));
+
+    // Limiting the key to a network no test connects from, on A, refuses it on B.
+    let net: agx_auth::IpNet = "203.0.113.0/24".parse().unwrap();
+    let change = KeyChange::default().allowed_networks([net]).credits(None);
+    let (_, updated) = a.auth.update_key("org_1", record.id, change).await.unwrap().unwrap();
+    assert_eq!((updated.allowed_networks.as_slice(), updated.credits), ([net].as_slice(), None));
+    let latency = time_until(&b.auth, key.expose_secret(), 403, Duration::from_secs(1))
+        .await
+        .expect("B still admits the key from anywhere after 1 s");
+    println!("limit change latency A -> B: {latency:?}");
+    let read = stored.get("org_1", record.id).await.unwrap().unwrap();
+    assert_eq!((read.allowed_networks.as_slice(), read.credits), ([net].as_slice(), None));
+    assert!(a.auth.update_key("org_2", record.id, KeyChange::default()).await.unwrap().is_none(), "another org's");
+}
