@@ -76,8 +76,8 @@ pub enum AuditAction {
     /// A key was rolled: the event names the old key, and the new one's id
     /// is among its changes.
     KeyRolled,
-    /// A key's limits were changed (reserved: no operation changes a
-    /// key's limits in place yet).
+    /// A key's limits were changed in place: its rate limits, networks or
+    /// usage credits.
     KeyUpdated,
     KeyDeleted,
     /// A key was deleted because it was found in the open (a leak report

@@ -77,14 +77,58 @@ if (createDialog) {
       if (input.value) limits[input.dataset.class] = Number(input.value);
     });
     if (Object.keys(limits).length) body.rateLimits = limits;
-    const networks = form.elements.networks.value.split(/[\s,]+/).filter((n) => n);
+    const networks = networkList(form.elements.networks.value);
     if (networks.length) body.allowedNetworks = networks;
+    if (form.elements.credits.value !== "") body.credits = creditsOf(form);
     try {
       const created = await api("POST", `/api/admin/orgs/${form.dataset.org}/keys`, body);
       createDialog.close();
       showKey(created.key);
     } catch (error) {
       showError(document.getElementById("create-error"), error);
+    }
+  });
+}
+
+function networkList(text) {
+  return text.split(/[\s,]+/).filter((n) => n);
+}
+
+// Credits from a form's `credits`, `refill` and `refillEvery` fields.
+function creditsOf(form) {
+  const credits = { remaining: Number(form.elements.credits.value || 0) };
+  const every = form.elements.refillEvery.value;
+  if (every) {
+    credits.refill = { amount: Number(form.elements.refill.value || 0), intervalSeconds: Number(every) };
+  }
+  return credits;
+}
+
+const limitsDialog = document.getElementById("limits-dialog");
+if (limitsDialog) {
+  closeOnCancel(limitsDialog);
+  const form = document.getElementById("limits-form");
+  document.querySelectorAll("[data-limits]").forEach((button) =>
+    button.addEventListener("click", () => {
+      form.reset();
+      form.dataset.key = button.dataset.limits;
+      form.elements.networks.value = button.dataset.networks;
+      document.getElementById("limits-error").hidden = true;
+      limitsDialog.showModal();
+    }),
+  );
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = { allowedNetworks: networkList(form.elements.networks.value) };
+    const mode = form.elements.creditsMode.value;
+    if (mode === "set") body.credits = creditsOf(form);
+    if (mode === "none") body.credits = null;
+    try {
+      await api("PATCH", `/api/admin/orgs/${form.dataset.org}/keys/${form.dataset.key}`, body);
+      limitsDialog.close();
+      location.replace(location.pathname);
+    } catch (error) {
+      showError(document.getElementById("limits-error"), error);
     }
   });
 }

@@ -7,9 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use agx_auth::{
-    AgentRecord, AuditAction, AuditPage, IpNet, KeyId, KeyMode, KeySpec, Quota, Scope, StoreError, TeamRecord,
-    routable_id,
+    AgentRecord, AuditAction, AuditPage, Credits, IpNet, KeyChange, KeyId, KeyMode, KeyRecord, KeySpec, MAX_CREDITS,
+    Quota, Refill, Scope, StoreError, TeamRecord, routable_id,
 };
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -24,8 +26,8 @@ use crate::errors::{ApiError, JsonBody, PathParams, QueryParams};
 use crate::input::{MAX_LIST, check_name, host, network};
 use crate::routing::{self, RouterError};
 use crate::schema::{
-    Agent, AgentPatch, AuditEvent, AuditEvents, AuditQuery, DashboardToken, Key, NewAgent, NewDashboardToken, NewKey,
-    NewOrg, NewTeam, Org, Roll, Team, Usage, UsageDay,
+    Agent, AgentPatch, AuditEvent, AuditEvents, AuditQuery, DashboardToken, Key, KeyPatch, NewAgent, NewCredits,
+    NewDashboardToken, NewKey, NewOrg, NewTeam, Org, Roll, Team, Usage, UsageDay, Whole,
 };
 use crate::state::AppState;
 use crate::time;
@@ -44,7 +46,7 @@ pub struct AdminRoute {
     pub query: &'static [(&'static str, u64, u64)],
 }
 
-pub static ROUTES: [AdminRoute; 16] = {
+pub static ROUTES: [AdminRoute; 17] = {
     const fn r(
         method: Method,
         path: &'static str,
@@ -145,6 +147,14 @@ pub static ROUTES: [AdminRoute; 16] = {
         ),
         r(Method::DELETE, KEY, "deleteKey", "Delete a key", None, ("204", None)),
         r(
+            Method::PATCH,
+            KEY,
+            "updateKey",
+            "Change a key's rate limits, networks or usage credits",
+            Some("KeyPatch"),
+            ("200", Some("Key")),
+        ),
+        r(
             Method::POST,
             "/api/admin/orgs/{orgId}/keys/{keyId}/roll",
             "rollKey",
@@ -186,6 +196,7 @@ fn handler(operation: &str, method: MethodFilter) -> Option<MethodRouter<Arc<App
         "createKey" => on(method, create_key),
         "listKeys" => on(method, list_keys),
         "deleteKey" => on(method, delete_key),
+        "updateKey" => on(method, update_key),
         "rollKey" => on(method, roll_key),
         "keyUsage" => on(method, key_usage),
         "listAuditEvents" => on(method, list_audit_events),
@@ -226,6 +237,8 @@ const BAD_QUOTA: ApiError = ApiError::invalid("a rate limit must be 1 to 1000000
 const BAD_NETWORKS: ApiError = ApiError::invalid(
     "allowedNetworks must be at most 100 networks in CIDR (e.g. 203.0.113.0/24, 2001:db8::/32) or addresses",
 );
+const BAD_CREDITS: ApiError =
+    ApiError::invalid("credits must be 0 to 2^53 uses, with a refill of 0 to 2^53 every 1 second to ten years");
 const BAD_GRACE: ApiError = ApiError::invalid("gracePeriodSeconds must be at most ten years");
 
 /// The most a per-key quota may be, per minute (some 16 million a second:
@@ -354,24 +367,97 @@ async fn create_key(
         // A date already past makes a key that is expired from the start.
         spec = spec.expires_at(time::parse(&at).map_err(|_| BAD_EXPIRY)?);
     }
-    for (class, n) in body.rate_limits {
-        if !routes.classes().any(|c| c.as_str() == class) {
-            return Err(BAD_CLASS);
-        }
-        let n = u32::try_from(n.0).ok().filter(|n| *n <= MAX_QUOTA).ok_or(BAD_QUOTA)?;
-        let quota = Quota::try_per_minute(n).ok_or(BAD_QUOTA)?;
-        spec = spec.rate_limit(class, quota);
-    }
-    if body.allowed_networks.len() > MAX_LIST {
-        return Err(BAD_NETWORKS);
-    }
-    let networks: Option<Vec<IpNet>> = body.allowed_networks.iter().map(|n| network(n)).collect();
+    spec.rate_limits = rate_limits(&state, body.rate_limits)?;
     // Repeats (also `10.0.0.1/8` beside `10.0.0.0/8`) are kept once.
-    spec = spec.allowed_networks(networks.ok_or(BAD_NETWORKS)?);
+    spec = spec.allowed_networks(networks(&body.allowed_networks)?);
+    spec.credits = body.credits.map(credits).transpose()?;
     let (key, record) = state.auth.issue_key(spec).await.map_err(store_error)?;
     audit::record(&state, &caller.1, audit::key_created(&record)).await;
-    let created = Key { key: Some(key.expose_secret().to_owned()), ..Key::from(&*record) };
+    let created = Key { key: Some(key.expose_secret().to_owned()), ..shown(&state, &record).await };
     Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// Per-class quotas from a body: documented classes, 1 to [`MAX_QUOTA`].
+fn rate_limits(state: &AppState, limits: BTreeMap<String, Whole>) -> Result<Vec<(String, Quota)>, ApiError> {
+    let routes = state.auth.routes();
+    limits
+        .into_iter()
+        .map(|(class, n)| {
+            if !routes.classes().any(|c| c.as_str() == class) {
+                return Err(BAD_CLASS);
+            }
+            let n = u32::try_from(n.0).ok().filter(|n| *n <= MAX_QUOTA).ok_or(BAD_QUOTA)?;
+            Ok((class, Quota::try_per_minute(n).ok_or(BAD_QUOTA)?))
+        })
+        .collect()
+}
+
+/// Networks from a body: at most [`MAX_LIST`], each CIDR or an address.
+fn networks(networks: &[String]) -> Result<Vec<IpNet>, ApiError> {
+    if networks.len() > MAX_LIST {
+        return Err(BAD_NETWORKS);
+    }
+    networks.iter().map(|n| network(n)).collect::<Option<_>>().ok_or(BAD_NETWORKS)
+}
+
+/// Credits from a body: counts to [`MAX_CREDITS`], a refill interval of a
+/// second to ten years.
+fn credits(body: NewCredits) -> Result<Credits, ApiError> {
+    let count = |n: Whole| Some(n.0).filter(|&n| n <= MAX_CREDITS).ok_or(BAD_CREDITS);
+    let refill = match body.refill {
+        None => None,
+        Some(r) if (1..=TEN_YEARS_SECS).contains(&r.interval_seconds.0) => {
+            Some(Refill { amount: count(r.amount)?, interval: Duration::from_secs(r.interval_seconds.0) })
+        }
+        Some(_) => return Err(BAD_CREDITS),
+    };
+    Ok(Credits { initial: count(body.remaining)?, refill })
+}
+
+/// At most ten years: longer periods overflow timestamp conversions.
+const TEN_YEARS_SECS: u64 = 10 * 365 * 86_400;
+
+/// A key as the API shows it: with what its credits have left now, and
+/// when they refill next.
+pub async fn shown(state: &AppState, record: &KeyRecord) -> Key {
+    let mut key = Key::from(record);
+    if let (Some(view), Some(account)) = (key.credits.as_mut(), record.credits) {
+        view.remaining = match state.auth.credits_remaining(record).await {
+            Ok(left) => left,
+            Err(e) => {
+                tracing::warn!(error = %e, "a key's credits could not be read");
+                None
+            }
+        };
+        view.next_refill_at = account.refills_at(account.period(state.auth.clock().now())).map(time::format);
+    }
+    key
+}
+
+async fn update_key(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams((org, key)): PathParams<(String, String)>,
+    JsonBody(patch): JsonBody<KeyPatch>,
+) -> Result<Response, ApiError> {
+    let id = key_path(caller.org(&org)?, &key)?;
+    let mut change = KeyChange::default();
+    if let Some(limits) = patch.rate_limits {
+        change = change.rate_limits(rate_limits(&state, limits)?);
+    }
+    if let Some(list) = &patch.allowed_networks {
+        change = change.allowed_networks(networks(list)?);
+    }
+    let credits_set = matches!(patch.credits, Some(Some(_)));
+    if let Some(given) = patch.credits {
+        change = change.credits(given.map(credits).transpose()?);
+    }
+    let (before, after) = state.auth.update_key(&org, id, change).await.map_err(store_error)?.ok_or(KEY_NOT_FOUND)?;
+    let entry = audit::key_updated(&before, &after, credits_set);
+    if !entry.changes.is_empty() {
+        audit::record(&state, &caller.1, entry).await;
+    }
+    Ok(Json(shown(&state, &after).await).into_response())
 }
 
 async fn list_keys(
@@ -385,8 +471,10 @@ async fn list_keys(
         return Err(NO_ORG);
     }
     let keys = state.backend.keys_of(&org).await.map_err(store_error)?;
-    let body: Vec<Key> =
-        keys.iter().map(|(r, used)| Key { last_used_at: Some(used.map(time::format)), ..Key::from(&**r) }).collect();
+    let mut body = Vec::with_capacity(keys.len());
+    for (r, used) in &keys {
+        body.push(Key { last_used_at: Some(used.map(time::format)), ..shown(&state, r).await });
+    }
     Ok(Json(body).into_response())
 }
 
@@ -419,8 +507,7 @@ async fn roll_key(
     JsonBody(body): JsonBody<Roll>,
 ) -> Result<Response, ApiError> {
     let id = key_path(caller.org(&org)?, &key)?;
-    // At most ten years: longer periods overflow timestamp conversions.
-    if body.grace_period_seconds.0 > 10 * 365 * 86_400 {
+    if body.grace_period_seconds.0 > TEN_YEARS_SECS {
         return Err(BAD_GRACE);
     }
     let grace = Duration::from_secs(body.grace_period_seconds.0);
@@ -429,7 +516,7 @@ async fn roll_key(
             // The old key as the roll left it: its expiry may be sooner than the grace.
             let old = state.backend.keys.get(&org, id).await.ok().flatten().and_then(|r| r.expires_at);
             audit::record(&state, &caller.1, audit::key_rolled(id, old, &record, grace)).await;
-            let rolled = Key { key: Some(key.expose_secret().to_owned()), ..Key::from(&*record) };
+            let rolled = Key { key: Some(key.expose_secret().to_owned()), ..shown(&state, &record).await };
             Ok((StatusCode::CREATED, Json(rolled)).into_response())
         }
         None => Err(KEY_NOT_FOUND),

@@ -45,6 +45,29 @@ fn key_fields(entry: AuditEntry, r: &KeyRecord) -> AuditEntry {
         .change("expiresAt", r.expires_at.map(time::format).unwrap_or_default())
         .change("rateLimits", list(r.rate_limits.iter().map(|(c, q)| format!("{c}={}", q.get()))))
         .change("allowedNetworks", list(&r.allowed_networks))
+        .change("credits", credits(r))
+}
+
+/// A key's credits as given (not what is left: that changes with every
+/// request): `100`, `100 refill 10/3600s`, or empty when not counted.
+fn credits(r: &KeyRecord) -> String {
+    match r.credits {
+        None => String::new(),
+        Some(a) => match a.credits.refill {
+            None => a.credits.initial.to_string(),
+            Some(refill) => format!("{} refill {}/{}s", a.credits.initial, refill.amount, refill.interval.as_secs()),
+        },
+    }
+}
+
+/// A change of a key's limits: each limit that changed, as it is now.
+/// Credits set again to the same numbers count as changed: they start
+/// afresh.
+pub fn key_updated(before: &KeyRecord, after: &KeyRecord, credits_set: bool) -> AuditEntry {
+    let old = key_fields(AuditEntry::new(&before.org, AuditAction::KeyUpdated, ""), before).changes;
+    let mut entry = key_fields(AuditEntry::new(&after.org, AuditAction::KeyUpdated, after.id.to_string()), after);
+    entry.changes.retain(|change| !old.contains(change) || (credits_set && change.0 == "credits"));
+    entry
 }
 
 pub fn key_created(r: &KeyRecord) -> AuditEntry {

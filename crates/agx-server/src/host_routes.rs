@@ -12,6 +12,7 @@
 //! path = "/v1/agents/{agentId}/run"
 //! scope = "run"
 //! class = "run"
+//! cost = 5               # usage credits a request spends; default 1, 0 is free
 //!
 //! [[class]]
 //! name = "run"
@@ -55,6 +56,12 @@ struct Route {
     path: String,
     scope: String,
     class: String,
+    #[serde(default = "one")]
+    cost: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Deserialize)]
@@ -99,7 +106,7 @@ pub fn parse(text: &str) -> anyhow::Result<(Routes, RateLimits)> {
         }
         let scope = checked_name(&r.scope).with_context(at)?;
         let class = checked_name(&r.class).with_context(at)?;
-        routes = routes.route(method, &r.path, Scope::new(scope.to_owned()), class_named(class));
+        routes = routes.route(method, &r.path, Scope::new(scope.to_owned()), class_named(class)).costing(r.cost);
     }
     Ok((routes, limits))
 }
@@ -139,6 +146,7 @@ mod tests {
             path = "/v1/agents/{agentId}/run"
             scope = "run"
             class = "run"
+            cost = 5
             [[route]]
             method = "GET"
             path = "/v1/status"
@@ -153,6 +161,8 @@ mod tests {
         let m = routes.classify(&Method::POST, "/v1/agents/a1/run").unwrap();
         assert_eq!(m.scope.as_str(), "run");
         assert_eq!(m.class.as_str(), "run");
+        assert_eq!(m.cost, 5);
+        assert_eq!(routes.classify(&Method::GET, "/v1/status").map(|m| m.cost), Some(1), "the default");
         assert_eq!(limits.quota(m.class), Quota::per_minute(NonZeroU32::new(30).unwrap()));
         assert!(routes.classify(&Method::GET, "/v1/status").is_some());
         assert_eq!(routes.unmatched_policy(), Unmatched::PassThrough);

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use agx_auth::{
-    AgentRecord, AuditAction, Authenticator, ClientAddresses, ForwardedHeader, IpNet, KeyHasher, KeyId, KeyMode,
-    KeySpec, Scope, TeamRecord,
+    AgentRecord, AuditAction, Authenticator, ClientAddresses, Credits, ForwardedHeader, IpNet, KeyHasher, KeyId,
+    KeyMode, KeySpec, MAX_CREDITS, Refill, Scope, TeamRecord,
 };
 use agx_auth_redis::{LeaseSettings, OnOutage, RedisLimiter, RedisSettings, Spending};
 use anyhow::{Context as _, anyhow, bail};
@@ -153,6 +153,17 @@ enum ForwardedHeaderArg {
 }
 
 /// An address (one host) or a CIDR network, read as the admin API reads one.
+fn refill(text: &str) -> Result<Refill, String> {
+    let bad = || "AMOUNT/INTERVAL, e.g. 1000/30d (an interval of 1 s to ten years)".to_owned();
+    let (amount, interval) = text.split_once('/').ok_or_else(bad)?;
+    let amount = amount.trim().parse::<u64>().ok().filter(|&n| n <= MAX_CREDITS).ok_or_else(bad)?;
+    let interval = humantime::parse_duration(interval.trim()).map_err(|_| bad())?;
+    if !(Duration::from_secs(1)..=Duration::from_secs(10 * 365 * 86_400)).contains(&interval) {
+        return Err(bad());
+    }
+    Ok(Refill { amount, interval })
+}
+
 fn network(text: &str) -> Result<IpNet, String> {
     agx_server::input::network(text).ok_or_else(|| "an IP address or a CIDR network (e.g. 10.0.0.0/8)".to_owned())
 }
@@ -204,6 +215,13 @@ enum KeysCommand {
         /// repeatable. None: any network.
         #[arg(long = "allowed-network", value_parser = network)]
         allowed_networks: Vec<IpNet>,
+        /// Usage credits: the uses the key starts with. None: not counted.
+        #[arg(long)]
+        credits: Option<u64>,
+        /// With --credits: the refill, as AMOUNT/INTERVAL (e.g. 1000/30d):
+        /// every INTERVAL from now, the key holds AMOUNT again.
+        #[arg(long, value_parser = refill, requires = "credits")]
+        refill: Option<Refill>,
     },
     /// List an organization's keys (never the keys themselves).
     List {
@@ -506,12 +524,16 @@ async fn keys(command: KeysCommand, database_url: Option<String>, pepper: Option
         .build();
     let parse_id = |id: &str| id.parse::<KeyId>().context("not a key id (key_ and 32 hex digits)");
     match command {
-        KeysCommand::Create { org, name, scopes, expires_in, test, allowed_networks } => {
+        KeysCommand::Create { org, name, scopes, expires_in, test, allowed_networks, credits, refill } => {
             let mode = if test { KeyMode::Test } else { KeyMode::Live };
             let mut spec = KeySpec::new(org, name)
                 .scopes(scopes.into_iter().map(Scope::new))
                 .mode(mode)
                 .allowed_networks(allowed_networks);
+            if let Some(initial) = credits {
+                anyhow::ensure!(initial <= MAX_CREDITS, "--credits is at most 2^53");
+                spec = spec.credits(Credits { initial, refill });
+            }
             if let Some(d) = expires_in {
                 spec = spec.expires_at(SystemTime::now() + humantime::parse_duration(&d).context("--expires-in")?);
             }

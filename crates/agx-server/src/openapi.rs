@@ -30,8 +30,8 @@ use crate::input::{
 };
 use crate::schema::{
     Agent, AgentConfig, AgentPatch, AuditEvent, AuditEvents, Budget, ChatRequest, ConversationPatch, ConversationView,
-    DashboardToken, ErrorEnvelope, Key, NewAgent, NewDashboardToken, NewKey, NewOrg, NewTeam, Org, Roll, Team, Usage,
-    Verdict, VerifiedPrincipal, VerifyCall, Widget,
+    DashboardToken, ErrorEnvelope, Key, KeyPatch, NewAgent, NewDashboardToken, NewKey, NewOrg, NewTeam, Org, Roll,
+    Team, Usage, Verdict, VerifiedPrincipal, VerifyCall, Widget,
 };
 
 const BEARER: &str = "bearerAuth";
@@ -321,6 +321,7 @@ fn components() -> utoipa::openapi::Components {
     add::<NewTeam>(&mut schemas);
     add::<Team>(&mut schemas);
     add::<NewKey>(&mut schemas);
+    add::<KeyPatch>(&mut schemas);
     add::<Key>(&mut schemas);
     add::<Roll>(&mut schemas);
     add::<Usage>(&mut schemas);
@@ -420,7 +421,13 @@ fn apply_rules(doc: &mut Value, routes: &Routes) {
         values.push(Value::Null);
         json!({"type": ["string", "null"], "enum": values})
     };
-    let rules = rules.into_iter().chain([
+    // What a patch replaces is checked as at creation.
+    let patched: Vec<_> = rules
+        .iter()
+        .filter(|(schema, field, _)| *schema == "NewKey" && matches!(*field, "allowedNetworks" | "rateLimits"))
+        .map(|(_, field, rule)| ("KeyPatch", *field, rule.clone()))
+        .collect();
+    let rules = rules.into_iter().chain(patched).chain([
         ("VerifyCall", "scope", nullable_enum(&scopes)),
         ("VerifyCall", "class", nullable_enum(&classes)),
         ("VerifyCall", "method", json!({"type": ["string", "null"], "pattern": METHOD_PATTERN})),

@@ -331,6 +331,78 @@ pub struct NewKey {
     /// 100. None: any network.
     #[serde(default)]
     pub allowed_networks: Vec<String>,
+    /// Usage credits: each admitted request spends its route's cost (1 on
+    /// every Agentix route). None: the key is not counted.
+    pub credits: Option<NewCredits>,
+}
+
+/// Usage credits given to a key.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NewCredits {
+    /// The uses the key holds until its first refill (0 to 2^53).
+    #[schema(value_type = u64, minimum = 0, maximum = 9_007_199_254_740_992_u64)]
+    pub remaining: Whole,
+    /// None: the credits are never refilled.
+    pub refill: Option<NewRefill>,
+}
+
+/// Every `intervalSeconds`, counted from when the credits were set, the key
+/// holds `amount` again; what was left is not carried over.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NewRefill {
+    #[schema(value_type = u64, minimum = 0, maximum = 9_007_199_254_740_992_u64)]
+    pub amount: Whole,
+    /// 1 second to ten years.
+    #[schema(value_type = u64, minimum = 1, maximum = 315_360_000)]
+    pub interval_seconds: Whole,
+}
+
+/// `PATCH /api/admin/orgs/{orgId}/keys/{keyId}`: each limit present is
+/// replaced, each absent stays. Name, scopes, mode and expiry are fixed:
+/// another of those is another key.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KeyPatch {
+    /// Replaces every per-class override; `{}` returns to the defaults.
+    #[schema(value_type = Option<BTreeMap<String, u32>>)]
+    pub rate_limits: Option<BTreeMap<String, Whole>>,
+    /// Replaces the list; empty: any network.
+    pub allowed_networks: Option<Vec<String>>,
+    /// Sets the credits afresh (what was spent is forgotten, refills count
+    /// from now); `null` takes them away.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<NewCredits>)]
+    pub credits: Option<Option<NewCredits>>,
+}
+
+/// A field that is present, `null` or not: `Some(None)` for `null`, and
+/// (with `#[serde(default)]`) `None` when absent.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A key's credits: what it was given, and what is left.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyCredits {
+    /// Left now; `null` when the ledger cannot be reached.
+    pub remaining: Option<u64>,
+    /// What the key held when the credits were set.
+    pub initial: u64,
+    pub refill: Option<RefillView>,
+    /// When the credits were set; refills count from here.
+    pub since: String,
+    /// The next refill; `null` without one.
+    pub next_refill_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefillView {
+    pub amount: u64,
+    pub interval_seconds: u64,
 }
 
 /// A whole number, however JSON writes it: `14` or `14.0` (JSON Schema's
@@ -382,6 +454,8 @@ pub struct Key {
     pub rate_limits: BTreeMap<String, u32>,
     /// In CIDR; empty: any network.
     pub allowed_networks: Vec<String>,
+    /// `null`: the key is not counted.
+    pub credits: Option<KeyCredits>,
     /// Only in lists.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_used_at: Option<Option<String>>,
@@ -402,6 +476,16 @@ impl From<&KeyRecord> for Key {
             expires_at: r.expires_at.map(time::format),
             rate_limits: r.rate_limits.iter().map(|(c, q)| (c.to_string(), q.get())).collect(),
             allowed_networks: r.allowed_networks.iter().map(ToString::to_string).collect(),
+            credits: r.credits.map(|a| KeyCredits {
+                remaining: None,
+                initial: a.credits.initial,
+                refill: a
+                    .credits
+                    .refill
+                    .map(|r| RefillView { amount: r.amount, interval_seconds: r.interval.as_secs() }),
+                since: time::format(a.since),
+                next_refill_at: None,
+            }),
             last_used_at: None,
             key: None,
         }
@@ -490,6 +574,9 @@ pub struct Verdict {
     pub principal: Option<VerifiedPrincipal>,
     /// The key's budget in the class, when the verdict reports one.
     pub rate_limit: Option<Budget>,
+    /// The usage credits left after this request, when the key carries
+    /// them and the request was allowed.
+    pub credits_remaining: Option<u64>,
     /// The header fields the client is owed, exactly as the public API
     /// sends them (lowercase names: `ratelimit-policy`, `ratelimit`,
     /// `www-authenticate`, `retry-after`).

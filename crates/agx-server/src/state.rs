@@ -80,7 +80,8 @@ impl AppState {
             .rate_limits(limits)
             .observer(metrics.clone());
         if let Some(limiter) = limiter {
-            builder = builder.limiter(limiter.clone());
+            // One Redis for both: the rate limit and the credits hold across instances.
+            builder = builder.limiter(limiter.clone()).ledger(limiter.clone());
         }
         (Arc::new(builder.build()), metrics)
     }

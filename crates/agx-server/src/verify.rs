@@ -77,6 +77,7 @@ async fn verify(
                     mode: p.mode().as_str(),
                 }),
                 rate_limit: grant.rate_limit().map(budget),
+                credits_remaining: grant.credits_remaining(),
                 headers: grant.header_fields().map(|(n, v)| (n.to_owned(), text(&v))).collect(),
             }
         }
@@ -90,6 +91,7 @@ async fn verify(
             retry_after: None,
             principal: None,
             rate_limit: None,
+            credits_remaining: None,
             headers: BTreeMap::new(),
         },
         Outcome::Deny(rejection) if rejection.error().status() == http::StatusCode::SERVICE_UNAVAILABLE => {
@@ -115,6 +117,7 @@ async fn verify(
                 },
                 principal: None,
                 rate_limit: rejection.rate_limit().map(budget),
+                credits_remaining: None,
                 headers,
             }
         }

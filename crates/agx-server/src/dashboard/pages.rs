@@ -121,6 +121,9 @@ struct KeyRow {
     mode: &'static str,
     scopes: String,
     networks: String,
+    /// The networks as the limits form edits them: empty for any.
+    networks_value: String,
+    credits: String,
     created: String,
     expires: String,
     last_used: String,
@@ -441,13 +444,29 @@ fn status(expires_at: Option<SystemTime>, now: SystemTime) -> &'static str {
     }
 }
 
+/// A key's credits cell: `not counted`, or what is left of what and when
+/// it refills.
+fn credits(view: Option<crate::schema::KeyCredits>) -> String {
+    let Some(c) = view else { return "not counted".to_owned() };
+    let left = c.remaining.map_or_else(|| "unknown".to_owned(), |n| n.to_string());
+    match c.refill {
+        None => format!("{left} left of {}", c.initial),
+        Some(r) => format!(
+            "{left} left; refills to {} every {}",
+            r.amount,
+            humantime::format_duration(std::time::Duration::from_secs(r.interval_seconds))
+        ),
+    }
+}
+
 async fn keys(State(state): State<Arc<AppState>>, page: OrgPage) -> Result<Response, Refusal> {
     let org = &page.org;
     let records = state.backend.keys_of(&org.id).await.map_err(|_| Refusal::Unavailable)?;
     let now = SystemTime::now();
-    let keys = records
-        .iter()
-        .map(|(r, used)| KeyRow {
+    let mut keys = Vec::with_capacity(records.len());
+    for (r, used) in &records {
+        let networks = r.allowed_networks.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        keys.push(KeyRow {
             id: r.id.to_string(),
             name: r.name.clone(),
             prefix: r.prefix.clone(),
@@ -457,17 +476,15 @@ async fn keys(State(state): State<Arc<AppState>>, page: OrgPage) -> Result<Respo
             } else {
                 r.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
             },
-            networks: if r.allowed_networks.is_empty() {
-                "any".to_owned()
-            } else {
-                r.allowed_networks.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-            },
+            networks: if networks.is_empty() { "any".to_owned() } else { networks.clone() },
+            networks_value: networks,
+            credits: credits(crate::admin::shown(&state, r).await.credits),
             created: when(r.created_at),
             expires: r.expires_at.map_or_else(|| "never".to_owned(), when),
             last_used: used.map_or_else(|| "never".to_owned(), when),
             status: status(r.expires_at, now),
-        })
-        .collect();
+        });
+    }
     let routes = state.auth.routes();
     let page = KeysPage {
         nav: page.nav("Settings > API Keys"),
