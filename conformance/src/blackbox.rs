@@ -122,6 +122,7 @@ impl Fixtures for AdminApi {
             "mode": if r.test_mode { "test" } else { "live" },
             "rateLimits": r.rate_limits,
             "allowedNetworks": r.allowed_networks,
+            "credits": r.credits,
         });
         if let Some(d) = r.expires_in {
             body["expiresAt"] = Value::String(humantime::format_rfc3339_millis(SystemTime::now() + d).to_string());

@@ -69,9 +69,26 @@ pub struct KeyFixture {
     /// The client networks the key may be used from (CIDR).
     #[serde(default)]
     pub allowed_networks: Vec<String>,
+    /// Usage credits; none: the key is not counted.
+    pub credits: Option<CreditsFixture>,
     /// Created, then deleted before the first step.
     #[serde(default)]
     pub deleted: bool,
+}
+
+/// A key's usage credits, as the admin API takes them.
+#[derive(Clone, Copy, Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreditsFixture {
+    pub remaining: u64,
+    pub refill: Option<RefillFixture>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RefillFixture {
+    pub amount: u64,
+    pub interval_seconds: u64,
 }
 
 fn org_a() -> String {

@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use agx_auth::{
-    AgentRecord, Authenticator, Clock, Directory, DirectoryAdmin, EndpointClass, GcraLimiter, KeyHash, KeyId,
-    KeyLimits, KeyMode, KeyRecord, KeySpec, KeyStore, LimitError, Lookup, ManualClock, MemoryStore, Quota,
-    RateDecision, RateLimitStatus, RateLimiter, Routes, Scope, StoreError, TeamRecord, Timestamp,
+    AgentRecord, Authenticator, Clock, CreditLedger, Credits, Directory, DirectoryAdmin, EndpointClass, GcraLimiter,
+    KeyHash, KeyId, KeyLimits, KeyMode, KeyRecord, KeySpec, KeyStore, LimitError, Lookup, ManualClock, MemoryLedger,
+    MemoryStore, Quota, RateDecision, RateLimitStatus, RateLimiter, Refill, Routes, Scope, StoreError, TeamRecord,
+    Timestamp,
 };
 use async_trait::async_trait;
 
@@ -29,6 +30,7 @@ pub struct KeyRequest {
     pub expires_in: Option<Duration>,
     pub rate_limits: BTreeMap<String, u32>,
     pub allowed_networks: Vec<String>,
+    pub credits: Option<crate::case::CreditsFixture>,
 }
 
 /// A key the target issued: its id and the plaintext, shown once.
@@ -191,15 +193,16 @@ impl InProcess {
     /// The authenticator reads through `reads` (a store, or a cache in front
     /// of one); fixtures write to the directory through `admin`.
     pub fn over<S: KeyStore + Directory>(reads: Arc<S>, admin: Arc<dyn DirectoryAdmin>) -> Self {
-        Self::limited_by(reads, admin, Arc::new(GcraLimiter::new()))
+        Self::limited_by(reads, admin, Arc::new(GcraLimiter::new()), Arc::new(MemoryLedger::new()))
     }
 
-    /// As [`InProcess::over`], with another rate limiter than the in-process
-    /// one (the Redis limiter's column).
+    /// As [`InProcess::over`], with another rate limiter and credit ledger
+    /// than the in-process ones (the Redis limiter's column).
     pub fn limited_by<S: KeyStore + Directory>(
         reads: Arc<S>,
         admin: Arc<dyn DirectoryAdmin>,
         limiter: Arc<dyn RateLimiter>,
+        ledger: Arc<dyn CreditLedger>,
     ) -> Self {
         let store = Arc::new(SwitchableStore { inner: reads, down: AtomicBool::new(false) });
         let clock = Arc::new(ManualClock::new(SystemTime::now()));
@@ -208,6 +211,7 @@ impl InProcess {
             Authenticator::builder(store.clone(), store.clone())
                 .clock(clock.clone())
                 .limiter(limiter.clone())
+                .ledger(ledger)
                 .routes(stub_routes())
                 .client_addresses(loopback_proxies())
                 .build(),
@@ -252,6 +256,11 @@ impl Fixtures for InProcess {
         }
         let networks: Result<Vec<agx_auth::IpNet>, _> = r.allowed_networks.iter().map(|n| n.parse()).collect();
         spec = spec.allowed_networks(networks.map_err(|e| format!("a network: {e}"))?);
+        if let Some(c) = &r.credits {
+            let refill =
+                c.refill.map(|r| Refill { amount: r.amount, interval: Duration::from_secs(r.interval_seconds) });
+            spec = spec.credits(Credits { initial: c.remaining, refill });
+        }
         let (key, record) = self.auth.issue_key(spec).await.map_err(|e| e.to_string())?;
         Ok(IssuedKey { id: record.id.to_string(), key: key.expose_secret().to_owned() })
     }

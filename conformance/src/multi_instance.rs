@@ -228,6 +228,7 @@ async fn fresh_agent_and_key(admin: &AdminApi, label: &str) -> Result<(String, K
         expires_in: None,
         rate_limits: Default::default(),
         allowed_networks: Vec::new(),
+        credits: None,
     };
     Ok((agent, request))
 }

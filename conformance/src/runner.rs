@@ -136,6 +136,7 @@ impl CaseRun<'_> {
                 expires_in: k.expires_in.map(Duration::from_secs),
                 rate_limits: k.rate_limits.clone(),
                 allowed_networks: k.allowed_networks.clone(),
+                credits: k.credits,
             };
             let issued = self.target.fixtures.key(&request).await.map_err(|e| format!("fixture key {name}: {e}"))?;
             if k.deleted {

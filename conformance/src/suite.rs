@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::case::{Case, CaseFile, ErrorSpec};
 
-const CASE_FILES: [(&str, &str); 13] = [
+const CASE_FILES: [(&str, &str); 14] = [
     ("credential.json", include_str!("../cases/credential.json")),
     ("key_format.json", include_str!("../cases/key_format.json")),
     ("lifecycle.json", include_str!("../cases/lifecycle.json")),
@@ -18,6 +18,7 @@ const CASE_FILES: [(&str, &str); 13] = [
     ("verify.json", include_str!("../cases/verify.json")),
     ("audit.json", include_str!("../cases/audit.json")),
     ("network.json", include_str!("../cases/network.json")),
+    ("credits.json", include_str!("../cases/credits.json")),
 ];
 
 const ERRORS: &str = include_str!("../cases/errors.json");

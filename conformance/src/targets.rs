@@ -51,7 +51,8 @@ pub async fn redis_world(label: &str) -> Result<Option<InProcess>, String> {
         return Ok(None);
     };
     let store = Arc::new(MemoryStore::new());
-    Ok(Some(InProcess::limited_by(store.clone(), store, Arc::new(limiter))))
+    let limiter = Arc::new(limiter);
+    Ok(Some(InProcess::limited_by(store.clone(), store, limiter.clone(), limiter)))
 }
 
 /// Every in-process target this build can run: each adapter × {memory,
