@@ -655,6 +655,57 @@ class DashboardTest:
         check(status == 401, f"public chat with the deleted key answered {status}, not 401")
         return "Delete (confirm accepted): the expiring row is gone, the old key's chat 401"
 
+    def step_credits(self) -> str:
+        page = self.page
+        csrf = self.csrf(page)
+        key_path = rf"/api/admin/orgs/{re.escape(self.org_a)}/keys/{re.escape(self.key2_id)}"
+        cells = self.read_row(page, self.key2_id)
+        credits_col = self.keys_table(page).evaluate(HEADER_ROW_JS).index("Credits")
+        row_cells = lambda: self.key_row(page, self.key2_id).evaluate(ROW_CELLS_JS)  # noqa: E731
+        check(row_cells()[credits_col] == "not counted", f"the credits cell of an uncounted key is {row_cells()[credits_col]!r}")
+        # Set 2 credits through the Limits dialog; the networks field holds the key's networks.
+        self.key_row(page, self.key2_id).get_by_role("button", name=f"Limits of {WIDGET_KEY_NAME}", exact=True).click()
+        dlg = page.get_by_role("dialog").filter(has=page.get_by_role("heading", name="Change a key's limits"))
+        expect(dlg).to_be_visible()
+        expect(dlg.get_by_role("textbox", name="Allowed networks", exact=True)).to_have_value(
+            "127.0.0.0/8, ::1/128, 192.0.2.0/24"
+        )
+        dlg.get_by_role("combobox", name="Usage credits", exact=True).select_option("set")
+        dlg.get_by_role("spinbutton", name="Uses", exact=True).fill("2")
+        self.shot(page, "limits.png")
+        # Saved, the page reloads to show the new row.
+        with page.expect_navigation(), self.expect_admin_call(page, "PATCH", key_path) as info:
+            dlg.get_by_role("button", name="Save", exact=True).click()
+        self.check_admin_call(info.value, csrf, (200,), "Save limits")
+        # The page has reloaded, so the answer is read back through the admin API.
+        patched = next(k for k in self.api_keys(self.org_a) if k["id"] == self.key2_id)
+        check(patched["credits"]["remaining"] == 2, f"the patched key's credits are {patched['credits']!r}")
+        check(patched["allowedNetworks"] == ["127.0.0.0/8", "::1/128", "192.0.2.0/24"], "the networks changed")
+        expect(self.key_row(page, self.key2_id)).to_be_visible()
+        check(row_cells()[credits_col] == "2 left of 2", f"the credits cell reads {row_cells()[credits_col]!r}")
+        statuses = [self.chat(self.key2) for _ in range(3)]
+        check(statuses == [200, 200, 403], f"three chats with 2 credits answered {statuses}, not [200, 200, 403]")
+        page.reload()
+        self.check_keys_page(page)
+        check(row_cells()[credits_col] == "0 left of 2", f"after the chats the credits cell reads {row_cells()[credits_col]!r}")
+        # Stop counting: the key works again.
+        csrf = self.csrf(page)
+        self.key_row(page, self.key2_id).get_by_role("button", name=f"Limits of {WIDGET_KEY_NAME}", exact=True).click()
+        expect(dlg).to_be_visible()
+        dlg.get_by_role("combobox", name="Usage credits", exact=True).select_option("none")
+        # Saved, the page reloads to show the new row.
+        with page.expect_navigation(), self.expect_admin_call(page, "PATCH", key_path) as info:
+            dlg.get_by_role("button", name="Save", exact=True).click()
+        self.check_admin_call(info.value, csrf, (200,), "Save limits")
+        patched = next(k for k in self.api_keys(self.org_a) if k["id"] == self.key2_id)
+        check(patched["credits"] is None, "the key is still counted")
+        expect(self.key_row(page, self.key2_id)).to_be_visible()
+        status = self.chat(self.key2)
+        check(status == 200, f"after 'stop counting' chat answered {status}, not 200")
+        check(cells["status"] == "active", f"the key's status is {cells['status']!r}")
+        self.snap(page, "api keys after limits")
+        return "Limits: 2 credits set (row '2 left of 2'), chats 200 200 403, row '0 left of 2'; stop counting: chat 200"
+
     def step_agents(self) -> str:
         page = self.page
         nav = page.get_by_role("navigation", name="Main", exact=True)
@@ -701,7 +752,7 @@ class DashboardTest:
         first = rows.nth(0)
         expect(first).to_contain_text("agent.updated")
         expect(first).to_contain_text("allowedDomains: app.example.com")
-        for action in ["key.deleted", "key.rolled", "key.created"]:
+        for action in ["key.updated", "key.deleted", "key.rolled", "key.created"]:
             expect(table.get_by_text(action, exact=True).first).to_be_visible()
         html = page.content()
         leaked = [key for key, _, _ in self.secrets.keys if key in html]
@@ -803,6 +854,7 @@ class DashboardTest:
         ("4b", "usage page", "step_usage"),
         ("5a", "roll", "step_roll"),
         ("5b", "delete the old key", "step_delete_old"),
+        ("5c", "usage credits", "step_credits"),
         ("6", "agents", "step_agents"),
         ("6b", "audit log", "step_audit"),
         ("7", "CSRF", "step_csrf"),
