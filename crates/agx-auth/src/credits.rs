@@ -27,9 +27,10 @@ use crate::key::KeyId;
 use crate::lookup::Lookup;
 
 /// The most credits a key may hold, and the most a refill may give:
-/// 2^53, so that a ledger that counts in floating point (Lua's numbers in
-/// Redis) counts exactly.
-pub const MAX_CREDITS: u64 = 1 << 53;
+/// 2^53 − 1, so that a ledger that counts in floating point (Lua's numbers
+/// in Redis) counts exactly, and so does a JSON client (JavaScript's
+/// `Number.MAX_SAFE_INTEGER`).
+pub const MAX_CREDITS: u64 = (1 << 53) - 1;
 
 /// A key's credits as they are given: how many uses it starts with, and its
 /// refill.

@@ -238,7 +238,7 @@ const BAD_NETWORKS: ApiError = ApiError::invalid(
     "allowedNetworks must be at most 100 networks in CIDR (e.g. 203.0.113.0/24, 2001:db8::/32) or addresses",
 );
 const BAD_CREDITS: ApiError =
-    ApiError::invalid("credits must be 0 to 2^53 uses, with a refill of 0 to 2^53 every 1 second to ten years");
+    ApiError::invalid("credits must be 0 to 9007199254740991 uses, refilled to as many every 1 second to ten years");
 const BAD_GRACE: ApiError = ApiError::invalid("gracePeriodSeconds must be at most ten years");
 
 /// The most a per-key quota may be, per minute (some 16 million a second:

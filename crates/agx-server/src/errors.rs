@@ -84,6 +84,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE { ApiError::TOO_LARGE } else { ApiError::INVALID_JSON }
         })?;
+        // Every body this server takes is an object. serde would also read
+        // a struct from an array of its fields in order (`[null, null]`), a
+        // form no document describes, so anything but an object is refused
+        // before it is parsed.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            let well_formed = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok();
+            return Err(if well_formed { ApiError::WRONG_SHAPE } else { ApiError::INVALID_JSON });
+        }
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
             // Where, and of which kind: never what.
             tracing::debug!(category = ?e.classify(), line = e.line(), column = e.column(), "refused a JSON body");

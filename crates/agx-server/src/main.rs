@@ -531,7 +531,7 @@ async fn keys(command: KeysCommand, database_url: Option<String>, pepper: Option
                 .mode(mode)
                 .allowed_networks(allowed_networks);
             if let Some(initial) = credits {
-                anyhow::ensure!(initial <= MAX_CREDITS, "--credits is at most 2^53");
+                anyhow::ensure!(initial <= MAX_CREDITS, "--credits is at most 9007199254740991");
                 spec = spec.credits(Credits { initial, refill });
             }
             if let Some(d) = expires_in {

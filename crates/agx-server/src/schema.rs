@@ -340,8 +340,8 @@ pub struct NewKey {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NewCredits {
-    /// The uses the key holds until its first refill (0 to 2^53).
-    #[schema(value_type = u64, minimum = 0, maximum = 9_007_199_254_740_992_u64)]
+    /// The uses the key holds until its first refill (0 to 2^53 − 1).
+    #[schema(value_type = u64, minimum = 0, maximum = 9_007_199_254_740_991_u64)]
     pub remaining: Whole,
     /// None: the credits are never refilled.
     pub refill: Option<NewRefill>,
@@ -352,7 +352,7 @@ pub struct NewCredits {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NewRefill {
-    #[schema(value_type = u64, minimum = 0, maximum = 9_007_199_254_740_992_u64)]
+    #[schema(value_type = u64, minimum = 0, maximum = 9_007_199_254_740_991_u64)]
     pub amount: Whole,
     /// 1 second to ten years.
     #[schema(value_type = u64, minimum = 1, maximum = 315_360_000)]

@@ -33,7 +33,7 @@ async fn credits_hold(base: &str) -> (String, String) {
     assert_eq!(admin(base, "POST", "/orgs/acme/agents", r#"{"id":"support","name":"Support"}"#).await.0, 201);
     for bad in [
         r#"{"remaining":-1}"#,
-        r#"{"remaining":9007199254740993}"#,
+        r#"{"remaining":9007199254740992}"#,
         r#"{"remaining":1.5}"#,
         r#"{"remaining":"lots"}"#,
         r#"{"remaining":5,"refill":{"amount":5,"intervalSeconds":0}}"#,
