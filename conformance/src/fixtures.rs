@@ -232,15 +232,15 @@ impl Fixtures for InProcess {
     }
 
     async fn org(&self, id: &str, name: &str) -> Result<(), String> {
-        self.admin.put_org(id, name).await.map_err(|e| e.to_string())
+        self.admin.put_org(id, name).await.map(drop).map_err(|e| e.to_string())
     }
 
     async fn agent(&self, agent: AgentRecord) -> Result<(), String> {
-        self.admin.put_agent(agent).await.map_err(|e| e.to_string())
+        self.admin.put_agent(agent).await.map(drop).map_err(|e| e.to_string())
     }
 
     async fn team(&self, team: TeamRecord) -> Result<(), String> {
-        self.admin.put_team(team).await.map_err(|e| e.to_string())
+        self.admin.put_team(team).await.map(drop).map_err(|e| e.to_string())
     }
 
     async fn key(&self, r: &KeyRequest) -> Result<IssuedKey, String> {

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use agx_auth::{
     AgentRecord, Directory, DirectoryAdmin, KeyHash, KeyHashes, KeyId, KeyLimits, KeyRecord, KeyStore, Lookup,
-    Revocation, RevocationSink, StoreError, TeamRecord,
+    Revocation, RevocationSink, StoreError, TeamRecord, Written,
 };
 use async_trait::async_trait;
 use moka::Expiry;
@@ -229,7 +229,7 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
 /// sees its own writes at once, before the revocation channel reports them.
 #[async_trait]
 impl<S: DirectoryAdmin> DirectoryAdmin for CachedStore<S> {
-    async fn put_org(&self, id: &str, name: &str) -> Result<(), StoreError> {
+    async fn put_org(&self, id: &str, name: &str) -> Result<Written, StoreError> {
         // Orgs are not cached: the policy reads an agent's or team's owner.
         self.inner.put_org(id, name).await
     }
@@ -251,18 +251,18 @@ impl<S: DirectoryAdmin> DirectoryAdmin for CachedStore<S> {
         self.inner.teams_of(org).await
     }
 
-    async fn put_agent(&self, agent: AgentRecord) -> Result<(), StoreError> {
+    async fn put_agent(&self, agent: AgentRecord) -> Result<Written, StoreError> {
         let id = agent.id.clone();
-        self.inner.put_agent(agent).await?;
+        let written = self.inner.put_agent(agent).await?;
         self.agents.revoke(id.as_str()).await;
-        Ok(())
+        Ok(written)
     }
 
-    async fn put_team(&self, team: TeamRecord) -> Result<(), StoreError> {
+    async fn put_team(&self, team: TeamRecord) -> Result<Written, StoreError> {
         let id = team.id.clone();
-        self.inner.put_team(team).await?;
+        let written = self.inner.put_team(team).await?;
         self.teams.revoke(id.as_str()).await;
-        Ok(())
+        Ok(written)
     }
 }
 

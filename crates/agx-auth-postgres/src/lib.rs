@@ -28,7 +28,7 @@ use std::time::{Duration, SystemTime};
 
 use agx_auth::{
     AgentRecord, CreditAccount, Credits, Directory, DirectoryAdmin, KeyHash, KeyHashes, KeyId, KeyLimits, KeyMode,
-    KeyRecord, KeyStore, Lookup, MAX_CREDITS, Quota, Refill, Scope, StoreError, TeamRecord,
+    KeyRecord, KeyStore, Lookup, MAX_CREDITS, Quota, Refill, Scope, StoreError, TeamRecord, Written,
 };
 use async_trait::async_trait;
 use deadpool_postgres::{ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtime, Timeouts};
@@ -504,16 +504,17 @@ impl Directory for PgStore {
 
 #[async_trait]
 impl DirectoryAdmin for PgStore {
-    async fn put_org(&self, id: &str, name: &str) -> Result<(), StoreError> {
+    async fn put_org(&self, id: &str, name: &str) -> Result<Written, StoreError> {
         let client = self.client().await?;
-        client
-            .execute(
-                "INSERT INTO organizations (id, name) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name",
+        let row = client
+            .query_one(
+                "INSERT INTO organizations (id, name) VALUES ($1, $2) \
+                 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name RETURNING (xmax = 0) AS inserted",
                 &[&id, &name],
             )
             .await
             .map_err(db)?;
-        Ok(())
+        inserted(&row)
     }
 
     async fn org(&self, id: &str) -> Result<Option<String>, StoreError> {
@@ -541,7 +542,7 @@ impl DirectoryAdmin for PgStore {
         rows.iter().map(team_from_row).collect()
     }
 
-    async fn put_agent(&self, a: AgentRecord) -> Result<(), StoreError> {
+    async fn put_agent(&self, a: AgentRecord) -> Result<Written, StoreError> {
         let client = self.client().await?;
         // The update applies only within the agent's own org; no row means
         // the id is another org's. A written row is announced to every
@@ -552,20 +553,19 @@ impl DirectoryAdmin for PgStore {
                  INSERT INTO agents (id, org_id, name, allowed_domains, active, public) VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, \
                  allowed_domains = EXCLUDED.allowed_domains, active = EXCLUDED.active, public = EXCLUDED.public \
-                 WHERE agents.org_id = EXCLUDED.org_id RETURNING id) \
-                 SELECT pg_notify($7, 'agent:' || id) FROM written",
+                 WHERE agents.org_id = EXCLUDED.org_id RETURNING id, (xmax = 0) AS inserted) \
+                 SELECT pg_notify($7, 'agent:' || id), inserted FROM written",
                 &[&a.id, &a.org, &a.name, &a.allowed_domains, &a.active, &a.public, &REVOCATION_CHANNEL],
             )
             .await
-            .map_err(db)?
-            .len();
-        if written == 0 {
-            return Err(StoreError::of_another_org("agent"));
+            .map_err(db)?;
+        match written.first() {
+            Some(row) => inserted(row),
+            None => Err(StoreError::of_another_org("agent")),
         }
-        Ok(())
     }
 
-    async fn put_team(&self, t: TeamRecord) -> Result<(), StoreError> {
+    async fn put_team(&self, t: TeamRecord) -> Result<Written, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
         if tx.query_opt("SELECT 1 FROM organizations WHERE id = $1", &[&t.org]).await.map_err(db)?.is_none() {
@@ -586,17 +586,16 @@ impl DirectoryAdmin for PgStore {
             let missing: String = row.try_get(0).map_err(corrupt)?;
             return Err(StoreError::NotFound(format!("agent {missing} in this organization").into()));
         }
-        let written = tx
-            .execute(
+        let row = tx
+            .query_opt(
                 "INSERT INTO teams (id, org_id, name) VALUES ($1, $2, $3) \
-                 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name WHERE teams.org_id = EXCLUDED.org_id",
+                 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name WHERE teams.org_id = EXCLUDED.org_id \
+                 RETURNING (xmax = 0) AS inserted",
                 &[&t.id, &t.org, &t.name],
             )
             .await
             .map_err(db)?;
-        if written == 0 {
-            return Err(StoreError::of_another_org("team"));
-        }
+        let written = inserted(&row.ok_or_else(|| StoreError::of_another_org("team"))?)?;
         let payload = format!("team:{}", t.id);
         tx.execute("SELECT pg_notify($1, $2)", &[&REVOCATION_CHANNEL, &payload]).await.map_err(db)?;
         tx.execute("DELETE FROM team_agents WHERE team_id = $1", &[&t.id]).await.map_err(db)?;
@@ -608,6 +607,14 @@ impl DirectoryAdmin for PgStore {
         .await
         .map_err(db)?;
         tx.commit().await.map_err(db)?;
-        Ok(())
+        Ok(written)
     }
+}
+
+/// An upsert's `RETURNING (xmax = 0) AS inserted`: true for a row the
+/// statement inserted, false for one it updated (PostgreSQL sets `xmax` on
+/// the new version of an updated row; an inserted row has none).
+fn inserted(row: &Row) -> Result<Written, StoreError> {
+    let inserted: bool = row.try_get("inserted").map_err(corrupt)?;
+    Ok(if inserted { Written::Created } else { Written::Updated })
 }

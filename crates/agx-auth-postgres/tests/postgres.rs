@@ -627,3 +627,21 @@ async fn credits_and_limits_persist_and_an_update_reaches_the_other_instance_wit
     assert_eq!((read.allowed_networks.as_slice(), read.credits), ([net].as_slice(), None));
     assert!(a.auth.update_key("org_2", record.id, KeyChange::default()).await.unwrap().is_none(), "another org's");
 }
+
+#[tokio::test]
+async fn directory_writes_say_whether_they_created_or_updated() {
+    use agx_auth::{TeamRecord, Written};
+    let Some(url) = fresh_database("directory_writes_say_created_or_updated").await else { return };
+    let store = PgStore::connect(&url, PgSettings::default()).await.unwrap();
+    assert_eq!(store.put_org("o", "One").await.unwrap(), Written::Created);
+    assert_eq!(store.put_org("o", "Renamed").await.unwrap(), Written::Updated);
+    let agent = AgentRecord::new("a", "o", "Agent");
+    assert_eq!(store.put_agent(agent.clone()).await.unwrap(), Written::Created);
+    assert_eq!(store.put_agent(AgentRecord { active: false, ..agent }).await.unwrap(), Written::Updated);
+    let team = TeamRecord { id: "t".into(), org: "o".into(), name: "T".into(), agent_ids: vec!["a".into()] };
+    assert_eq!(store.put_team(team.clone()).await.unwrap(), Written::Created);
+    assert_eq!(store.put_team(TeamRecord { name: "T2".into(), ..team }).await.unwrap(), Written::Updated);
+    // Another org's id is still refused, not reported as an update.
+    store.put_org("p", "Two").await.unwrap();
+    assert!(store.put_agent(AgentRecord::new("a", "p", "Taken")).await.is_err());
+}

@@ -280,9 +280,8 @@ async fn create_org(
     caller.admin()?;
     check_name(&body.name, BAD_NAME)?;
     let id = id_or_new(&state, body.id, "org", BAD_ID)?;
-    let existed = state.backend.admin.org(&id).await.map_err(store_error)?.is_some();
-    state.backend.admin.put_org(&id, &body.name).await.map_err(store_error)?;
-    audit::record(&state, &caller.1, audit::org_written(&id, &body.name, existed)).await;
+    let written = state.backend.admin.put_org(&id, &body.name).await.map_err(store_error)?;
+    audit::record(&state, &caller.1, audit::org_written(&id, &body.name, written)).await;
     Ok((StatusCode::CREATED, Json(Org { id, name: body.name })).into_response())
 }
 
@@ -307,10 +306,8 @@ async fn create_agent(
         public: body.public,
     };
     // Written again under its id, an agent is updated, not created.
-    let existed =
-        state.backend.admin.agents_of(&agent.org).await.map_err(store_error)?.iter().any(|a| a.id == agent.id);
-    state.backend.admin.put_agent(agent.clone()).await.map_err(store_error)?;
-    audit::record(&state, &caller.1, audit::agent_written(&agent, existed)).await;
+    let written = state.backend.admin.put_agent(agent.clone()).await.map_err(store_error)?;
+    audit::record(&state, &caller.1, audit::agent_written(&agent, written)).await;
     Ok((StatusCode::CREATED, Json(Agent::from(&agent))).into_response())
 }
 
@@ -335,12 +332,11 @@ async fn create_team(
     if state.backend.admin.org(&team.org).await.map_err(store_error)?.is_none() {
         return Err(NO_ORG);
     }
-    let existed = state.backend.admin.teams_of(&team.org).await.map_err(store_error)?.iter().any(|t| t.id == team.id);
-    state.backend.admin.put_team(team.clone()).await.map_err(|e| match e {
+    let written = state.backend.admin.put_team(team.clone()).await.map_err(|e| match e {
         StoreError::NotFound(_) => FOREIGN_AGENT,
         other => store_error(other),
     })?;
-    audit::record(&state, &caller.1, audit::team_written(&team, existed)).await;
+    audit::record(&state, &caller.1, audit::team_written(&team, written)).await;
     let body = Team { id: team.id, org_id: team.org, name: team.name, agent_ids: team.agent_ids };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
@@ -599,8 +595,8 @@ async fn update_agent(
     record.allowed_domains = patch.allowed_domains.unwrap_or(record.allowed_domains);
     record.active = patch.active.unwrap_or(record.active);
     record.public = patch.public.unwrap_or(record.public);
-    state.backend.admin.put_agent(record.clone()).await.map_err(store_error)?;
-    audit::record(&state, &caller.1, audit::agent_written(&record, true)).await;
+    let written = state.backend.admin.put_agent(record.clone()).await.map_err(store_error)?;
+    audit::record(&state, &caller.1, audit::agent_written(&record, written)).await;
     Ok(Json(Agent::from(&record)).into_response())
 }
 

@@ -9,7 +9,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use agx_auth::{Actor, AgentRecord, AuditAction, AuditEntry, AuditLog, KeyId, KeyRecord, StoreError, TeamRecord};
+use agx_auth::{
+    Actor, AgentRecord, AuditAction, AuditEntry, AuditLog, KeyId, KeyRecord, StoreError, TeamRecord, Written,
+};
 
 use crate::state::AppState;
 use crate::time;
@@ -101,15 +103,14 @@ pub fn key_revoked_leaked(r: &KeyRecord, found_in: Option<&str>) -> AuditEntry {
     }
 }
 
-/// `existed`: the org was there before this write (a rename).
-pub fn org_written(id: &str, name: &str, existed: bool) -> AuditEntry {
-    let action = if existed { AuditAction::OrgUpdated } else { AuditAction::OrgCreated };
+/// `written`: what the store says the write did (an update is a rename).
+pub fn org_written(id: &str, name: &str, written: Written) -> AuditEntry {
+    let action = if written == Written::Updated { AuditAction::OrgUpdated } else { AuditAction::OrgCreated };
     AuditEntry::new(id, action, id).change("name", name)
 }
 
-/// `existed`: the agent was there before this write.
-pub fn agent_written(a: &AgentRecord, existed: bool) -> AuditEntry {
-    let action = if existed { AuditAction::AgentUpdated } else { AuditAction::AgentCreated };
+pub fn agent_written(a: &AgentRecord, written: Written) -> AuditEntry {
+    let action = if written == Written::Updated { AuditAction::AgentUpdated } else { AuditAction::AgentCreated };
     AuditEntry::new(&a.org, action, &a.id)
         .change("name", a.name.clone())
         .change("allowedDomains", list(&a.allowed_domains))
@@ -117,8 +118,8 @@ pub fn agent_written(a: &AgentRecord, existed: bool) -> AuditEntry {
         .change("public", a.public.to_string())
 }
 
-pub fn team_written(t: &TeamRecord, existed: bool) -> AuditEntry {
-    let action = if existed { AuditAction::TeamUpdated } else { AuditAction::TeamCreated };
+pub fn team_written(t: &TeamRecord, written: Written) -> AuditEntry {
+    let action = if written == Written::Updated { AuditAction::TeamUpdated } else { AuditAction::TeamCreated };
     AuditEntry::new(&t.org, action, &t.id).change("name", t.name.clone()).change("agentIds", list(&t.agent_ids))
 }
 

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 
 use super::{
-    AgentRecord, Directory, DirectoryAdmin, KeyHashes, KeyLimits, KeyRecord, KeyStore, StoreError, TeamRecord,
+    AgentRecord, Directory, DirectoryAdmin, KeyHashes, KeyLimits, KeyRecord, KeyStore, StoreError, TeamRecord, Written,
 };
 use crate::key::{KeyHash, KeyId};
 use crate::lookup::Lookup;
@@ -187,10 +187,9 @@ impl Directory for MemoryStore {
 
 #[async_trait]
 impl DirectoryAdmin for MemoryStore {
-    async fn put_org(&self, id: &str, name: &str) -> Result<(), StoreError> {
+    async fn put_org(&self, id: &str, name: &str) -> Result<Written, StoreError> {
         self.check()?;
-        self.insert_org(id, name);
-        Ok(())
+        Ok(written(self.write().orgs.insert(id.to_owned(), name.to_owned())))
     }
 
     async fn org(&self, id: &str) -> Result<Option<String>, StoreError> {
@@ -219,7 +218,7 @@ impl DirectoryAdmin for MemoryStore {
         Ok(teams)
     }
 
-    async fn put_agent(&self, agent: AgentRecord) -> Result<(), StoreError> {
+    async fn put_agent(&self, agent: AgentRecord) -> Result<Written, StoreError> {
         self.check()?;
         let mut inner = self.write();
         if !inner.orgs.contains_key(&agent.org) {
@@ -228,11 +227,10 @@ impl DirectoryAdmin for MemoryStore {
         if inner.agents.get(&agent.id).is_some_and(|a| a.org != agent.org) {
             return Err(StoreError::of_another_org("agent"));
         }
-        inner.agents.insert(agent.id.clone(), Arc::new(agent));
-        Ok(())
+        Ok(written(inner.agents.insert(agent.id.clone(), Arc::new(agent))))
     }
 
-    async fn put_team(&self, team: TeamRecord) -> Result<(), StoreError> {
+    async fn put_team(&self, team: TeamRecord) -> Result<Written, StoreError> {
         self.check()?;
         let mut inner = self.write();
         if !inner.orgs.contains_key(&team.org) {
@@ -248,9 +246,13 @@ impl DirectoryAdmin for MemoryStore {
         if inner.teams.get(&team.id).is_some_and(|t| t.org != team.org) {
             return Err(StoreError::of_another_org("team"));
         }
-        inner.teams.insert(team.id.clone(), Arc::new(team));
-        Ok(())
+        Ok(written(inner.teams.insert(team.id.clone(), Arc::new(team))))
     }
+}
+
+/// What a map insert that returned `old` did.
+fn written<T>(old: Option<T>) -> Written {
+    if old.is_some() { Written::Updated } else { Written::Created }
 }
 
 #[cfg(test)]
@@ -280,12 +282,16 @@ mod tests {
         let store = MemoryStore::new();
         store.insert_org("acme", "Acme");
         store.insert_org("rival", "Rival");
-        block_on(store.put_agent(AgentRecord::new("support", "acme", "Support"))).unwrap();
+        let first = block_on(store.put_agent(AgentRecord::new("support", "acme", "Support")));
+        assert_eq!(first, Ok(Written::Created));
         block_on(store.put_agent(AgentRecord::new("sales", "rival", "Sales"))).unwrap();
         let taken = block_on(store.put_agent(AgentRecord::new("support", "rival", "Mine")));
         assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
         assert_eq!(store.read().agents["support"].org, "acme");
-        block_on(store.put_agent(AgentRecord::new("support", "acme", "Help desk"))).unwrap();
+        let again = block_on(store.put_agent(AgentRecord::new("support", "acme", "Help desk")));
+        assert_eq!(again, Ok(Written::Updated));
+        assert_eq!(block_on(store.put_org("acme", "Acme Inc")), Ok(Written::Updated));
+        assert_eq!(block_on(store.put_org("new", "New")), Ok(Written::Created));
 
         let missing_org = block_on(store.put_team(team("t", "nobody", &[])));
         assert!(matches!(missing_org, Err(StoreError::NotFound(_))), "{missing_org:?}");
@@ -293,7 +299,8 @@ mod tests {
         assert!(matches!(twice, Err(StoreError::Conflict(ref why)) if why.contains("twice")), "{twice:?}");
         let foreign = block_on(store.put_team(team("t", "acme", &["sales"])));
         assert!(matches!(foreign, Err(StoreError::NotFound(_))), "{foreign:?}");
-        block_on(store.put_team(team("desk", "acme", &["support"]))).unwrap();
+        assert_eq!(block_on(store.put_team(team("desk", "acme", &["support"]))), Ok(Written::Created));
+        assert_eq!(block_on(store.put_team(team("desk", "acme", &[]))), Ok(Written::Updated));
         let taken = block_on(store.put_team(team("desk", "rival", &["sales"])));
         assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
         assert_eq!(TeamRecord::repeated_agent(&team("t", "acme", &["a", "b", "a"])), Some("a"));

@@ -319,12 +319,22 @@ pub trait KeyHashes: Send + Sync + 'static {
     async fn live_hashes(&self) -> Result<Vec<KeyHash>, StoreError>;
 }
 
+/// What a directory write did: whether the record was new. An audit log
+/// says `created` or `updated` from this, decided by the store in the
+/// write itself, so two writers racing on a new id cannot both be told
+/// they created it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    Created,
+    Updated,
+}
+
 /// Writes to the directory: for admin tools, the reference server's admin
 /// API and test fixtures. The hot path never calls it.
 #[async_trait]
 pub trait DirectoryAdmin: Send + Sync + 'static {
     /// Creates or renames an organization.
-    async fn put_org(&self, id: &str, name: &str) -> Result<(), StoreError>;
+    async fn put_org(&self, id: &str, name: &str) -> Result<Written, StoreError>;
     /// The organization's name, if it exists.
     async fn org(&self, id: &str) -> Result<Option<String>, StoreError>;
     /// Every organization, `(id, name)`, by id.
@@ -337,13 +347,13 @@ pub trait DirectoryAdmin: Send + Sync + 'static {
     /// and an agent id of another org is not taken over (`Conflict`): a
     /// write to one org must never move another org's agent, and with it
     /// the right to use that agent's keys, into the writer's.
-    async fn put_agent(&self, agent: AgentRecord) -> Result<(), StoreError>;
+    async fn put_agent(&self, agent: AgentRecord) -> Result<Written, StoreError>;
     /// Creates or replaces a team. Checked in this order: its org must
     /// exist; no agent may be listed twice (`Conflict`); every agent must
     /// exist in that org (`NotFound` otherwise: another org's agent is not
     /// even acknowledged); a team id of another org is not taken over
     /// (`Conflict`).
-    async fn put_team(&self, team: TeamRecord) -> Result<(), StoreError>;
+    async fn put_team(&self, team: TeamRecord) -> Result<Written, StoreError>;
 }
 
 /// Who owns an agent or team, and whether the agent can be reached.
