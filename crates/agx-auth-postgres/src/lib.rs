@@ -33,6 +33,7 @@ use agx_auth::{
 use async_trait::async_trait;
 use deadpool_postgres::{ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtime, Timeouts};
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 pub use usage::{UsageFlusher, UsageWriter};
@@ -290,6 +291,11 @@ struct CreditColumns {
 }
 
 impl CreditColumns {
+    /// The five as statement parameters, in column order.
+    fn params(&self) -> [&(dyn ToSql + Sync); 5] {
+        [&self.initial, &self.refill_amount, &self.refill_ms, &self.pool, &self.since_ms]
+    }
+
     fn of(account: Option<&CreditAccount>) -> Self {
         let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let refill = account.and_then(|a| a.credits.refill);
@@ -347,24 +353,10 @@ impl KeyStore for PgStore {
              credits_initial = $6, credits_refill_amount = $7, credits_refill_ms = $8, credits_pool = $9, \
              credits_since_ms = $10 WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING {KEY_COLUMNS}"
         );
-        let row = tx
-            .query_opt(
-                &sql,
-                &[
-                    &org,
-                    &id.to_string(),
-                    &classes,
-                    &quotas,
-                    &networks,
-                    &c.initial,
-                    &c.refill_amount,
-                    &c.refill_ms,
-                    &c.pool,
-                    &c.since_ms,
-                ],
-            )
-            .await
-            .map_err(db)?;
+        let id = id.to_string();
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&org, &id, &classes, &quotas, &networks];
+        params.extend(c.params());
+        let row = tx.query_opt(&sql, &params).await.map_err(db)?;
         let Some(row) = row else { return Ok(None) };
         // The same notice as a deletion: every cache forgets the record and
         // reads the new limits on the next request.
@@ -454,8 +446,28 @@ async fn insert_key<C: tokio_postgres::GenericClient>(client: &C, r: &KeyRecord)
     let lifetime_ms: Option<i64> = r.lifetime.map(|l| i64::try_from(l.as_millis()).unwrap_or(i64::MAX));
     let networks: Vec<String> = r.allowed_networks.iter().map(ToString::to_string).collect();
     let c = CreditColumns::of(r.credits.as_ref());
+    let hash = r.hash.0.as_slice();
     // One statement, so the row and the `issued:` notice (which filters of
     // known keys on every instance learn new keys from) commit together.
+    let (id, mode) = (r.id.to_string(), r.mode.as_str());
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+        &id,
+        &r.org,
+        &r.name,
+        &hash,
+        &r.prefix,
+        &scopes,
+        &mode,
+        &r.created_at,
+        &r.expires_at,
+        &r.deleted_at,
+        &classes,
+        &quotas,
+        &lifetime_ms,
+        &REVOCATION_CHANNEL,
+        &networks,
+    ];
+    params.extend(c.params());
     client
         .execute(
             "WITH inserted AS (INSERT INTO api_keys (id, org_id, name, hash, prefix, scopes, mode, created_at, \
@@ -464,28 +476,7 @@ async fn insert_key<C: tokio_postgres::GenericClient>(client: &C, r: &KeyRecord)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15, $16, $17, $18, $19, $20) \
              RETURNING hash) \
              SELECT pg_notify($14, 'issued:' || encode(hash, 'hex')) FROM inserted",
-            &[
-                &r.id.to_string(),
-                &r.org,
-                &r.name,
-                &r.hash.0.as_slice(),
-                &r.prefix,
-                &scopes,
-                &r.mode.as_str(),
-                &r.created_at,
-                &r.expires_at,
-                &r.deleted_at,
-                &classes,
-                &quotas,
-                &lifetime_ms,
-                &REVOCATION_CHANNEL,
-                &networks,
-                &c.initial,
-                &c.refill_amount,
-                &c.refill_ms,
-                &c.pool,
-                &c.since_ms,
-            ],
+            &params,
         )
         .await
         .map_err(db)?;
