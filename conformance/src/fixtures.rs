@@ -12,9 +12,9 @@ use std::time::{Duration, SystemTime};
 
 use agx_auth::{
     AgentRecord, Authenticator, Clock, CreditLedger, Credits, Directory, DirectoryAdmin, EndpointClass, GcraLimiter,
-    KeyHash, KeyId, KeyLimits, KeyMode, KeyRecord, KeySpec, KeyStore, LimitError, Lookup, ManualClock, MemoryLedger,
-    MemoryStore, Quota, RateDecision, RateLimitStatus, RateLimiter, Refill, Routes, Scope, StoreError, TeamRecord,
-    Timestamp,
+    KeyChange, KeyHash, KeyId, KeyMode, KeyRecord, KeySpec, KeyStore, KeyUpdate, LimitError, Lookup, ManualClock,
+    MemoryLedger, MemoryStore, Quota, RateDecision, RateLimitStatus, RateLimiter, Refill, Routes, Scope, StoreError,
+    TeamRecord, Timestamp,
 };
 use async_trait::async_trait;
 
@@ -141,8 +141,14 @@ impl<S: KeyStore> KeyStore for SwitchableStore<S> {
     async fn list(&self, org: &str) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
         self.inner.list(org).await
     }
-    async fn update(&self, org: &str, id: KeyId, limits: KeyLimits) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        self.inner.update(org, id, limits).await
+    async fn update(
+        &self,
+        org: &str,
+        id: KeyId,
+        change: &KeyChange,
+        at: SystemTime,
+    ) -> Result<Option<KeyUpdate>, StoreError> {
+        self.inner.update(org, id, change, at).await
     }
     async fn delete(&self, org: &str, id: KeyId, at: SystemTime) -> Result<bool, StoreError> {
         self.inner.delete(org, id, at).await

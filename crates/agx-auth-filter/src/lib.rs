@@ -43,7 +43,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 
 use agx_auth::{
-    KeyHash, KeyHashes, KeyId, KeyLimits, KeyRecord, KeyStore, Lookup, Revocation, RevocationSink, StoreError,
+    KeyChange, KeyHash, KeyHashes, KeyId, KeyRecord, KeyStore, KeyUpdate, Lookup, Revocation, RevocationSink,
+    StoreError,
 };
 use async_trait::async_trait;
 use tokio::sync::Notify;
@@ -329,8 +330,14 @@ impl<S: KeyStore> KeyStore for FilteredStore<S> {
         self.inner.list(org).await
     }
 
-    async fn update(&self, org: &str, id: KeyId, limits: KeyLimits) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        self.inner.update(org, id, limits).await
+    async fn update(
+        &self,
+        org: &str,
+        id: KeyId,
+        change: &KeyChange,
+        at: SystemTime,
+    ) -> Result<Option<KeyUpdate>, StoreError> {
+        self.inner.update(org, id, change, at).await
     }
 
     async fn delete(&self, org: &str, id: KeyId, at: SystemTime) -> Result<bool, StoreError> {

@@ -31,8 +31,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use agx_auth::{
-    AgentRecord, Directory, DirectoryAdmin, KeyHash, KeyHashes, KeyId, KeyLimits, KeyRecord, KeyStore, Lookup,
-    Revocation, RevocationSink, StoreError, TeamRecord, Written,
+    AgentRecord, Directory, DirectoryAdmin, KeyChange, KeyHash, KeyHashes, KeyId, KeyRecord, KeyStore, KeyUpdate,
+    Lookup, Revocation, RevocationSink, StoreError, TeamRecord, Written,
 };
 use async_trait::async_trait;
 use moka::Expiry;
@@ -190,10 +190,18 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
         self.inner.list(org).await
     }
 
-    async fn update(&self, org: &str, id: KeyId, limits: KeyLimits) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        let updated = self.inner.update(org, id, limits).await?;
-        if let Some(record) = &updated {
-            self.keys.revoke(&record.hash).await;
+    async fn update(
+        &self,
+        org: &str,
+        id: KeyId,
+        change: &KeyChange,
+        at: SystemTime,
+    ) -> Result<Option<KeyUpdate>, StoreError> {
+        let updated = self.inner.update(org, id, change, at).await?;
+        if let Some(u) = &updated {
+            for record in [&u.after].into_iter().chain(&u.shared) {
+                self.keys.revoke(&record.hash).await;
+            }
         }
         Ok(updated)
     }

@@ -27,8 +27,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use agx_auth::{
-    AgentRecord, CreditAccount, Credits, Directory, DirectoryAdmin, KeyHash, KeyHashes, KeyId, KeyLimits, KeyMode,
-    KeyRecord, KeyStore, Lookup, MAX_CREDITS, Quota, Refill, Scope, StoreError, TeamRecord, Written,
+    AgentRecord, CreditAccount, Credits, Directory, DirectoryAdmin, KeyChange, KeyHash, KeyHashes, KeyId, KeyMode,
+    KeyRecord, KeyStore, KeyUpdate, Lookup, MAX_CREDITS, Quota, Refill, Scope, StoreError, TeamRecord, Written,
 };
 use async_trait::async_trait;
 use deadpool_postgres::{ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtime, Timeouts};
@@ -341,29 +341,40 @@ impl KeyStore for PgStore {
         rows.iter().map(|r| key_from_row(r).map(Arc::new)).collect()
     }
 
-    async fn update(&self, org: &str, id: KeyId, limits: KeyLimits) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        let classes: Vec<&str> = limits.rate_limits.iter().map(|(c, _)| c.as_str()).collect();
-        let quotas: Vec<i32> = limits.rate_limits.iter().map(|(_, q)| quota_column(*q)).collect();
-        let networks: Vec<String> = limits.allowed_networks.iter().map(ToString::to_string).collect();
-        let c = CreditColumns::of(limits.credits.as_ref());
+    async fn update(
+        &self,
+        org: &str,
+        id: KeyId,
+        change: &KeyChange,
+        at: SystemTime,
+    ) -> Result<Option<KeyUpdate>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
+        // The key and every live key sharing its credit account, locked in
+        // id order (two updates of one family lock alike, so they cannot
+        // deadlock): the change is made to what is stored now, not to what
+        // a caller read before, so two changes of different limits never
+        // undo each other.
         let sql = format!(
-            "UPDATE api_keys SET rate_limit_classes = $3, rate_limit_quotas = $4, allowed_networks = $5, \
-             credits_initial = $6, credits_refill_amount = $7, credits_refill_ms = $8, credits_pool = $9, \
-             credits_since_ms = $10 WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING {KEY_COLUMNS}"
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE org_id = $1 AND deleted_at IS NULL AND (id = $2 OR \
+             credits_pool = (SELECT credits_pool FROM api_keys WHERE org_id = $1 AND id = $2)) ORDER BY id FOR UPDATE"
         );
-        let id = id.to_string();
-        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&org, &id, &classes, &quotas, &networks];
-        params.extend(c.params());
-        let row = tx.query_opt(&sql, &params).await.map_err(db)?;
-        let Some(row) = row else { return Ok(None) };
-        // The same notice as a deletion: every cache forgets the record and
-        // reads the new limits on the next request.
-        notify(&tx, &row).await?;
-        let record = key_from_row(&row)?;
+        let own = id.to_string();
+        let rows = tx.query(&sql, &[&org, &own]).await.map_err(db)?;
+        let family = rows.iter().map(key_from_row).collect::<Result<Vec<_>, _>>()?;
+        let Some(before) = family.iter().find(|r| r.id == id).cloned() else { return Ok(None) };
+        let after = change.apply(&before, at);
+        write_limits(&tx, &after).await?;
+        let mut shared = Vec::new();
+        if let (Some(_), Some(pool)) = (change.credits, before.credits.map(|a| a.pool)) {
+            for sibling in family.iter().filter(|r| r.id != id && r.credits.is_some_and(|a| a.pool == pool)) {
+                let moved = KeyRecord { credits: after.credits, ..sibling.clone() };
+                write_limits(&tx, &moved).await?;
+                shared.push(Arc::new(moved));
+            }
+        }
         tx.commit().await.map_err(db)?;
-        Ok(Some(Arc::new(record)))
+        Ok(Some(KeyUpdate { before: Arc::new(before), after: Arc::new(after), shared }))
     }
 
     async fn delete(&self, org: &str, id: KeyId, at: SystemTime) -> Result<bool, StoreError> {
@@ -424,6 +435,29 @@ impl KeyHashes for PgStore {
             })
             .collect()
     }
+}
+
+/// Writes a key's limits as `r` has them, and tells every instance (the
+/// same notice as a deletion: every cache forgets the record and reads it
+/// again on the next request).
+async fn write_limits(tx: &tokio_postgres::Transaction<'_>, r: &KeyRecord) -> Result<(), StoreError> {
+    let classes: Vec<&str> = r.rate_limits.iter().map(|(c, _)| c.as_str()).collect();
+    let quotas: Vec<i32> = r.rate_limits.iter().map(|(_, q)| quota_column(*q)).collect();
+    let networks: Vec<String> = r.allowed_networks.iter().map(ToString::to_string).collect();
+    let c = CreditColumns::of(r.credits.as_ref());
+    let (org, id) = (&r.org, r.id.to_string());
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![org, &id, &classes, &quotas, &networks];
+    params.extend(c.params());
+    let row = tx
+        .query_one(
+            "UPDATE api_keys SET rate_limit_classes = $3, rate_limit_quotas = $4, allowed_networks = $5, \
+             credits_initial = $6, credits_refill_amount = $7, credits_refill_ms = $8, credits_pool = $9, \
+             credits_since_ms = $10 WHERE org_id = $1 AND id = $2 RETURNING hash",
+            &params,
+        )
+        .await
+        .map_err(db)?;
+    notify(tx, &row).await
 }
 
 /// Tells every instance that the key of this row changed (same transaction:

@@ -617,7 +617,7 @@ async fn credits_and_limits_persist_and_an_update_reaches_the_other_instance_wit
     // Limiting the key to a network no test connects from, on A, refuses it on B.
     let net: agx_auth::IpNet = "203.0.113.0/24".parse().unwrap();
     let change = KeyChange::default().allowed_networks([net]).credits(None);
-    let (_, updated) = a.auth.update_key("org_1", record.id, change).await.unwrap().unwrap();
+    let updated = a.auth.update_key("org_1", record.id, change).await.unwrap().unwrap().after;
     assert_eq!((updated.allowed_networks.as_slice(), updated.credits), ([net].as_slice(), None));
     let latency = time_until(&b.auth, key.expose_secret(), 403, Duration::from_secs(1))
         .await
@@ -644,4 +644,44 @@ async fn directory_writes_say_whether_they_created_or_updated() {
     // Another org's id is still refused, not reported as an update.
     store.put_org("p", "Two").await.unwrap();
     assert!(store.put_agent(AgentRecord::new("a", "p", "Taken")).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_changes_of_different_limits_both_hold_and_credits_follow_a_roll() {
+    use agx_auth::{Credits, KeyChange};
+    let Some(url) = fresh_database("concurrent_key_changes").await else { return };
+    let a = auth_over(seeded(&url, PgSettings::default()).await);
+    let b = auth_over(Arc::new(PgStore::connect(&url, PgSettings::default()).await.unwrap()));
+    let net: agx_auth::IpNet = "203.0.113.0/24".parse().unwrap();
+    // Two instances change two limits of one key at once, thirty times: each
+    // change is made to what is stored, so neither undoes the other.
+    for i in 0..30 {
+        let (_, record) = a.issue_key(KeySpec::new("org_1", format!("k{i}"))).await.unwrap();
+        let networks = KeyChange::default().allowed_networks([net]);
+        let credits = KeyChange::default().credits(Some(Credits { initial: 5, refill: None }));
+        let (one, two) =
+            tokio::join!(a.update_key("org_1", record.id, networks), b.update_key("org_1", record.id, credits));
+        assert!(one.unwrap().is_some() && two.unwrap().is_some());
+        let now = a.store().get("org_1", record.id).await.unwrap().unwrap();
+        assert_eq!(now.allowed_networks, [net], "run {i}: the network change was lost");
+        assert_eq!(now.credits.map(|c| c.credits.initial), Some(5), "run {i}: the credits change was lost");
+    }
+    // Credits given again to one half of a roll are the other half's too.
+    let (old_key, old) =
+        a.issue_key(KeySpec::new("org_1", "rolled").credits(Credits { initial: 2, refill: None })).await.unwrap();
+    assert_eq!(status(&a, old_key.expose_secret()).await, 200);
+    let (new_key, new) = a.roll_key("org_1", old.id, Duration::from_secs(3600)).await.unwrap().unwrap();
+    let update = a
+        .update_key("org_1", new.id, KeyChange::default().credits(Some(Credits { initial: 2, refill: None })))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(update.shared.iter().map(|r| r.id).collect::<Vec<_>>(), [old.id]);
+    let statuses = [
+        status(&a, old_key.expose_secret()).await,
+        status(&a, new_key.expose_secret()).await,
+        status(&a, old_key.expose_secret()).await,
+        status(&a, new_key.expose_secret()).await,
+    ];
+    assert_eq!(statuses, [200, 200, 403, 403], "two credits between the two halves, not two each");
 }

@@ -7,8 +7,11 @@
 -- ARGV[2]  the initial credits (what period 0 holds)
 -- ARGV[3]  the refill's amount (what each later period holds); '' for none
 -- ARGV[4]  the cost to spend; '0' only reads what is left
--- ARGV[5]  milliseconds the cell must live after a spend (until its period
---          ends, and some slack); '' for a cell that must never expire
+-- ARGV[5]  milliseconds the cell must live after a spend (until the caller's
+--          period ends, and some slack); '' for a cell that must never
+--          expire. Set only when the cell's period is the caller's: a caller
+--          whose clock is behind must not cut short a later period's cell,
+--          whose loss would grant that period's refill again.
 --
 -- Returns {1 if spent, else 0; what is left after}. A cost is spent whole
 -- or not at all. Counts stay below 2^53, where Lua's doubles are exact,
@@ -43,7 +46,7 @@ if cost == 0 or remaining < cost then
   return {0, remaining}
 end
 redis.call('HSET', KEYS[1], 'p', string.format('%d', p), 's', string.format('%d', s + cost))
-if ARGV[5] ~= '' then
+if ARGV[5] ~= '' and p == period then
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
 end
 return {1, remaining - cost}

@@ -394,6 +394,15 @@ async fn credit_cells_with_a_refill_expire_after_their_period_and_others_never()
     assert!((600_000..=661_000).contains(&refilled_ttl), "until the refill and a minute: {refilled_ttl} ms");
     let kept_ttl: i64 = ttl(kept).query_async(&mut c).await.unwrap();
     assert_eq!(kept_ttl, -1, "credits that never refill are never forgotten");
+    // In the next period, then from a caller whose clock is a second behind
+    // (still in the first): the later period's cell keeps its expiry, or
+    // its loss would grant that period's refill again.
+    let next = now + Duration::from_secs(600);
+    assert_eq!(redis.spend(refilled, 1, next).await.unwrap(), CreditDecision::Spent { remaining: 2 });
+    let behind = next - Duration::from_secs(1);
+    assert_eq!(redis.spend(refilled, 1, behind).await.unwrap(), CreditDecision::Spent { remaining: 1 });
+    let after: i64 = ttl(refilled).query_async(&mut c).await.unwrap();
+    assert!(after > 600_000, "the lagging spend cut the cell's life to {after} ms (61 s from the lagging caller)");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,7 +21,7 @@ use crate::policy::origin_allowed;
 use crate::render::{ErrorRenderer, JsonEnvelope};
 use crate::request::{RequestHeader, RequestHeaders};
 use crate::route::{EndpointClass, Resource, RouteMatch, Routes, Scope, Unmatched, routable_id};
-use crate::store::{Directory, KeyChange, KeyRecord, KeySpec, KeyStore, StoreError};
+use crate::store::{Directory, KeyChange, KeyRecord, KeySpec, KeyStore, KeyUpdate, StoreError};
 use crate::usage::{UsageOutcome, UsageRecorder};
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers-10).
@@ -781,29 +781,12 @@ impl Authenticator {
     }
 
     /// Changes a key's limits in place ([`KeyChange`]): its rate limits,
-    /// networks or credits. Credits set afresh keep the key's pool (a
-    /// rolled key's old and new halves still share one) and count from
-    /// now. Returns the key before and after; `None` when the org has no
-    /// such live key.
-    pub async fn update_key(
-        &self,
-        org: &str,
-        id: KeyId,
-        change: KeyChange,
-    ) -> Result<Option<(Arc<KeyRecord>, Arc<KeyRecord>)>, StoreError> {
-        let Some(old) = self.store.get(org, id).await? else { return Ok(None) };
-        let mut limits = old.limits();
-        if let Some(rate_limits) = change.rate_limits {
-            limits.rate_limits = rate_limits;
-        }
-        if let Some(networks) = change.allowed_networks {
-            limits.allowed_networks = networks;
-        }
-        if let Some(credits) = change.credits {
-            let pool = old.credits.map_or(old.id, |a| a.pool);
-            limits.credits = credits.map(|credits| CreditAccount { credits, pool, since: to_millis(self.clock.now()) });
-        }
-        Ok(self.store.update(org, id, limits).await?.map(|new| (old, new)))
+    /// networks or credits, now. Credits given again start afresh for the
+    /// key and every live key sharing its account (a roll's other half), so
+    /// the two still spend one balance. `None` when the org has no such
+    /// live key.
+    pub async fn update_key(&self, org: &str, id: KeyId, change: KeyChange) -> Result<Option<KeyUpdate>, StoreError> {
+        self.store.update(org, id, &change, self.clock.now()).await
     }
 
     pub async fn delete_key(&self, org: &str, id: KeyId) -> Result<bool, StoreError> {
@@ -830,15 +813,8 @@ impl Authenticator {
             deleted_at: None,
             rate_limits: spec.rate_limits,
             allowed_networks: spec.allowed_networks,
-            credits: spec.credits.map(|credits| CreditAccount { credits, pool: id, since: to_millis(now) }),
+            credits: spec.credits.map(|credits| CreditAccount::starting(credits, id, now)),
         };
         Ok((key, record))
     }
-}
-
-/// `at` to the millisecond: what every store keeps of a credit account's
-/// start, so that a record read back from any store names the same cell.
-fn to_millis(at: std::time::SystemTime) -> std::time::SystemTime {
-    let since = at.duration_since(std::time::SystemTime::UNIX_EPOCH).unwrap_or_default();
-    std::time::SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
 }

@@ -63,6 +63,15 @@ pub struct CreditAccount {
 }
 
 impl CreditAccount {
+    /// An account of `credits` in `pool`, starting at `at` to the
+    /// millisecond: what every store keeps of the start, so that a record
+    /// read back from any store names the same cell.
+    pub fn starting(credits: Credits, pool: KeyId, at: SystemTime) -> Self {
+        let since = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        let ms = u64::try_from(since.as_millis()).unwrap_or(u64::MAX);
+        CreditAccount { credits, pool, since: SystemTime::UNIX_EPOCH + Duration::from_millis(ms) }
+    }
+
     /// The refill period `now` falls in.
     pub fn period(&self, now: SystemTime) -> u64 {
         self.credits.period(self.since, now)

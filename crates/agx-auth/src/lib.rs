@@ -88,7 +88,7 @@ pub use route::{
 };
 pub use scan::{FoundKey, KeyStanding, find_keys};
 pub use store::{
-    AgentRecord, Directory, DirectoryAdmin, KeyChange, KeyHashes, KeyLimits, KeyRecord, KeySpec, KeyStore, MemoryStore,
+    AgentRecord, Directory, DirectoryAdmin, KeyChange, KeyHashes, KeyRecord, KeySpec, KeyStore, KeyUpdate, MemoryStore,
     Revocation, RevocationSink, StoreError, TeamRecord, Written,
 };
 pub use usage::{Tally, UsageBatch, UsageCounter, UsageDay, UsageOutcome, UsageRecorder, UsageReport, UsageRow};

@@ -145,8 +145,9 @@ pub enum Unmatched {
     /// caller without one cannot probe which paths exist.
     #[default]
     Refuse,
-    /// Require a valid, current key (steps 1–4), with no scope and no rate
-    /// limit, and let the router answer: for an application that puts every
+    /// Require a valid, current key (steps 1–4), with no scope, no rate
+    /// limit and no usage credits spent or checked, and let the router
+    /// answer: for an application that puts every
     /// route behind a key and trusts its router to route exactly as the
     /// table does.
     Authenticate,
@@ -409,12 +410,13 @@ impl Routes {
     /// that scope in that class: a permission asked for from outside is one
     /// the table grants somewhere, so that a key cannot be judged for one
     /// scope against another class's budget (`chat` on the larger `config`
-    /// budget, say). It costs what the first such route costs.
+    /// budget, say). It costs the most any such route costs: a permission
+    /// names no route, so it must not be a cheaper way to one.
     pub fn permission(&self, scope: &str, class: &str) -> Option<(&Scope, EndpointClass, u32)> {
-        self.routes
-            .iter()
-            .find(|r| r.scope.as_str() == scope && r.class.as_str() == class)
-            .map(|r| (&r.scope, r.class, r.cost))
+        let mut matching = self.routes.iter().filter(|r| r.scope.as_str() == scope && r.class.as_str() == class);
+        let first = matching.next()?;
+        let cost = matching.fold(first.cost, |most, r| most.max(r.cost));
+        Some((&first.scope, first.class, cost))
     }
 
     /// Classifies a request. `HEAD` matches `GET` routes, because frameworks

@@ -97,6 +97,13 @@ async fn each_route_costs_what_the_table_says() {
         .route(Method::GET, "/api/public/agents/{agentId}", Scope::CONFIG, EndpointClass::CONFIG)
         .costing(0);
     assert_eq!(routes.iter().map(|r| r.cost()).collect::<Vec<_>>(), [5, 0]);
+    // A permission names no route: it costs the most of the routes it could be.
+    let either = Routes::new()
+        .route(Method::GET, "/a", Scope::CHAT, EndpointClass::CHAT)
+        .costing(0)
+        .route(Method::POST, "/b", Scope::CHAT, EndpointClass::CHAT)
+        .costing(4);
+    assert_eq!(either.permission("chat", "chat").map(|(_, _, cost)| cost), Some(4));
     let auth = Authenticator::builder(store.clone(), store.clone()).routes(routes).build();
     let (key, record) =
         auth.issue_key(KeySpec::new("o1", "k").credits(Credits { initial: 7, refill: None })).await.unwrap();
@@ -126,14 +133,20 @@ async fn a_roll_shares_the_credits_and_an_update_sets_them_afresh() {
     // Topping up starts a fresh account for the key, from now.
     clock.advance(Duration::from_secs(5));
     let change = KeyChange::default().credits(Some(Credits { initial: 4, refill: None }));
-    let (before, after) = auth.update_key("o1", new.id, change).await.unwrap().unwrap();
-    assert_eq!(before.credits.unwrap().credits.initial, 3);
-    let account = after.credits.unwrap();
+    let update = auth.update_key("o1", new.id, change).await.unwrap().unwrap();
+    assert_eq!(update.before.credits.unwrap().credits.initial, 3);
+    let account = update.after.credits.unwrap();
     assert_eq!((account.pool, account.since), (old.id, agx_auth::Clock::now(&*clock)));
+    // The old half, in its grace period, has the same fresh account.
+    assert_eq!(update.shared.iter().map(|r| (r.id, r.credits)).collect::<Vec<_>>(), [(old.id, Some(account))]);
     assert_eq!(call(&auth, Method::POST, CHAT, &new_key).await, Ok(Some(3)));
+    assert_eq!(call(&auth, Method::POST, CHAT, &old_key).await, Ok(Some(2)));
     // Taking credits away leaves the key uncounted; nothing else changes.
-    let (_, after) = auth.update_key("o1", new.id, KeyChange::default().credits(None)).await.unwrap().unwrap();
+    let update = auth.update_key("o1", new.id, KeyChange::default().credits(None)).await.unwrap().unwrap();
+    let after = update.after;
     assert!(after.credits.is_none());
+    assert!(update.shared[0].credits.is_none(), "both halves stop counting");
+    assert_eq!(call(&auth, Method::POST, CHAT, &old_key).await, Ok(None));
     assert_eq!((after.name.as_str(), after.hash), (new.name.as_str(), new.hash));
     assert_eq!(call(&auth, Method::POST, CHAT, &new_key).await, Ok(None));
     // Another org's key is not found.

@@ -448,12 +448,16 @@ async fn update_key(
     if let Some(given) = patch.credits {
         change = change.credits(given.map(credits).transpose()?);
     }
-    let (before, after) = state.auth.update_key(&org, id, change).await.map_err(store_error)?.ok_or(KEY_NOT_FOUND)?;
-    let entry = audit::key_updated(&before, &after, credits_set);
+    let update = state.auth.update_key(&org, id, change).await.map_err(store_error)?.ok_or(KEY_NOT_FOUND)?;
+    let entry = audit::key_updated(&update.before, &update.after, credits_set);
     if !entry.changes.is_empty() {
         audit::record(&state, &caller.1, entry).await;
     }
-    Ok(Json(shown(&state, &after).await).into_response())
+    // A roll's other half shares the credits: its change is its own event.
+    for sibling in &update.shared {
+        audit::record(&state, &caller.1, audit::credits_shared(sibling, id)).await;
+    }
+    Ok(Json(shown(&state, &update.after).await).into_response())
 }
 
 async fn list_keys(

@@ -154,11 +154,12 @@ enum ForwardedHeaderArg {
 
 /// An address (one host) or a CIDR network, read as the admin API reads one.
 fn refill(text: &str) -> Result<Refill, String> {
-    let bad = || "AMOUNT/INTERVAL, e.g. 1000/30d (an interval of 1 s to ten years)".to_owned();
+    let bad = || "AMOUNT/INTERVAL, e.g. 1000/30d (an interval of whole seconds, 1 s to ten years)".to_owned();
     let (amount, interval) = text.split_once('/').ok_or_else(bad)?;
     let amount = amount.trim().parse::<u64>().ok().filter(|&n| n <= MAX_CREDITS).ok_or_else(bad)?;
     let interval = humantime::parse_duration(interval.trim()).map_err(|_| bad())?;
-    if !(Duration::from_secs(1)..=Duration::from_secs(10 * 365 * 86_400)).contains(&interval) {
+    // Whole seconds, as the admin API takes and shows them.
+    if interval.subsec_nanos() != 0 || !(1..=10 * 365 * 86_400).contains(&interval.as_secs()) {
         return Err(bad());
     }
     Ok(Refill { amount, interval })
@@ -323,7 +324,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             };
             Some(Arc::new(limiter))
         }
-        None => None,
+        None => {
+            if args.database_url.is_some() {
+                // Keys outlive the process; in-process counts do not.
+                tracing::warn!(
+                    "usage credits are counted in this process only (no --redis-url): a restart gives every \
+                     key with credits its balance again, and each instance counts on its own"
+                );
+            }
+            None
+        }
     };
     let table = match &args.routes {
         Some(path) => agx_server::host_routes::load(path).map(RouteTable::Host)?,

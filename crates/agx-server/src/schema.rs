@@ -333,6 +333,7 @@ pub struct NewKey {
     pub allowed_networks: Vec<String>,
     /// Usage credits: each admitted request spends its route's cost (1 on
     /// every Agentix route). None: the key is not counted.
+    #[serde(default, deserialize_with = "nullable_object")]
     pub credits: Option<NewCredits>,
 }
 
@@ -344,6 +345,7 @@ pub struct NewCredits {
     #[schema(value_type = u64, minimum = 0, maximum = 9_007_199_254_740_991_u64)]
     pub remaining: Whole,
     /// None: the credits are never refilled.
+    #[serde(default, deserialize_with = "nullable_object")]
     pub refill: Option<NewRefill>,
 }
 
@@ -372,15 +374,42 @@ pub struct KeyPatch {
     pub allowed_networks: Option<Vec<String>>,
     /// Sets the credits afresh (what was spent is forgotten, refills count
     /// from now); `null` takes them away.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present_object")]
     #[schema(value_type = Option<NewCredits>)]
     pub credits: Option<Option<NewCredits>>,
 }
 
+/// A nested body that must be a JSON object or `null`. serde's derive also
+/// reads a struct from an array of its fields in order (`[5, [2, 3600]]`),
+/// a form no document describes; `JsonBody` refuses it at the top, this
+/// below.
+struct ObjectOf<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOf<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<T> {
+            type Value = ObjectOf<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<ObjectOf<T>, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(ObjectOf)
+            }
+        }
+        d.deserialize_map(Visitor(std::marker::PhantomData))
+    }
+}
+
+/// An object or `null` (`None`; also when absent, with `#[serde(default)]`).
+fn nullable_object<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    Option::<ObjectOf<T>>::deserialize(d).map(|o| o.map(|ObjectOf(t)| t))
+}
+
 /// A field that is present, `null` or not: `Some(None)` for `null`, and
 /// (with `#[serde(default)]`) `None` when absent.
-fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
+fn present_object<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    nullable_object(d).map(Some)
 }
 
 /// A key's credits: what it was given, and what is left.

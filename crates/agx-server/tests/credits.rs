@@ -40,6 +40,8 @@ async fn credits_hold(base: &str) -> (String, String) {
         r#"{"remaining":5,"refill":{"amount":5,"intervalSeconds":315360001}}"#,
         r#"{"remaining":5,"refill":{"amount":5}}"#,
         r#"{"remaining":5,"extra":1}"#,
+        r#"[7,null]"#,
+        r#"{"remaining":5,"refill":[1,2]}"#,
         r#"{}"#,
     ] {
         let (status, body) =
@@ -113,6 +115,27 @@ async fn credits_hold(base: &str) -> (String, String) {
     assert_eq!(admin(base, "PATCH", &format!("/orgs/acme/keys/{missing}"), "{}").await.0, 404);
     assert_eq!(admin(base, "PATCH", &format!("/orgs/other/keys/{id}"), "{}").await.0, 404);
 
+    // A roll's halves share the credits, also once they are given again.
+    let (_, two) = admin(base, "POST", "/orgs/acme/keys", r#"{"name":"two","credits":{"remaining":2}}"#).await;
+    let (old_id, old_key) = (two["id"].as_str().unwrap(), two["key"].as_str().unwrap());
+    assert_eq!(config(base, old_key).await.0, 200);
+    let (status, rolled) =
+        admin(base, "POST", &format!("/orgs/acme/keys/{old_id}/roll"), r#"{"gracePeriodSeconds":3600}"#).await;
+    assert_eq!(status, 201, "{rolled}");
+    let (new_id, new_key) = (rolled["id"].as_str().unwrap(), rolled["key"].as_str().unwrap());
+    assert_eq!(rolled["credits"]["remaining"], 1, "a roll refills nothing");
+    let patch = r#"{"credits":{"remaining":2}}"#;
+    assert_eq!(admin(base, "PATCH", &format!("/orgs/acme/keys/{new_id}"), patch).await.0, 200);
+    let mut statuses = Vec::new();
+    for key in [old_key, new_key, old_key, new_key] {
+        statuses.push(config(base, key).await.0);
+    }
+    assert_eq!(statuses, [200, 200, 403, 403], "two between the halves, not two each");
+    let (_, log) = admin(base, "GET", "/orgs/acme/audit-log?limit=2", "").await;
+    assert_eq!(log["events"][0]["target"], old_id, "{log}");
+    assert_eq!(log["events"][0]["changes"], json!({"credits": "2", "sharedWith": new_id}));
+    assert_eq!(log["events"][1]["target"], new_id);
+
     let (status, fifty) =
         admin(base, "POST", "/orgs/acme/keys", r#"{"name":"fifty","credits":{"remaining":50}}"#).await;
     assert_eq!(status, 201, "{fifty}");
@@ -176,10 +199,12 @@ async fn two_instances_on_postgres_and_redis_spend_one_balance() {
     let (_, keys) = admin(&base_a, "GET", "/orgs/acme/keys", "").await;
     let cli = keys.as_array().unwrap().iter().find(|k| k["name"] == "cli").unwrap();
     assert_eq!(cli["credits"]["refill"], json!({"amount": 5, "intervalSeconds": 3600}));
-    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_agx-server"))
-        .args(["keys", "create", "--org", "acme", "--name", "bad", "--credits", "1", "--refill", "5/0s"])
-        .env("AGX_DATABASE_URL", &url)
-        .output()
-        .unwrap();
-    assert_eq!(bad.status.code(), Some(2), "a bad refill is a usage error");
+    for refill in ["5/0s", "5/1500ms", "5", "x/1h"] {
+        let bad = std::process::Command::new(env!("CARGO_BIN_EXE_agx-server"))
+            .args(["keys", "create", "--org", "acme", "--name", "bad", "--credits", "1", "--refill", refill])
+            .env("AGX_DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        assert_eq!(bad.status.code(), Some(2), "--refill {refill} is a usage error");
+    }
 }

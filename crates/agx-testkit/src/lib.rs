@@ -22,7 +22,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use agx_auth::{KeyHash, KeyHashes, KeyId, KeyLimits, KeyRecord, KeyStore, Lookup, StoreError};
+use agx_auth::{KeyChange, KeyHash, KeyHashes, KeyId, KeyRecord, KeyStore, KeyUpdate, Lookup, StoreError};
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -218,8 +218,14 @@ impl<S: KeyStore> KeyStore for AfterFind<S> {
     async fn list(&self, org: &str) -> Result<Vec<Arc<KeyRecord>>, StoreError> {
         self.inner.list(org).await
     }
-    async fn update(&self, org: &str, id: KeyId, limits: KeyLimits) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        self.inner.update(org, id, limits).await
+    async fn update(
+        &self,
+        org: &str,
+        id: KeyId,
+        change: &KeyChange,
+        at: SystemTime,
+    ) -> Result<Option<KeyUpdate>, StoreError> {
+        self.inner.update(org, id, change, at).await
     }
     async fn delete(&self, org: &str, id: KeyId, at: SystemTime) -> Result<bool, StoreError> {
         self.inner.delete(org, id, at).await

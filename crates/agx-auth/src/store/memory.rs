@@ -11,7 +11,8 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 
 use super::{
-    AgentRecord, Directory, DirectoryAdmin, KeyHashes, KeyLimits, KeyRecord, KeyStore, StoreError, TeamRecord, Written,
+    AgentRecord, Directory, DirectoryAdmin, KeyChange, KeyHashes, KeyRecord, KeyStore, KeyUpdate, StoreError,
+    TeamRecord, Written,
 };
 use crate::key::{KeyHash, KeyId};
 use crate::lookup::Lookup;
@@ -131,13 +132,34 @@ impl KeyStore for MemoryStore {
         Ok(keys)
     }
 
-    async fn update(&self, org: &str, id: KeyId, limits: KeyLimits) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+    async fn update(
+        &self,
+        org: &str,
+        id: KeyId,
+        change: &KeyChange,
+        at: SystemTime,
+    ) -> Result<Option<KeyUpdate>, StoreError> {
         self.check()?;
         let mut inner = self.write();
-        let Some(old) = Self::live_key(&inner, org, id) else { return Ok(None) };
-        let updated = Arc::new(old.with_limits(limits));
-        inner.keys.insert(updated.hash, updated.clone());
-        Ok(Some(updated))
+        let Some(before) = Self::live_key(&inner, org, id).cloned() else { return Ok(None) };
+        let after = Arc::new(change.apply(&before, at));
+        inner.keys.insert(after.hash, after.clone());
+        let mut shared = Vec::new();
+        if let (Some(_), Some(pool)) = (change.credits, before.credits.map(|a| a.pool)) {
+            let siblings: Vec<Arc<KeyRecord>> = inner
+                .keys
+                .values()
+                .filter(|r| r.org == org && r.id != id && r.deleted_at.is_none())
+                .filter(|r| r.credits.is_some_and(|a| a.pool == pool))
+                .cloned()
+                .collect();
+            for sibling in siblings {
+                let moved = Arc::new(KeyRecord { credits: after.credits, ..KeyRecord::clone(&sibling) });
+                inner.keys.insert(moved.hash, moved.clone());
+                shared.push(moved);
+            }
+        }
+        Ok(Some(KeyUpdate { before, after, shared }))
     }
 
     async fn delete(&self, org: &str, id: KeyId, at: SystemTime) -> Result<bool, StoreError> {

@@ -49,36 +49,18 @@ pub struct KeyRecord {
     pub credits: Option<CreditAccount>,
 }
 
-/// The parts of a key that change in place: its limits. Everything else is
-/// fixed when the key is issued (other scopes or another mode is another
-/// key, so that a key's reach only ever shrinks by deleting it).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct KeyLimits {
-    pub rate_limits: Vec<(String, Quota)>,
-    pub allowed_networks: Vec<IpNet>,
-    pub credits: Option<CreditAccount>,
+/// What [`KeyStore::update`] did: the key before and after, and the other
+/// live keys whose credits changed with it (those sharing its account: a
+/// roll's other half), as they are now, so that a cache forgets them too
+/// and an audit log names them.
+#[derive(Clone, Debug)]
+pub struct KeyUpdate {
+    pub before: Arc<KeyRecord>,
+    pub after: Arc<KeyRecord>,
+    pub shared: Vec<Arc<KeyRecord>>,
 }
 
 impl KeyRecord {
-    /// The key's limits, as [`KeyStore::update`] writes them.
-    pub fn limits(&self) -> KeyLimits {
-        KeyLimits {
-            rate_limits: self.rate_limits.clone(),
-            allowed_networks: self.allowed_networks.clone(),
-            credits: self.credits,
-        }
-    }
-
-    /// The record with `limits` in place of its own.
-    pub fn with_limits(&self, limits: KeyLimits) -> KeyRecord {
-        KeyRecord {
-            rate_limits: limits.rate_limits,
-            allowed_networks: limits.allowed_networks,
-            credits: limits.credits,
-            ..self.clone()
-        }
-    }
-
     pub fn has_scope(&self, scope: &Scope) -> bool {
         self.scopes.is_empty() || self.scopes.contains(scope)
     }
@@ -168,8 +150,10 @@ fn canonical_networks(networks: impl IntoIterator<Item = IpNet>) -> Vec<IpNet> {
     out
 }
 
-/// A change to a key's limits, for [`crate::Authenticator::update_key`]:
-/// each part given replaces that limit, each part left out stays.
+/// A change to a key's limits ([`crate::Authenticator::update_key`],
+/// [`KeyStore::update`]): each part given replaces that limit, each part
+/// left out stays. Only limits change in place; everything else is fixed
+/// when the key is issued (other scopes or another mode is another key).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct KeyChange {
     pub rate_limits: Option<Vec<(String, Quota)>>,
@@ -200,6 +184,32 @@ impl KeyChange {
     /// Whether the change changes nothing.
     pub fn is_empty(&self) -> bool {
         self.rate_limits.is_none() && self.allowed_networks.is_none() && self.credits.is_none()
+    }
+
+    /// `record` with the change made at `at`: what a store writes, holding
+    /// the record's lock, so that two changes of different limits never
+    /// undo each other.
+    pub fn apply(&self, record: &KeyRecord, at: SystemTime) -> KeyRecord {
+        let mut after = record.clone();
+        if let Some(limits) = &self.rate_limits {
+            after.rate_limits = limits.clone();
+        }
+        if let Some(networks) = &self.allowed_networks {
+            after.allowed_networks = networks.clone();
+        }
+        if let Some(account) = self.account(record, at) {
+            after.credits = account;
+        }
+        after
+    }
+
+    /// The credit account the change gives `record` and every live key
+    /// sharing its account, if it changes credits. Credits given again
+    /// start afresh at `at` in the same pool, so a roll's two halves still
+    /// spend one balance; `Some(None)` stops counting them.
+    pub fn account(&self, record: &KeyRecord, at: SystemTime) -> Option<Option<CreditAccount>> {
+        let pool = record.credits.map_or(record.id, |a| a.pool);
+        self.credits.map(|credits| credits.map(|credits| CreditAccount::starting(credits, pool, at)))
     }
 }
 
@@ -292,9 +302,17 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn create(&self, record: KeyRecord) -> Result<Arc<KeyRecord>, StoreError>;
     /// The org's keys that are not deleted, oldest first.
     async fn list(&self, org: &str) -> Result<Vec<Arc<KeyRecord>>, StoreError>;
-    /// Replaces the limits of the org's live key, and tells every cache the
-    /// key changed. `None` when the org has no such live key.
-    async fn update(&self, org: &str, id: KeyId, limits: KeyLimits) -> Result<Option<Arc<KeyRecord>>, StoreError>;
+    /// Makes `change` to the org's live key at `at` ([`KeyChange::apply`]),
+    /// under the key's lock, and a change of credits to every live key of
+    /// the org sharing its account; tells every cache. `None` when the org
+    /// has no such live key.
+    async fn update(
+        &self,
+        org: &str,
+        id: KeyId,
+        change: &KeyChange,
+        at: SystemTime,
+    ) -> Result<Option<KeyUpdate>, StoreError>;
     /// Marks the key deleted; `false` when the org has no such live key.
     async fn delete(&self, org: &str, id: KeyId, at: SystemTime) -> Result<bool, StoreError>;
     /// In one step, sets the old key to expire at `old_expires_at` (or sooner
