@@ -761,6 +761,42 @@ class DashboardTest:
         self.snap(page, "audit log")
         return f"Audit log: {rows.count()} events, newest the domain save, with the roll and deletion; no key shown"
 
+    def step_leaks(self) -> str:
+        page = self.page
+        self.open_keys_via_nav(page, self.org_a)
+        csrf = self.csrf(page)
+        # A key of this org and one of the other, made through the admin API.
+        _, mine = self.admin("POST", f"/api/admin/orgs/{self.org_a}/keys", {"name": "Leaked"}, want=201)
+        _, theirs = self.admin("POST", f"/api/admin/orgs/{self.org_b}/keys", {"name": "Elsewhere"}, want=201)
+        page.reload()
+        self.check_keys_page(page)
+        expect(self.key_row(page, mine["id"])).to_be_visible()
+        form = page.get_by_role("form", name="Leaked keys")
+        expect(form).to_be_visible()
+        text = form.get_by_role("textbox", name="Text where keys were found", exact=True)
+        text.fill(f"# config.env pushed by mistake\nAGX_KEY={mine['key']}\nOTHER={theirs['key']}\n")
+        with self.expect_admin_call(page, "POST", rf"/api/admin/orgs/{re.escape(self.org_a)}/leaks") as info:
+            form.get_by_role("button", name="Revoke leaked keys", exact=True).click()
+        self.check_admin_call(info.value, csrf, (200,), "Revoke leaked keys")
+        result = form.get_by_role("list", name="Keys found")
+        expect(result.get_by_role("listitem")).to_have_count(2)
+        items = result.get_by_role("listitem").all_inner_texts()
+        check(items == [f"{mine['prefix']}: revoked", f"{theirs['prefix']}: unknown"], f"the report reads {items}")
+        expect(text).to_have_value("")
+        expect(self.key_row(page, mine["id"])).to_have_count(0)
+        self.close_secret(mine["key"], "the leaked key")
+        self.close_secret(theirs["key"], "the other org's key")
+        self.shot(page, "leaks.png")
+        self.snap(page, "api keys after a leak report")
+        status = self.chat(mine["key"])
+        check(status == 401, f"the revoked key's chat answered {status}, not 401")
+        status, _, _ = http("GET", self.url(f"/api/public/agents/{self.agent_b}"), None, {"X-API-Key": theirs["key"]})
+        check(status == 200, f"the other org's key answered {status} after the report, not 200")
+        _, log = self.admin("GET", f"/api/admin/orgs/{self.org_a}/audit-log?limit=1", want=200)
+        event = log["events"][0]
+        check(event["action"] == "key.revoked_leaked" and event["target"] == mine["id"], f"the newest event is {event}")
+        return "Leaked keys: this org's key revoked (row gone, chat 401), the other org's 'unknown' and still working"
+
     def step_csrf(self) -> str:
         page = self.page
         page.goto(self.url(self.keys_path(self.org_a)))
@@ -857,6 +893,7 @@ class DashboardTest:
         ("5c", "usage credits", "step_credits"),
         ("6", "agents", "step_agents"),
         ("6b", "audit log", "step_audit"),
+        ("6c", "leaked keys", "step_leaks"),
         ("7", "CSRF", "step_csrf"),
         ("8", "org isolation", "step_isolation"),
         ("9", "sign out", "step_sign_out"),

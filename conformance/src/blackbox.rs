@@ -140,6 +140,14 @@ impl Fixtures for AdminApi {
         page["events"].as_array().cloned().ok_or_else(|| format!("no events in {page}"))
     }
 
+    async fn report_leak(&self, org: &str, text: &str) -> Result<Vec<String>, String> {
+        let (_, v) = self.call("POST", &format!("/orgs/{org}/leaks"), Some(json!({"text": text}))).await?;
+        let keys = v["keys"].as_array().ok_or_else(|| format!("no keys in {v}"))?;
+        keys.iter()
+            .map(|k| k["standing"].as_str().map(str::to_owned).ok_or_else(|| format!("no standing in {k}")))
+            .collect()
+    }
+
     async fn roll_key(&self, org: &str, id: &str, grace: Duration) -> Result<IssuedKey, String> {
         let body = json!({"gracePeriodSeconds": grace.as_secs()});
         let (_, v) = self.call("POST", &format!("/orgs/{org}/keys/{id}/roll"), Some(body)).await?;

@@ -124,6 +124,17 @@ pub enum Step {
         /// expanded); fields it leaves out are not compared.
         expect: Vec<serde_json::Value>,
     },
+    /// Reports the named keys as leaked by org `org` (a world org, `a` by
+    /// default), in a text that also holds a look-alike, and expects what
+    /// became of each, in order: `revoked`, `deleted`, `expired` or
+    /// `unknown`.
+    ReportLeak {
+        #[serde(rename = "reportLeak")]
+        report_leak: Vec<String>,
+        #[serde(default = "org_a")]
+        org: String,
+        expect: Vec<String>,
+    },
     LimiterAvailable {
         /// Switches the target's rate limiter off or on (needs `limiterFaults`).
         #[serde(rename = "limiterAvailable")]

@@ -49,6 +49,9 @@ pub trait Fixtures: Send + Sync {
     async fn key(&self, request: &KeyRequest) -> Result<IssuedKey, String>;
     async fn delete_key(&self, org: &str, id: &str) -> Result<(), String>;
     async fn roll_key(&self, org: &str, id: &str, grace: Duration) -> Result<IssuedKey, String>;
+    /// Reports a text where keys were found as `org`'s leak: what became of
+    /// each distinct key, in order.
+    async fn report_leak(&self, org: &str, text: &str) -> Result<Vec<String>, String>;
     async fn advance(&self, by: Duration) -> Result<(), String>;
     /// The org's newest `limit` audit events, as the admin API lists them
     /// (for targets with [`Capability::AuditLog`]).
@@ -277,6 +280,11 @@ impl Fixtures for InProcess {
             Ok(false) => Err(format!("no key {id} in {org}")),
             Err(e) => Err(e.to_string()),
         }
+    }
+
+    async fn report_leak(&self, org: &str, text: &str) -> Result<Vec<String>, String> {
+        let judged = self.auth.report_leaks(org, text.as_bytes()).await.map_err(|e| e.to_string())?;
+        Ok(judged.iter().map(|(_, standing)| standing.reported().to_owned()).collect())
     }
 
     async fn roll_key(&self, org: &str, id: &str, grace: Duration) -> Result<IssuedKey, String> {

@@ -195,6 +195,17 @@ impl CaseRun<'_> {
             }
             Step::StoreAvailable { store_available } => f.set_store_available(*store_available).await,
             Step::LimiterAvailable { limiter_available } => f.set_limiter_available(*limiter_available).await,
+            Step::ReportLeak { report_leak, org, expect } => {
+                let mut text = String::from("agx_live_XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX (an example, not a key)\n");
+                for (i, name) in report_leak.iter().enumerate() {
+                    text.push_str(&format!("line {i}: export AGX_KEY={}\n", self.key(name)?.1.key));
+                }
+                let got = f.report_leak(&self.id(org), &text).await?;
+                if &got != expect {
+                    return Err(format!("the leak report answered {got:?}, expected {expect:?}"));
+                }
+                Ok(())
+            }
             Step::AuditLog { audit_log, expect } => {
                 let events = f.audit_events(&self.id(audit_log), expect.len()).await?;
                 let text = serde_json::Value::from(events.clone()).to_string();

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::case::{Case, CaseFile, ErrorSpec};
 
-const CASE_FILES: [(&str, &str); 14] = [
+const CASE_FILES: [(&str, &str); 15] = [
     ("credential.json", include_str!("../cases/credential.json")),
     ("key_format.json", include_str!("../cases/key_format.json")),
     ("lifecycle.json", include_str!("../cases/lifecycle.json")),
@@ -19,6 +19,7 @@ const CASE_FILES: [(&str, &str); 14] = [
     ("audit.json", include_str!("../cases/audit.json")),
     ("network.json", include_str!("../cases/network.json")),
     ("credits.json", include_str!("../cases/credits.json")),
+    ("leaks.json", include_str!("../cases/leaks.json")),
 ];
 
 const ERRORS: &str = include_str!("../cases/errors.json");

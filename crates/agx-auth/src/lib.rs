@@ -86,7 +86,7 @@ pub use route::{
     AGENT_PARAM, EndpointClass, MAX_RESOURCE_ID_LEN, ROUTABLE_ID_PATTERN, Resource, ResourceKind, RouteInfo,
     RouteMatch, Routes, Scope, TEAM_PARAM, Unmatched, ops, routable_id,
 };
-pub use scan::{FoundKey, KeyStanding, find_keys};
+pub use scan::{FoundKey, KeyStanding, LeakReportError, MAX_REPORTED_KEYS, TooManyKeys, find_keys};
 pub use store::{
     AgentRecord, Directory, DirectoryAdmin, KeyChange, KeyHashes, KeyRecord, KeySpec, KeyStore, KeyUpdate, MemoryStore,
     Revocation, RevocationSink, StoreError, TeamRecord, Written,

@@ -27,6 +27,19 @@ pub enum KeyStanding {
     Expired(Arc<KeyRecord>),
 }
 
+impl KeyStanding {
+    /// How a leak report names the key's fate: `revoked` (it was live and
+    /// the report revoked it), `deleted`, `expired` or `unknown`.
+    pub fn reported(&self) -> &'static str {
+        match self {
+            KeyStanding::Unknown => "unknown",
+            KeyStanding::Live(_) => "revoked",
+            KeyStanding::Deleted(_) => "deleted",
+            KeyStanding::Expired(_) => "expired",
+        }
+    }
+}
+
 impl Authenticator {
     /// Whether a key (found in a file, reported by a scanner) is one of this
     /// deployment's and still works, by the same hash and clock a verdict
@@ -54,6 +67,80 @@ impl Authenticator {
             }
             standing => Ok(standing),
         }
+    }
+}
+
+/// The most distinct keys one [`Authenticator::report_leaks`] judges: each
+/// is a store lookup, and a report of more is refused whole.
+pub const MAX_REPORTED_KEYS: usize = 100;
+
+/// A report held more than [`MAX_REPORTED_KEYS`] distinct keys: nothing
+/// was judged or revoked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TooManyKeys;
+
+impl std::fmt::Display for TooManyKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a leak report may hold at most {MAX_REPORTED_KEYS} distinct keys")
+    }
+}
+
+impl std::error::Error for TooManyKeys {}
+
+/// Why a leak report was not judged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeakReportError {
+    TooManyKeys(TooManyKeys),
+    Store(StoreError),
+}
+
+impl std::fmt::Display for LeakReportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LeakReportError::TooManyKeys(e) => e.fmt(f),
+            LeakReportError::Store(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for LeakReportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LeakReportError::TooManyKeys(e) => Some(e),
+            LeakReportError::Store(e) => Some(e),
+        }
+    }
+}
+
+impl Authenticator {
+    /// An organization's answer to a text where keys were found (a paste
+    /// from a public repository, a log): every distinct real key in it, in
+    /// order of first appearance, and what became of it. A live key of
+    /// `org` is revoked at once; a key of another organization, or none,
+    /// is answered [`KeyStanding::Unknown`] and left alone, so that one
+    /// organization can neither revoke nor learn of another's keys.
+    pub async fn report_leaks(&self, org: &str, text: &[u8]) -> Result<Vec<(FoundKey, KeyStanding)>, LeakReportError> {
+        let mut distinct: Vec<FoundKey> = Vec::new();
+        for found in find_keys(text) {
+            if !distinct.iter().any(|d| d.key == found.key) {
+                distinct.push(found);
+            }
+        }
+        if distinct.len() > MAX_REPORTED_KEYS {
+            return Err(LeakReportError::TooManyKeys(TooManyKeys));
+        }
+        let mut judged = Vec::with_capacity(distinct.len());
+        for found in distinct {
+            let standing = match self.key_standing(&found.key).await.map_err(LeakReportError::Store)? {
+                KeyStanding::Live(r) | KeyStanding::Deleted(r) | KeyStanding::Expired(r) if r.org != org => {
+                    KeyStanding::Unknown
+                }
+                KeyStanding::Live(_) => self.revoke_leaked(&found.key).await.map_err(LeakReportError::Store)?,
+                standing => standing,
+            };
+            judged.push((found, standing));
+        }
+        Ok(judged)
     }
 }
 

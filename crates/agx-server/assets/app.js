@@ -133,6 +133,31 @@ if (limitsDialog) {
   });
 }
 
+// A leak report: the pasted text is sent once and wiped from the page at
+// once; the answer names keys by their display prefix only.
+const leakForm = document.getElementById("leak-form");
+if (leakForm) {
+  leakForm.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const text = leakForm.elements.text.value;
+    leakForm.elements.text.value = "";
+    const list = document.getElementById("leak-result");
+    list.replaceChildren();
+    try {
+      const result = await api("POST", `/api/admin/orgs/${leakForm.dataset.org}/leaks`, { text });
+      if (!result.keys.length) {
+        list.append(Object.assign(document.createElement("li"), { textContent: "No keys found" }));
+      }
+      for (const k of result.keys) {
+        list.append(Object.assign(document.createElement("li"), { textContent: `${k.prefix}: ${k.standing}` }));
+        if (k.standing === "revoked") document.querySelector(`tr[data-key-id="${k.keyId}"]`)?.remove();
+      }
+    } catch (error) {
+      list.append(Object.assign(document.createElement("li"), { textContent: error.message }));
+    }
+  });
+}
+
 const rollDialog = document.getElementById("roll-dialog");
 if (rollDialog) {
   closeOnCancel(rollDialog);

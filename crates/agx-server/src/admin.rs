@@ -10,8 +10,8 @@ use std::time::Duration;
 use std::collections::BTreeMap;
 
 use agx_auth::{
-    AgentRecord, AuditAction, AuditPage, Credits, IpNet, KeyChange, KeyId, KeyMode, KeyRecord, KeySpec, MAX_CREDITS,
-    Quota, Refill, Scope, StoreError, TeamRecord, routable_id,
+    AgentRecord, AuditAction, AuditPage, Credits, IpNet, KeyChange, KeyId, KeyMode, KeyRecord, KeySpec, KeyStanding,
+    LeakReportError, MAX_CREDITS, Quota, Refill, Scope, StoreError, TeamRecord, routable_id,
 };
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -26,8 +26,9 @@ use crate::errors::{ApiError, JsonBody, PathParams, QueryParams};
 use crate::input::{MAX_LIST, check_name, host, network};
 use crate::routing::{self, RouterError};
 use crate::schema::{
-    Agent, AgentPatch, AuditEvent, AuditEvents, AuditQuery, DashboardToken, Key, KeyPatch, NewAgent, NewCredits,
-    NewDashboardToken, NewKey, NewOrg, NewTeam, Org, Roll, Team, Usage, UsageDay, Whole,
+    Agent, AgentPatch, AuditEvent, AuditEvents, AuditQuery, DashboardToken, Key, KeyPatch, LeakReport, LeakResult,
+    LeakedKey, NewAgent, NewCredits, NewDashboardToken, NewKey, NewOrg, NewTeam, Org, Roll, Team, Usage, UsageDay,
+    Whole,
 };
 use crate::state::AppState;
 use crate::time;
@@ -46,7 +47,7 @@ pub struct AdminRoute {
     pub query: &'static [(&'static str, u64, u64)],
 }
 
-pub static ROUTES: [AdminRoute; 17] = {
+pub static ROUTES: [AdminRoute; 18] = {
     const fn r(
         method: Method,
         path: &'static str,
@@ -163,6 +164,14 @@ pub static ROUTES: [AdminRoute; 17] = {
             ("201", Some("Key")),
         ),
         r(
+            Method::POST,
+            "/api/admin/orgs/{orgId}/leaks",
+            "reportLeaks",
+            "Revoke this organization's keys found in a text (a leak); answers with prefixes, never a key",
+            Some("LeakReport"),
+            ("200", Some("LeakResult")),
+        ),
+        r(
             Method::GET,
             "/api/admin/orgs/{orgId}/keys/{keyId}/usage",
             "keyUsage",
@@ -199,6 +208,7 @@ fn handler(operation: &str, method: MethodFilter) -> Option<MethodRouter<Arc<App
         "updateKey" => on(method, update_key),
         "rollKey" => on(method, roll_key),
         "keyUsage" => on(method, key_usage),
+        "reportLeaks" => on(method, report_leaks),
         "listAuditEvents" => on(method, list_audit_events),
         _ => return None,
     })
@@ -521,6 +531,46 @@ async fn roll_key(
         }
         None => Err(KEY_NOT_FOUND),
     }
+}
+
+async fn report_leaks(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    PathParams(org): PathParams<String>,
+    JsonBody(body): JsonBody<LeakReport>,
+) -> Result<Response, ApiError> {
+    const BAD_FOUND_IN: ApiError =
+        ApiError::invalid("foundIn must be at most 2048 characters, without control characters");
+    const TOO_MANY: ApiError = ApiError::invalid("a leak report may hold at most 100 distinct keys");
+    // The text's length is the body limit's to bound (413 past it).
+    let org = known_org(&state, &caller, &org).await?;
+    let found_in = body.found_in.as_deref();
+    if found_in.is_some_and(|f| f.chars().count() > 2048 || f.chars().any(char::is_control)) {
+        return Err(BAD_FOUND_IN);
+    }
+    let judged = state.auth.report_leaks(org, body.text.as_bytes()).await.map_err(|e| match e {
+        LeakReportError::TooManyKeys(_) => TOO_MANY,
+        LeakReportError::Store(e) => store_error(e),
+    })?;
+    let mut keys = Vec::with_capacity(judged.len());
+    for (found, standing) in &judged {
+        let record = match standing {
+            KeyStanding::Live(r) | KeyStanding::Deleted(r) | KeyStanding::Expired(r) => Some(r),
+            KeyStanding::Unknown => None,
+        };
+        if let KeyStanding::Live(r) = standing {
+            tracing::warn!(org = %r.org, key = %r.id, "leak report: a leaked key was revoked");
+            audit::record(&state, &caller.1, audit::key_revoked_leaked(r, found_in)).await;
+        }
+        keys.push(LeakedKey {
+            prefix: found.key.display_prefix(),
+            line: found.line as u64,
+            column: found.column as u64,
+            standing: standing.reported(),
+            key_id: record.map(|r| r.id.to_string()),
+        });
+    }
+    Ok(Json(LeakResult { keys }).into_response())
 }
 
 async fn key_usage(

@@ -30,8 +30,8 @@ use crate::input::{
 };
 use crate::schema::{
     Agent, AgentConfig, AgentPatch, AuditEvent, AuditEvents, Budget, ChatRequest, ConversationPatch, ConversationView,
-    DashboardToken, ErrorEnvelope, Key, KeyPatch, NewAgent, NewDashboardToken, NewKey, NewOrg, NewTeam, Org, Roll,
-    Team, Usage, Verdict, VerifiedPrincipal, VerifyCall, Widget,
+    DashboardToken, ErrorEnvelope, Key, KeyPatch, LeakReport, LeakResult, NewAgent, NewDashboardToken, NewKey, NewOrg,
+    NewTeam, Org, Roll, Team, Usage, Verdict, VerifiedPrincipal, VerifyCall, Widget,
 };
 
 const BEARER: &str = "bearerAuth";
@@ -324,6 +324,8 @@ fn components() -> utoipa::openapi::Components {
     add::<KeyPatch>(&mut schemas);
     add::<Key>(&mut schemas);
     add::<Roll>(&mut schemas);
+    add::<LeakReport>(&mut schemas);
+    add::<LeakResult>(&mut schemas);
     add::<Usage>(&mut schemas);
     add::<AgentPatch>(&mut schemas);
     add::<NewDashboardToken>(&mut schemas);

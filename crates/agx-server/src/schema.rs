@@ -521,6 +521,43 @@ impl From<&KeyRecord> for Key {
     }
 }
 
+/// `POST /api/admin/orgs/{orgId}/leaks`: a text where keys were found.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LeakReport {
+    /// The text as found (a paste, a file, a log), within the server's
+    /// body limit (64 KiB for the whole body; 413 past it; `agx-server
+    /// scan` reads files of any size). Keys are found
+    /// by their checksum, so examples and look-alikes are not. The text is
+    /// not kept.
+    pub text: String,
+    /// Where it was found (a URL, a path), for the audit log: at most 2,048
+    /// characters, no control characters.
+    #[schema(max_length = 2048)]
+    pub found_in: Option<String>,
+}
+
+/// What a leak report found, each distinct key once, in order.
+#[derive(Serialize, ToSchema)]
+pub struct LeakResult {
+    pub keys: Vec<LeakedKey>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LeakedKey {
+    /// The key's display prefix: never the key.
+    pub prefix: String,
+    /// Where it first appears: 1-based line and byte column.
+    pub line: u64,
+    pub column: u64,
+    /// `revoked` (it was live, and is no longer), `deleted`, `expired`, or
+    /// `unknown`: not this organization's key, or no one's.
+    pub standing: &'static str,
+    /// The organization's key; `null` when unknown.
+    pub key_id: Option<String>,
+}
+
 /// `POST …/keys/{keyId}/roll`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
