@@ -199,7 +199,7 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
     ) -> Result<Option<KeyUpdate>, StoreError> {
         let updated = self.inner.update(org, id, change, at).await?;
         if let Some(u) = &updated {
-            for record in [&u.after].into_iter().chain(&u.shared) {
+            for record in [&u.after].into_iter().chain(u.lineage.iter().map(|(_, after)| after)) {
                 self.keys.revoke(&record.hash).await;
             }
         }

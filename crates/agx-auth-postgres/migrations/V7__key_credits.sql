@@ -1,3 +1,11 @@
+-- Lineage: the first key of a key's rolls (a fresh key is its own). A
+-- change of credits is made to every live key of a lineage, so a key in its
+-- grace period and its replacement spend one balance.
+ALTER TABLE api_keys ADD COLUMN lineage TEXT;
+UPDATE api_keys SET lineage = id;
+ALTER TABLE api_keys ALTER COLUMN lineage SET NOT NULL;
+CREATE INDEX api_keys_lineage ON api_keys (org_id, lineage) WHERE deleted_at IS NULL;
+
 -- Usage credits: NULL initial means the key is not counted. The account's
 -- start is kept in milliseconds since the epoch, as every instance names
 -- the ledger cell from it; the pool is the id of the key the credits were

@@ -205,7 +205,8 @@ fn team_from_row(r: &tokio_postgres::Row) -> Result<TeamRecord, StoreError> {
 
 const KEY_COLUMNS: &str = "id, org_id, name, hash, prefix, scopes, mode, created_at, expires_at, deleted_at, \
                            rate_limit_classes, rate_limit_quotas, lifetime_ms, allowed_networks, \
-                           credits_initial, credits_refill_amount, credits_refill_ms, credits_pool, credits_since_ms";
+                           credits_initial, credits_refill_amount, credits_refill_ms, credits_pool, credits_since_ms, \
+                           lineage";
 
 /// A database error as the store's: constraint violations are the caller's
 /// mistake, anything else means the database cannot answer.
@@ -254,6 +255,7 @@ fn key_from_row(r: &Row) -> Result<KeyRecord, StoreError> {
         rate_limits,
         allowed_networks,
         credits: credits_from_row(r)?,
+        lineage: r.try_get::<_, &str>("lineage").map_err(corrupt)?.parse().map_err(|_| bad("lineage"))?,
     })
 }
 
@@ -350,31 +352,30 @@ impl KeyStore for PgStore {
     ) -> Result<Option<KeyUpdate>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
-        // The key and every live key sharing its credit account, locked in
-        // id order (two updates of one family lock alike, so they cannot
-        // deadlock): the change is made to what is stored now, not to what
-        // a caller read before, so two changes of different limits never
-        // undo each other.
+        lock_org_keys(&tx, org).await?;
+        // The key and every live key of its lineage, as stored now (the
+        // org's lock is held, so no roll adds one meanwhile): the change is
+        // made to what is stored, not to what a caller read before, so two
+        // changes of different limits never undo each other.
         let sql = format!(
-            "SELECT {KEY_COLUMNS} FROM api_keys WHERE org_id = $1 AND deleted_at IS NULL AND (id = $2 OR \
-             credits_pool = (SELECT credits_pool FROM api_keys WHERE org_id = $1 AND id = $2)) ORDER BY id FOR UPDATE"
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE org_id = $1 AND deleted_at IS NULL AND \
+             lineage = (SELECT lineage FROM api_keys WHERE org_id = $1 AND id = $2) ORDER BY id FOR UPDATE"
         );
         let own = id.to_string();
         let rows = tx.query(&sql, &[&org, &own]).await.map_err(db)?;
         let family = rows.iter().map(key_from_row).collect::<Result<Vec<_>, _>>()?;
         let Some(before) = family.iter().find(|r| r.id == id).cloned() else { return Ok(None) };
-        let after = change.apply(&before, at);
+        let account = change.account(&before, at);
+        let after = change.apply(&before, account);
         write_limits(&tx, &after).await?;
-        let mut shared = Vec::new();
-        if let (Some(_), Some(pool)) = (change.credits, before.credits.map(|a| a.pool)) {
-            for sibling in family.iter().filter(|r| r.id != id && r.credits.is_some_and(|a| a.pool == pool)) {
-                let moved = KeyRecord { credits: after.credits, ..sibling.clone() };
-                write_limits(&tx, &moved).await?;
-                shared.push(Arc::new(moved));
-            }
+        let mut lineage = Vec::new();
+        for sibling in family.into_iter().filter(|r| r.id != id) {
+            let moved = change.apply(&sibling, account);
+            write_limits(&tx, &moved).await?;
+            lineage.push((Arc::new(sibling), Arc::new(moved)));
         }
         tx.commit().await.map_err(db)?;
-        Ok(Some(KeyUpdate { before: Arc::new(before), after: Arc::new(after), shared }))
+        Ok(Some(KeyUpdate { before: Arc::new(before), after: Arc::new(after), lineage }))
     }
 
     async fn delete(&self, org: &str, id: KeyId, at: SystemTime) -> Result<bool, StoreError> {
@@ -405,17 +406,24 @@ impl KeyStore for PgStore {
         }
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
+        lock_org_keys(&tx, org).await?;
         // LEAST ignores NULL: a key with no expiry gets the grace deadline, one
         // that would expire sooner keeps its own.
-        let row = tx
-            .query_opt(
-                "UPDATE api_keys SET expires_at = LEAST(expires_at, $3) \
-                 WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING hash",
-                &[&org, &id.to_string(), &old_expires_at],
-            )
-            .await
-            .map_err(db)?;
+        let sql = format!(
+            "UPDATE api_keys SET expires_at = LEAST(expires_at, $3) \
+             WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING {KEY_COLUMNS}"
+        );
+        let row = tx.query_opt(&sql, &[&org, &id.to_string(), &old_expires_at]).await.map_err(db)?;
         let Some(row) = row else { return Ok(None) };
+        let old = key_from_row(&row)?;
+        // The old key's lineage and limits as stored now, under the lock.
+        let replacement = KeyRecord {
+            lineage: old.lineage,
+            rate_limits: old.rate_limits,
+            allowed_networks: old.allowed_networks,
+            credits: old.credits,
+            ..replacement
+        };
         insert_key(&*tx, &replacement).await?;
         notify(&tx, &row).await?;
         tx.commit().await.map_err(db)?;
@@ -435,6 +443,15 @@ impl KeyHashes for PgStore {
             })
             .collect()
     }
+}
+
+/// Serializes the org's rolls and limit changes (`FOR NO KEY UPDATE` of the
+/// org's row: it does not block key creation, whose foreign key takes a
+/// weaker lock). A change of a lineage's credits then sees every key a roll
+/// added, and a roll copies every change made before it.
+async fn lock_org_keys(tx: &tokio_postgres::Transaction<'_>, org: &str) -> Result<(), StoreError> {
+    tx.execute("SELECT 1 FROM organizations WHERE id = $1 FOR NO KEY UPDATE", &[&org]).await.map_err(db)?;
+    Ok(())
 }
 
 /// Writes a key's limits as `r` has them, and tells every instance (the
@@ -483,7 +500,7 @@ async fn insert_key<C: tokio_postgres::GenericClient>(client: &C, r: &KeyRecord)
     let hash = r.hash.0.as_slice();
     // One statement, so the row and the `issued:` notice (which filters of
     // known keys on every instance learn new keys from) commit together.
-    let (id, mode) = (r.id.to_string(), r.mode.as_str());
+    let (id, mode, lineage) = (r.id.to_string(), r.mode.as_str(), r.lineage.to_string());
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![
         &id,
         &r.org,
@@ -502,12 +519,13 @@ async fn insert_key<C: tokio_postgres::GenericClient>(client: &C, r: &KeyRecord)
         &networks,
     ];
     params.extend(c.params());
+    params.push(&lineage);
     client
         .execute(
             "WITH inserted AS (INSERT INTO api_keys (id, org_id, name, hash, prefix, scopes, mode, created_at, \
              expires_at, deleted_at, rate_limit_classes, rate_limit_quotas, lifetime_ms, allowed_networks, \
-             credits_initial, credits_refill_amount, credits_refill_ms, credits_pool, credits_since_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15, $16, $17, $18, $19, $20) \
+             credits_initial, credits_refill_amount, credits_refill_ms, credits_pool, credits_since_ms, lineage) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15, $16, $17, $18, $19, $20, $21) \
              RETURNING hash) \
              SELECT pg_notify($14, 'issued:' || encode(hash, 'hex')) FROM inserted",
             &params,

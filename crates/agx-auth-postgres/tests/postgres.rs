@@ -676,7 +676,7 @@ async fn concurrent_changes_of_different_limits_both_hold_and_credits_follow_a_r
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(update.shared.iter().map(|r| r.id).collect::<Vec<_>>(), [old.id]);
+    assert_eq!(update.lineage.iter().map(|(_, r)| r.id).collect::<Vec<_>>(), [old.id]);
     let statuses = [
         status(&a, old_key.expose_secret()).await,
         status(&a, new_key.expose_secret()).await,
@@ -684,4 +684,27 @@ async fn concurrent_changes_of_different_limits_both_hold_and_credits_follow_a_r
         status(&a, new_key.expose_secret()).await,
     ];
     assert_eq!(statuses, [200, 200, 403, 403], "two credits between the two halves, not two each");
+
+    // A roll racing a change of the key's limits: whichever comes first,
+    // the new key has the change, and shares the credits.
+    for i in 0..30 {
+        let (_, record) = a
+            .issue_key(KeySpec::new("org_1", format!("r{i}")).credits(Credits { initial: 5, refill: None }))
+            .await
+            .unwrap();
+        let change = KeyChange::default().allowed_networks([net]).credits(Some(Credits { initial: 7, refill: None }));
+        let (rolled, changed) = tokio::join!(
+            a.roll_key("org_1", record.id, Duration::from_secs(60)),
+            b.update_key("org_1", record.id, change)
+        );
+        let (_, new) = rolled.unwrap().unwrap();
+        changed.unwrap().unwrap();
+        let (old, new) = (
+            a.store().get("org_1", record.id).await.unwrap().unwrap(),
+            a.store().get("org_1", new.id).await.unwrap().unwrap(),
+        );
+        assert_eq!(new.allowed_networks, [net], "run {i}: the rolled key lost the network change");
+        assert_eq!(new.credits, old.credits, "run {i}: the halves do not share one account");
+        assert_eq!(new.credits.map(|c| c.credits.initial), Some(7), "run {i}");
+    }
 }

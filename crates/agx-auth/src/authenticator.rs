@@ -770,10 +770,12 @@ impl Authenticator {
             credits: None,
         };
         let (key, mut record) = self.new_record(spec)?;
-        // The same account, not a copy of it: the old key in its grace
-        // period and the new one spend from one cell, and a roll refills
-        // nothing.
+        // The same lineage and account, not a copy: the old key in its
+        // grace period and the new one spend from one cell, and a roll
+        // refills nothing. (The store takes both, and the limits, from the
+        // old key as stored when it rolls.)
         record.credits = old.credits;
+        record.lineage = old.lineage;
         let until = now
             .checked_add(grace)
             .ok_or(StoreError::Conflict("the grace period is longer than time can represent".into()))?;
@@ -814,6 +816,7 @@ impl Authenticator {
             rate_limits: spec.rate_limits,
             allowed_networks: spec.allowed_networks,
             credits: spec.credits.map(|credits| CreditAccount::starting(credits, id, now)),
+            lineage: id,
         };
         Ok((key, record))
     }

@@ -138,15 +138,25 @@ async fn a_roll_shares_the_credits_and_an_update_sets_them_afresh() {
     let account = update.after.credits.unwrap();
     assert_eq!((account.pool, account.since), (old.id, agx_auth::Clock::now(&*clock)));
     // The old half, in its grace period, has the same fresh account.
-    assert_eq!(update.shared.iter().map(|r| (r.id, r.credits)).collect::<Vec<_>>(), [(old.id, Some(account))]);
+    let lineage: Vec<_> = update.lineage.iter().map(|(_, r)| (r.id, r.credits)).collect();
+    assert_eq!(lineage, [(old.id, Some(account))]);
     assert_eq!(call(&auth, Method::POST, CHAT, &new_key).await, Ok(Some(3)));
     assert_eq!(call(&auth, Method::POST, CHAT, &old_key).await, Ok(Some(2)));
     // Taking credits away leaves the key uncounted; nothing else changes.
     let update = auth.update_key("o1", new.id, KeyChange::default().credits(None)).await.unwrap().unwrap();
     let after = update.after;
     assert!(after.credits.is_none());
-    assert!(update.shared[0].credits.is_none(), "both halves stop counting");
+    assert!(update.lineage[0].1.credits.is_none(), "both halves stop counting");
     assert_eq!(call(&auth, Method::POST, CHAT, &old_key).await, Ok(None));
+    // Given again to one half, they are the other's again: one lineage.
+    clock.advance(Duration::from_millis(1));
+    let change = KeyChange::default().credits(Some(Credits { initial: 1, refill: None }));
+    let update = auth.update_key("o1", old.id, change).await.unwrap().unwrap();
+    assert_eq!(update.lineage.iter().map(|(_, r)| r.id).collect::<Vec<_>>(), [new.id]);
+    assert_eq!(call(&auth, Method::POST, CHAT, &new_key).await, Ok(Some(0)));
+    assert_eq!(call(&auth, Method::POST, CHAT, &old_key).await, Err("CREDITS_EXHAUSTED"));
+    let change = KeyChange::default().credits(None);
+    auth.update_key("o1", new.id, change).await.unwrap().unwrap();
     assert_eq!((after.name.as_str(), after.hash), (new.name.as_str(), new.hash));
     assert_eq!(call(&auth, Method::POST, CHAT, &new_key).await, Ok(None));
     // Another org's key is not found.

@@ -463,9 +463,10 @@ async fn update_key(
     if !entry.changes.is_empty() {
         audit::record(&state, &caller.1, entry).await;
     }
-    // A roll's other half shares the credits: its change is its own event.
-    for sibling in &update.shared {
-        audit::record(&state, &caller.1, audit::credits_shared(sibling, id)).await;
+    // A roll's other half was changed with it: its change is its own event.
+    for (before, after) in &update.lineage {
+        let entry = audit::key_updated(before, after, credits_set).change("changedWith", id.to_string());
+        audit::record(&state, &caller.1, entry).await;
     }
     Ok(Json(shown(&state, &update.after).await).into_response())
 }

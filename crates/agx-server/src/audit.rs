@@ -87,14 +87,6 @@ pub fn key_rolled(old: KeyId, old_expires_at: Option<SystemTime>, new: &KeyRecor
         .change("expiresAt", old_expires_at.map(time::format).unwrap_or_default())
 }
 
-/// A key whose credits changed because a key sharing them (`with`, a roll's
-/// other half) was given new ones.
-pub fn credits_shared(r: &KeyRecord, with: KeyId) -> AuditEntry {
-    AuditEntry::new(&r.org, AuditAction::KeyUpdated, r.id.to_string())
-        .change("credits", credits(r))
-        .change("sharedWith", with.to_string())
-}
-
 pub fn key_deleted(org: &str, id: KeyId) -> AuditEntry {
     AuditEntry::new(org, AuditAction::KeyDeleted, id.to_string())
 }

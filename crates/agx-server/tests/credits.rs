@@ -133,7 +133,7 @@ async fn credits_hold(base: &str) -> (String, String) {
     assert_eq!(statuses, [200, 200, 403, 403], "two between the halves, not two each");
     let (_, log) = admin(base, "GET", "/orgs/acme/audit-log?limit=2", "").await;
     assert_eq!(log["events"][0]["target"], old_id, "{log}");
-    assert_eq!(log["events"][0]["changes"], json!({"credits": "2", "sharedWith": new_id}));
+    assert_eq!(log["events"][0]["changes"], json!({"credits": "2", "changedWith": new_id}));
     assert_eq!(log["events"][1]["target"], new_id);
 
     let (status, fifty) =

@@ -22,5 +22,6 @@ pub fn record(rng: &SystemRandom) -> KeyRecord {
         rate_limits: Vec::new(),
         allowed_networks: Vec::new(),
         credits: None,
+        lineage: KeyId(0),
     }
 }

@@ -142,24 +142,22 @@ impl KeyStore for MemoryStore {
         self.check()?;
         let mut inner = self.write();
         let Some(before) = Self::live_key(&inner, org, id).cloned() else { return Ok(None) };
-        let after = Arc::new(change.apply(&before, at));
+        let account = change.account(&before, at);
+        let after = Arc::new(change.apply(&before, account));
         inner.keys.insert(after.hash, after.clone());
-        let mut shared = Vec::new();
-        if let (Some(_), Some(pool)) = (change.credits, before.credits.map(|a| a.pool)) {
-            let siblings: Vec<Arc<KeyRecord>> = inner
-                .keys
-                .values()
-                .filter(|r| r.org == org && r.id != id && r.deleted_at.is_none())
-                .filter(|r| r.credits.is_some_and(|a| a.pool == pool))
-                .cloned()
-                .collect();
-            for sibling in siblings {
-                let moved = Arc::new(KeyRecord { credits: after.credits, ..KeyRecord::clone(&sibling) });
-                inner.keys.insert(moved.hash, moved.clone());
-                shared.push(moved);
-            }
+        let siblings: Vec<Arc<KeyRecord>> = inner
+            .keys
+            .values()
+            .filter(|r| r.org == org && r.id != id && r.deleted_at.is_none() && r.lineage == before.lineage)
+            .cloned()
+            .collect();
+        let mut lineage = Vec::with_capacity(siblings.len());
+        for sibling in siblings {
+            let moved = Arc::new(change.apply(&sibling, account));
+            inner.keys.insert(moved.hash, moved.clone());
+            lineage.push((sibling, moved));
         }
-        Ok(Some(KeyUpdate { before, after, shared }))
+        Ok(Some(KeyUpdate { before, after, lineage }))
     }
 
     async fn delete(&self, org: &str, id: KeyId, at: SystemTime) -> Result<bool, StoreError> {
@@ -189,8 +187,14 @@ impl KeyStore for MemoryStore {
         }
         let expires_at = Some(old.expires_at.map_or(old_expires_at, |at| at.min(old_expires_at)));
         let old = Arc::new(KeyRecord { expires_at, ..KeyRecord::clone(old) });
+        let new = Arc::new(KeyRecord {
+            lineage: old.lineage,
+            rate_limits: old.rate_limits.clone(),
+            allowed_networks: old.allowed_networks.clone(),
+            credits: old.credits,
+            ..replacement
+        });
         inner.keys.insert(old.hash, old);
-        let new = Arc::new(replacement);
         inner.ids.insert(new.id, new.hash);
         inner.keys.insert(new.hash, new.clone());
         Ok(Some(new))

@@ -47,17 +47,22 @@ pub struct KeyRecord {
     pub allowed_networks: Vec<IpNet>,
     /// Usage credits; `None` means the key is not counted.
     pub credits: Option<CreditAccount>,
+    /// The first key of this key's rolls: a key issued fresh is its own,
+    /// and a roll passes it on. A change of credits is made to every live
+    /// key of a lineage, so that a key in its grace period and the key it
+    /// was rolled into spend one balance, whatever was done to either.
+    pub lineage: KeyId,
 }
 
-/// What [`KeyStore::update`] did: the key before and after, and the other
-/// live keys whose credits changed with it (those sharing its account: a
-/// roll's other half), as they are now, so that a cache forgets them too
-/// and an audit log names them.
+/// What [`KeyStore::update`] did: the key before and after, and the same
+/// for the other live keys of its lineage (a roll's other half), which
+/// were changed with it, so that a cache forgets them too and an audit log
+/// names them.
 #[derive(Clone, Debug)]
 pub struct KeyUpdate {
     pub before: Arc<KeyRecord>,
     pub after: Arc<KeyRecord>,
-    pub shared: Vec<Arc<KeyRecord>>,
+    pub lineage: Vec<(Arc<KeyRecord>, Arc<KeyRecord>)>,
 }
 
 impl KeyRecord {
@@ -186,10 +191,12 @@ impl KeyChange {
         self.rate_limits.is_none() && self.allowed_networks.is_none() && self.credits.is_none()
     }
 
-    /// `record` with the change made at `at`: what a store writes, holding
-    /// the record's lock, so that two changes of different limits never
-    /// undo each other.
-    pub fn apply(&self, record: &KeyRecord, at: SystemTime) -> KeyRecord {
+    /// `record` with the change made, and `account` ([`KeyChange::account`]
+    /// of the key the change names) as its credits if the change gives
+    /// any: what a store writes, holding the record's lock, to the key and
+    /// to every live key of its lineage, so that two changes never undo
+    /// each other and a roll's halves keep one set of limits and credits.
+    pub fn apply(&self, record: &KeyRecord, account: Option<Option<CreditAccount>>) -> KeyRecord {
         let mut after = record.clone();
         if let Some(limits) = &self.rate_limits {
             after.rate_limits = limits.clone();
@@ -197,19 +204,28 @@ impl KeyChange {
         if let Some(networks) = &self.allowed_networks {
             after.allowed_networks = networks.clone();
         }
-        if let Some(account) = self.account(record, at) {
+        if let Some(account) = account {
             after.credits = account;
         }
         after
     }
 
-    /// The credit account the change gives `record` and every live key
-    /// sharing its account, if it changes credits. Credits given again
-    /// start afresh at `at` in the same pool, so a roll's two halves still
-    /// spend one balance; `Some(None)` stops counting them.
+    /// The credit account the change gives `record`'s lineage, if it
+    /// changes credits: afresh, from `at` (or a millisecond after the
+    /// account it replaces, so that credits set twice in one millisecond
+    /// still start a new cell), in the lineage's pool; `Some(None)` stops
+    /// counting.
     pub fn account(&self, record: &KeyRecord, at: SystemTime) -> Option<Option<CreditAccount>> {
-        let pool = record.credits.map_or(record.id, |a| a.pool);
-        self.credits.map(|credits| credits.map(|credits| CreditAccount::starting(credits, pool, at)))
+        let fresh = |credits| {
+            let mut account = CreditAccount::starting(credits, record.lineage, at);
+            if let Some(old) = record.credits
+                && old.since >= account.since
+            {
+                account.since = old.since + Duration::from_millis(1);
+            }
+            account
+        };
+        self.credits.map(|credits| credits.map(fresh))
     }
 }
 
@@ -303,9 +319,10 @@ pub trait KeyStore: Send + Sync + 'static {
     /// The org's keys that are not deleted, oldest first.
     async fn list(&self, org: &str) -> Result<Vec<Arc<KeyRecord>>, StoreError>;
     /// Makes `change` to the org's live key at `at` ([`KeyChange::apply`]),
-    /// under the key's lock, and a change of credits to every live key of
-    /// the org sharing its account; tells every cache. `None` when the org
-    /// has no such live key.
+    /// under the key's lock, and to every live key of its lineage; tells
+    /// every cache. Serialized with [`KeyStore::roll`]
+    /// in the org, so that a key rolled meanwhile is changed too. `None`
+    /// when the org has no such live key.
     async fn update(
         &self,
         org: &str,
@@ -316,8 +333,11 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Marks the key deleted; `false` when the org has no such live key.
     async fn delete(&self, org: &str, id: KeyId, at: SystemTime) -> Result<bool, StoreError>;
     /// In one step, sets the old key to expire at `old_expires_at` (or sooner
-    /// if it already would) and stores `replacement`. `None` when the org has
-    /// no such live key.
+    /// if it already would) and stores `replacement`, with the old key's
+    /// lineage and limits (rate limits, networks, credits) as they are
+    /// stored at that moment, not as the caller read them: a change made
+    /// meanwhile is the new key's too. `None` when the org has no such live
+    /// key.
     async fn roll(
         &self,
         org: &str,
