@@ -23,7 +23,7 @@ use http::Method;
 use crate::audit;
 use crate::dashboard::{Caller, NO_ORG};
 use crate::errors::{ApiError, JsonBody, PathParams, QueryParams};
-use crate::input::{MAX_LIST, check_name, host, network};
+use crate::input::{MAX_FOUND_IN, MAX_LIST, check_name, check_optional, host, network};
 use crate::routing::{self, RouterError};
 use crate::schema::{
     Agent, AgentPatch, AuditEvent, AuditEvents, AuditQuery, DashboardToken, Key, KeyPatch, LeakReport, LeakResult,
@@ -541,14 +541,12 @@ async fn report_leaks(
     JsonBody(body): JsonBody<LeakReport>,
 ) -> Result<Response, ApiError> {
     const BAD_FOUND_IN: ApiError =
-        ApiError::invalid("foundIn must be at most 2048 characters, without control characters");
+        ApiError::invalid("foundIn must be 1 to 2048 characters, not blank, without control characters");
     const TOO_MANY: ApiError = ApiError::invalid("a leak report may hold at most 100 distinct keys");
     // The text's length is the body limit's to bound (413 past it).
     let org = known_org(&state, &caller, &org).await?;
     let found_in = body.found_in.as_deref();
-    if found_in.is_some_and(|f| f.chars().count() > 2048 || f.chars().any(char::is_control)) {
-        return Err(BAD_FOUND_IN);
-    }
+    check_optional(found_in, MAX_FOUND_IN, BAD_FOUND_IN)?;
     let judged = state.auth.report_leaks(org, body.text.as_bytes()).await.map_err(|e| match e {
         LeakReportError::TooManyKeys(_) => TOO_MANY,
         LeakReportError::Store(e) => store_error(e),

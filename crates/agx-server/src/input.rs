@@ -24,6 +24,8 @@ pub const MAX_PAGE: usize = 100;
 pub const MAX_LIST: usize = 100;
 /// Any request body.
 pub const BODY_LIMIT: usize = 64 * 1024;
+/// The longest place a leak report may name (a URL, a path).
+pub const MAX_FOUND_IN: usize = 2048;
 
 /// Text that every store can hold: no NUL, and no other ASCII control
 /// character but tab, line feed and carriage return.

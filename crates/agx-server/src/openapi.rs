@@ -393,6 +393,7 @@ fn apply_rules(doc: &mut Value, routes: &Routes) {
         ("AgentPatch", "name", name.clone()),
         ("AgentPatch", "allowedDomains", domains),
         ("NewDashboardToken", "name", name.clone()),
+        ("LeakReport", "foundIn", text(crate::input::MAX_FOUND_IN)),
         ("NewTeam", "name", name.clone()),
         ("NewTeam", "id", id.clone()),
         ("NewTeam", "agentIds", json!({"type": "array", "maxItems": MAX_LIST, "uniqueItems": true, "items": id})),

@@ -531,9 +531,8 @@ pub struct LeakReport {
     /// by their checksum, so examples and look-alikes are not. The text is
     /// not kept.
     pub text: String,
-    /// Where it was found (a URL, a path), for the audit log: at most 2,048
-    /// characters, no control characters.
-    #[schema(max_length = 2048)]
+    /// Where it was found (a URL, a path), for the audit log: 1 to 2,048
+    /// characters, not blank, no control characters.
     pub found_in: Option<String>,
 }
 
