@@ -6,6 +6,9 @@
 //!
 //! `cargo build --release -p agx-auth --example verdict_loop` then
 //! `valgrind --tool=callgrind target/release/examples/verdict_loop 20000`.
+//! With `credits` after the count, the key carries exactly that many usage
+//! credits, so every verdict also spends one from the in-process ledger
+//! (and the last leaves none).
 
 use std::future::Future;
 use std::pin::pin;
@@ -28,6 +31,7 @@ fn ready<F: Future>(f: F) -> F::Output {
 
 fn main() {
     let n: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let counted = std::env::args().nth(2).as_deref() == Some("credits");
     let store = Arc::new(MemoryStore::new());
     store.insert_org("org_1", "Acme");
     store.insert_agent(AgentRecord::new("agent_1", "org_1", "Support"));
@@ -35,7 +39,11 @@ fn main() {
     let limits = RateLimits::default().with(EndpointClass::CONFIG, quota);
     let clock = Arc::new(ManualClock::new(SystemTime::now()));
     let auth = Authenticator::builder(store.clone(), store).rate_limits(limits).clock(clock.clone()).build();
-    let (key, _) = ready(auth.issue_key(KeySpec::new("org_1", "bench"))).expect("a key");
+    let mut spec = KeySpec::new("org_1", "bench");
+    if counted {
+        spec = spec.credits(agx_auth::Credits { initial: n, refill: None });
+    }
+    let (key, _) = ready(auth.issue_key(spec)).expect("a key");
     let mut headers = HeaderMap::new();
     let bearer = HeaderValue::try_from(format!("Bearer {}", key.expose_secret())).expect("an ASCII key");
     headers.insert("authorization", bearer);
@@ -45,6 +53,7 @@ fn main() {
     for _ in 0..n {
         clock.advance(Duration::from_nanos(quota.interval_ns()));
         if let Outcome::Allow(grant) = ready(auth.authenticate(&Method::GET, "/api/public/agents/agent_1", &headers)) {
+            assert_eq!(grant.credits_remaining(), counted.then(|| n - admitted - 1));
             out.clear();
             grant.apply_headers(&mut out);
             admitted += 1;

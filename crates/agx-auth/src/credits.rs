@@ -220,11 +220,11 @@ impl CreditLedger for MemoryLedger {
         now: SystemTime,
     ) -> Lookup<'_, Result<CreditDecision, LedgerError>> {
         let mut cells = self.cells();
-        let name = (account.pool, account.epoch_ms());
-        let cell = cells.get(&name).copied().unwrap_or_default();
-        let (decision, stored) = spend_credits(cell, &account.credits, account.period(now), cost);
+        // One probe: a fresh cell is (0, 0), the same as none.
+        let cell = cells.entry((account.pool, account.epoch_ms())).or_default();
+        let (decision, stored) = spend_credits(*cell, &account.credits, account.period(now), cost);
         if let Some(stored) = stored {
-            cells.insert(name, stored);
+            *cell = stored;
         }
         Lookup::ready(Ok(decision))
     }
