@@ -130,8 +130,9 @@ async fn a_killed_primary_fails_over_to_its_replica_and_the_spent_budget_survive
         let admitted = matches!(redis.check(spent, CHAT, q, t).await.unwrap(), RateDecision::Admit(_));
         assert_eq!(admitted, n < 10);
     }
-    // Replication is asynchronous: give the replica the writes before the kill.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Replication is asynchronous: the replica must hold the writes before
+    // the kill (a fixed wait lost them on a loaded machine).
+    cluster.until_replicated(victim, Duration::from_secs(5)).await.unwrap();
     cluster.kill(victim).await.unwrap();
 
     let (took, refused, decision) = until_answered(&redis, spent, q, t).await;

@@ -144,6 +144,37 @@ impl RedisCluster {
         }
     }
 
+    /// Waits until every replica of the primary on `port` has acknowledged
+    /// all it was sent (`INFO replication`: each `slaveN` offset equals the
+    /// primary's `master_repl_offset`), for up to `within`. Replication is
+    /// asynchronous: a test that kills a primary after writing must wait
+    /// for this, not for a fixed time, or a loaded machine loses the writes.
+    pub async fn until_replicated(&self, port: u16, within: Duration) -> Result<Duration, String> {
+        let started = std::time::Instant::now();
+        loop {
+            let info = cli(port, &["INFO", "replication"]).await?;
+            let field = |line: &str, name: &str| {
+                line.split(',').find_map(|kv| kv.strip_prefix(name)).and_then(|v| v.trim().parse::<u64>().ok())
+            };
+            let primary = info.lines().find_map(|l| field(l, "master_repl_offset:"));
+            let replicas: Vec<u64> = info
+                .lines()
+                .filter(|l| l.starts_with("slave") && l.contains("offset="))
+                .filter_map(|l| field(l.split_once(':').map_or(l, |(_, v)| v), "offset="))
+                .collect();
+            if let Some(primary) = primary
+                && !replicas.is_empty()
+                && replicas.iter().all(|&r| r >= primary)
+            {
+                return Ok(started.elapsed());
+            }
+            if started.elapsed() > within {
+                return Err(format!("the replicas of {port} did not catch up within {within:?}: {info}"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// SIGKILL to the node on `port`: no shutdown, no last words.
     pub async fn kill(&mut self, port: u16) -> Result<(), String> {
         let node = self.nodes.iter_mut().find(|n| n.port == port).ok_or("no such node")?;
