@@ -37,7 +37,23 @@ impl RedisCluster {
     /// Starts `primaries` primaries with `replicas` replicas each, or says
     /// why not (`redis-server` or `redis-cli` missing, a node that does not
     /// start, a cluster that does not form within 20 s).
+    ///
+    /// The ports are found free, then let go for the nodes to take; on a
+    /// busy machine another process can take one first (an outgoing
+    /// connection's ephemeral port, say), so a node that does not come up
+    /// makes the start try again, up to three times, on other ports.
     pub async fn start(primaries: usize, replicas: usize) -> Result<RedisCluster, String> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match Self::start_once(primaries, replicas).await {
+                Err(why) if tries < 3 && why.contains("did not answer") => continue,
+                started => return started,
+            }
+        }
+    }
+
+    async fn start_once(primaries: usize, replicas: usize) -> Result<RedisCluster, String> {
         let count = primaries * (1 + replicas);
         let dir = std::env::temp_dir().join(format!("agx-redis-cluster-{}-{}", std::process::id(), unique()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
